@@ -1,0 +1,182 @@
+"""The raftkit command line: a thin table from commands to library functions.
+
+Heavy libraries are imported inside the handlers, so `raftkit --help` answers at once. Every
+RaftkitError becomes one line on stderr and exit code 2; nothing the user typed yields a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+
+
+def _add_config_args(p: argparse.ArgumentParser, config_help: str = "YAML recipe") -> None:
+    p.add_argument("--config", help=config_help)
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value (repeatable); wins over the YAML")
+
+
+def _retrieval_config(args):
+    from raftkit import config
+
+    return config.load(config.RaftkitConfig, getattr(args, "config", None), args.set)
+
+
+def cmd_index_build(args) -> None:
+    from raftkit.retrieval.index import build_index
+
+    cfg = _retrieval_config(args)
+    cfg.retrieval.indexes_dir = args.indexes_dir
+    index = build_index(args.docs, args.name, cfg, overwrite=args.overwrite)
+    c = index.manifest["counts"]
+    print(f"built index '{index.name}' at {index.path}: {c['documents']} documents, {c['chunks']} chunks "
+          f"({index.manifest['index']['effective_kind']})")
+
+
+def cmd_index_update(args) -> None:
+    from raftkit.retrieval.index import update_index
+
+    index, s = update_index(args.docs, args.name, args.indexes_dir, args.set)
+    print(f"updated index '{index.name}': {s.added} added, {s.changed} changed, {s.deleted} deleted, "
+          f"{s.unchanged} unchanged documents; embedded {s.chunks_embedded} of {s.chunks_total} chunks "
+          f"in {s.embed_seconds:.1f}s")
+
+
+def cmd_index_query(args) -> None:
+    from raftkit.retrieval.index import load_index
+
+    hits = load_index(args.name, args.indexes_dir, args.set).search([args.text], args.k)[0]
+    if args.json:
+        print(json.dumps([{"rank": h.rank, "score": h.score, **h.chunk.to_dict()} for h in hits], indent=2))
+        return
+    for h in hits:
+        snippet = " ".join(h.chunk.text.split())[:100]
+        print(f"{h.rank:>2}  {h.score:.3f}  {h.chunk.id}  {snippet}")
+
+
+def cmd_ask(args) -> None:
+    from raftkit.generate import make_generator
+    from raftkit.retrieval.index import load_index
+    from raftkit.retrieval.rag import answer_questions
+
+    index = load_index(args.name, args.indexes_dir, args.set)
+    gen_cfg = index.cfg.generation
+    if args.model:
+        gen_cfg.model = args.model
+    result = answer_questions(index, make_generator(gen_cfg), [args.question], args.k or index.cfg.retrieval.top_k)[0]
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(result.answer)
+        print(f"sources: {', '.join(result.sources)}")
+
+
+def _lazy(target: str):
+    """A handler living in another module ('pkg.mod:function'), imported only when run."""
+    def handler(args):
+        module, _, func = target.partition(":")
+        return getattr(importlib.import_module(module), func)(args)
+    return handler
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="raftkit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    index = sub.add_parser("index", help="build, update and query a FAISS index of documents")
+    isub = index.add_subparsers(dest="index_command", required=True, metavar="ACTION")
+    for action, fn, text in (("build", cmd_index_build, "index a folder of documents"),
+                             ("update", cmd_index_update, "re-embed only added/changed documents, drop deleted")):
+        p = isub.add_parser(action, help=text)
+        p.add_argument("docs", help="folder (searched recursively) or .jsonl corpus")
+        p.add_argument("--name", required=True, help="index name (a folder under --indexes-dir)")
+        p.add_argument("--indexes-dir", default="indexes")
+        if action == "build":
+            _add_config_args(p, "YAML with retrieval/generation sections")
+            p.add_argument("--overwrite", action="store_true", help="replace an existing index")
+        else:
+            p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                           help="override a search setting; embedder and chunking are the index's own")
+        p.set_defaults(func=fn)
+    p = isub.add_parser("query", help="ranked chunks for a text")
+    p.add_argument("name")
+    p.add_argument("text")
+    p.add_argument("-k", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--indexes-dir", default="indexes")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.set_defaults(func=cmd_index_query)
+
+    p = sub.add_parser("ask", help="plain-RAG baseline: retrieve, then answer with the generator")
+    p.add_argument("name", help="index name")
+    p.add_argument("question")
+    p.add_argument("--model", help="generator (default: the index config's, smollm2-135m-instruct)")
+    p.add_argument("-k", type=int, default=0, help="chunks to retrieve (default: retrieval.top_k)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--indexes-dir", default="indexes")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("build-dataset", help="write RAFT training data from a folder of documents")
+    p.add_argument("docs")
+    _add_config_args(p, "YAML recipe (e.g. recipes/raft_build.yaml)")
+    p.add_argument("--out", help="output folder (default: datasets/<docs folder name>)")
+    p.add_argument("--qa", help="bring your own questions: a QA .jsonl (skips question writing)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=_lazy("raftkit.raft.build:command"))
+
+    p = sub.add_parser("train", help="SFT, DPO, reward model or RLHF with full/LoRA/QLoRA")
+    p.add_argument("--config", required=True, help="YAML recipe (recipes/<stage>_<method>[_tiny].yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    p.add_argument("--launcher", choices=["none", "accelerate"], default="none")
+    p.add_argument("--accelerate-config", help="with --launcher accelerate: recipes/accelerate/*.yaml")
+    p.set_defaults(func=_lazy("raftkit.train.run:command"))
+
+    p = sub.add_parser("export", help="merge a LoRA adapter into a standalone model")
+    p.add_argument("run", help="run folder of `raftkit train`")
+    p.add_argument("--merge", action="store_true", help="merge the adapter into the base weights")
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_lazy("raftkit.train.export:command"))
+
+    p = sub.add_parser("compare", help="score base, RAG, fine-tuned and RAFT systems; write a report")
+    p.add_argument("--config", required=True, help="YAML (recipes/compare*.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    p.set_defaults(func=_lazy("raftkit.compare.run:command"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `raftkit` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    from raftkit.errors import RaftkitError
+    from raftkit.ui import quiet_libraries
+
+    quiet_libraries()
+    try:
+        args.func(args)
+    except RaftkitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if os.environ.get("RAFTKIT_DEBUG") == "1":
+            raise
+        first = str(e).splitlines()[0] if str(e) else ""
+        print(f"error: unexpected {type(e).__name__}: {first} (RAFTKIT_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Retrieval: load documents, chunk them, embed them, keep a FAISS index, answer with RAG."""
