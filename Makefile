@@ -36,7 +36,7 @@ demo: install
 	@echo "== 1/2 index the demo corpus (v1)"
 	$(RAFTKIT) index build corpora/demo/v1 --name demo-v1 --overwrite
 	@echo "== 2/2 ask the plain-RAG baseline"
-	$(RAFTKIT) ask demo-v1 "What port does the server listen on by default?"
+	$(RAFTKIT) ask demo-v1 "On which port does a Tarnwick node serve its HTTP API?"
 
 bench: install
 	$(PY) benchmarks/retrieval.py
