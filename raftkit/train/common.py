@@ -1,0 +1,270 @@
+"""What every stage shares: the dataset (opened and checked before any model), the model (full, LoRA
+or 4-bit QLoRA from the same code path), TRL arguments for CPU or CUDA, and the run folder record."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+from raftkit import atomic, models
+from raftkit.errors import RaftkitError
+from raftkit.train.config import TrainConfig
+
+# The columns each stage reads; alternatives in order of preference.
+STAGE_COLUMNS = {
+    "sft": [("prompt", "completion"), ("messages",)],
+    "dpo": [("prompt", "chosen", "rejected")],
+    "reward": [("prompt", "chosen", "rejected")],
+    "rlhf": [("prompt",)],
+}
+RLHF_EXTRA = ("answer", "context")  # used by the rule rewards when present
+
+
+# ----------------------------------------------------------------------------- data
+def _open(path: str, split_files: dict | None = None):
+    """A DatasetDict from a build-dataset folder, a save_to_disk folder, .jsonl files or an HF id."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    p = Path(path).expanduser()
+    if split_files:
+        return datasets.load_dataset("json", data_files=split_files)
+    if p.is_dir():
+        target = p / "dataset" if (p / "dataset").is_dir() else p
+        try:
+            ds = datasets.load_from_disk(str(target))
+        except FileNotFoundError:
+            raise RaftkitError(f"data.path {path}: not a build-dataset or save_to_disk folder") from None
+        return ds if isinstance(ds, datasets.DatasetDict) else datasets.DatasetDict({"train": ds})
+    if p.suffix in (".jsonl", ".json"):
+        raise RaftkitError(f"data.path {path}: file not found")
+    try:
+        return datasets.load_dataset(path)
+    except Exception as e:
+        raise RaftkitError(f"data.path {path}: not a local dataset and not loadable from the Hub "
+                           f"({type(e).__name__})") from None
+
+
+def load_data(cfg: TrainConfig):
+    """(train, eval or None) datasets holding only the columns `cfg.stage` needs; raises RaftkitError naming missing ones."""
+    d = cfg.data
+    files = None
+    if d.path.endswith((".jsonl", ".json")) and Path(d.path).is_file():
+        files = {"train": d.path}
+        if d.eval_path:
+            if not Path(d.eval_path).is_file():
+                raise RaftkitError(f"data.eval_path {d.eval_path}: file not found")
+            files["eval"] = d.eval_path
+    ds = _open(d.path, files)
+    train_split = "train" if files else d.train_split
+    if train_split not in ds:
+        raise RaftkitError(f"data.path {d.path}: no split '{train_split}' (has: {', '.join(ds)})")
+    train = ds[train_split]
+    eval_split = "eval" if files else d.eval_split
+    evals = ds[eval_split] if eval_split in ds else None
+    columns = pick_columns(cfg.stage, train.column_names, d.path)
+    if cfg.stage == "rlhf":
+        columns += [c for c in RLHF_EXTRA if c in train.column_names]
+    if d.max_samples:
+        train = train.select(range(min(d.max_samples, len(train))))
+        evals = evals.select(range(min(d.max_samples, len(evals)))) if evals is not None else None
+    if len(train) == 0:
+        raise RaftkitError(f"data.path {d.path}: the '{train_split}' split is empty")
+    train = train.select_columns(columns)
+    if evals is not None:
+        missing = [c for c in columns if c not in evals.column_names]
+        evals = None if missing or len(evals) == 0 else evals.select_columns(columns)
+    return train, evals
+
+
+def pick_columns(stage: str, have: list[str], where: str) -> list[str]:
+    """The first column set of `stage` that `have` covers; else RaftkitError naming what is missing."""
+    for option in STAGE_COLUMNS[stage]:
+        if all(c in have for c in option):
+            return list(option)
+    wanted = " or ".join("+".join(o) for o in STAGE_COLUMNS[stage])
+    missing = [c for c in STAGE_COLUMNS[stage][0] if c not in have]
+    hint = " (reward and dpo need preference pairs)" if stage in ("dpo", "reward") else ""
+    raise RaftkitError(f"dataset {where} lacks column(s) {', '.join(missing)} needed by stage '{stage}'{hint}: "
+                       f"it needs {wanted}; it has {', '.join(have) or 'none'}")
+
+
+# ----------------------------------------------------------------------------- model
+def on_cuda(cfg: TrainConfig) -> bool:
+    return models.device(cfg.device) == "cuda"
+
+
+def base_and_adapter(name: str) -> tuple[str, str | None]:
+    """(user-facing base model name, adapter folder or None) for a model name or a previous LoRA run."""
+    path = Path(models.resolve_generator(name))
+    cfg_file = path / "adapter_config.json"
+    if cfg_file.is_file():
+        return json.loads(cfg_file.read_text())["base_model_name_or_path"], str(path)
+    return name, None
+
+
+def load_model(cfg: TrainConfig, head: str = "causal"):
+    """(model, tokenizer, base name): the model ready for the trainer (PEFT-wrapped for lora/qlora).
+
+    A previous LoRA run as `model` is continued (its adapter trained further) for lora/qlora and
+    merged first for full. `head` is 'causal' or 'score' (a 1-label sequence-classification head).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, BitsAndBytesConfig
+
+    base, adapter = base_and_adapter(cfg.model)
+    tok = models.load_tokenizer(base)
+    tok.padding_side = "right"  # training pads on the right; generation (GRPO) sets its own
+    cuda = on_cuda(cfg)
+    dtype = torch.bfloat16 if cuda else torch.float32
+    kwargs = {"dtype": dtype}
+    if cfg.quantized:
+        compute = {"auto": dtype, "bfloat16": torch.bfloat16, "float32": torch.float32}[cfg.quant.compute_dtype]
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=cfg.quant.quant_type,
+            bnb_4bit_use_double_quant=cfg.quant.double_quant, bnb_4bit_compute_dtype=compute)
+        kwargs["device_map"] = {"": torch.cuda.current_device() if cuda else "cpu"}
+    cls = AutoModelForCausalLM if head == "causal" else AutoModelForSequenceClassification
+    if head == "score":
+        kwargs.update(num_labels=1, pad_token_id=tok.pad_token_id)
+    model = cls.from_pretrained(models.resolve_generator(base), **kwargs)
+    model.config.pad_token_id = tok.pad_token_id
+    if cfg.method == "full":
+        if adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        return model, tok, base
+    from peft import LoraConfig, PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
+
+    if cfg.quantized:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.optim.gradient_checkpointing)
+    if adapter:
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
+    else:
+        targets = cfg.lora.target_modules
+        lcfg = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                          target_modules=targets[0] if targets == ["all-linear"] else targets,
+                          task_type=TaskType.CAUSAL_LM if head == "causal" else TaskType.SEQ_CLS)
+        model = get_peft_model(model, lcfg)
+    return model, tok, base
+
+
+# ----------------------------------------------------------------------------- trainer arguments
+def trainer_args(cfg: TrainConfig, config_cls, has_eval: bool, **extra):
+    """A TRL `config_cls` (SFTConfig, DPOConfig ...) from the recipe: fp32 + use_cpu on CPU, bf16 on CUDA."""
+    o = cfg.optim
+    cuda = on_cuda(cfg)
+    eval_strategy = "steps" if has_eval and o.eval_steps else ("epoch" if has_eval else "no")
+    return config_cls(
+        output_dir=cfg.output_dir, seed=cfg.seed, data_seed=cfg.seed,
+        use_cpu=not cuda, bf16=cuda, fp16=False,
+        learning_rate=o.lr, num_train_epochs=o.epochs, max_steps=o.max_steps or -1,
+        per_device_train_batch_size=o.batch_size, per_device_eval_batch_size=o.batch_size,
+        gradient_accumulation_steps=o.grad_accum, warmup_steps=o.warmup, lr_scheduler_type=o.scheduler,
+        weight_decay=o.weight_decay, max_grad_norm=o.max_grad_norm,
+        activation_checkpointing=o.gradient_checkpointing,
+        logging_steps=o.logging_steps, logging_first_step=True,
+        save_strategy="steps", save_steps=o.save_steps, save_total_limit=o.save_total_limit,
+        eval_strategy=eval_strategy, eval_steps=o.eval_steps or None,
+        dataloader_num_workers=o.dataloader_workers, report_to="none",
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=os.environ.get("RAFTKIT_QUIET") == "1",
+        optim="paged_adamw_8bit" if cfg.quantized and cuda else "adamw_torch",
+        **extra)
+
+
+def recorder():
+    """A TrainerCallback that rewrites RUN/metrics.jsonl (atomically) at every log."""
+    from transformers import TrainerCallback
+
+    class MetricsRecorder(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero:
+                atomic.write_jsonl(Path(args.output_dir) / "metrics.jsonl", state.log_history)
+
+    return MetricsRecorder()
+
+
+def last_checkpoint(run_dir: str | Path) -> str | None:
+    """The newest checkpoint-* folder of a run, else None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(run_dir)) if Path(run_dir).is_dir() else None
+
+
+# ----------------------------------------------------------------------------- run folder
+def peak_memory_mb(cuda: bool) -> float:
+    """Peak CUDA memory allocated when on CUDA, else the process's peak resident set size, in MiB."""
+    if cuda:
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def plot_loss(history: list[dict], out: Path) -> None:
+    """RUN/loss.png: training (and eval) loss against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    for key, label in (("loss", "train"), ("eval_loss", "eval")):
+        pts = [(h["step"], h[key]) for h in history if key in h]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", ms=3, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, out)
+
+
+def run_training(trainer, cfg: TrainConfig, tok, base: str, resume: bool) -> dict:
+    """Train, then write RUN/model, metrics.jsonl, loss.png and run.json; returns the run.json summary."""
+    run = Path(cfg.output_dir)
+    cuda = on_cuda(cfg)
+    if cuda:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(run) if resume else None)
+    wall = time.perf_counter() - start
+    state = trainer.state
+    with atomic.staged_dir(run / "model") as tmp:
+        trainer.save_model(str(tmp))
+        tok.save_pretrained(str(tmp))
+        adapter = tmp / "adapter_config.json"
+        if adapter.is_file():  # point the adapter at the user-facing base name, resolvable on any machine
+            acfg = json.loads(adapter.read_text())
+            acfg["base_model_name_or_path"] = base
+            adapter.write_text(json.dumps(acfg, indent=2))
+    history = state.log_history
+    tokens = max([h.get("num_input_tokens_seen", 0) for h in history] + [h.get("num_tokens", 0) for h in history]
+                 + [state.num_input_tokens_seen or 0])
+    train_s = result.metrics.get("train_runtime", wall)
+    losses = [h["loss"] for h in history if "loss" in h]
+    summary = {
+        "stage": cfg.stage, "method": cfg.method, "base_model": base, "dataset": cfg.data.path,
+        "steps": state.global_step, "examples": len(trainer.train_dataset),
+        "tokens": int(tokens), "tokens_per_s": round(tokens / train_s, 1) if train_s else 0.0,
+        "peak_mem_mb": round(peak_memory_mb(cuda), 1), "wall_s": round(wall, 2),
+        "train_runtime_s": round(train_s, 2), "device": "cuda" if cuda else "cpu",
+        "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
+        "resumed": bool(resume),
+    }
+    atomic.write_jsonl(run / "metrics.jsonl", history)
+    plot_loss(history, run / "loss.png")
+    atomic.write_json(run / "run.json", summary)
+    return summary
