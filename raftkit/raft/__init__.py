@@ -1,0 +1,1 @@
+"""RAFT dataset building (`raftkit build-dataset`): questions, grounded answers, assembly, formats."""

@@ -1,0 +1,133 @@
+"""Assembly: each grounded answer becomes a RAFT example (question + oracle + k distractors, shuffled).
+
+Everything is a pure function of the records, the chunks and the seed: randomness comes from a hash
+of (seed, example id), never from global RNG state, so a resumed build equals an uninterrupted one.
+
+Every example shows k+1 chunks. When the oracle is kept, that is the oracle plus k distractors; when
+it is dropped, one more distractor (the "filler") takes its slot, so the number of chunks never
+tells the model whether the answer is there. The oracle is kept in exactly round(P * n) examples of
+each split (chosen by hash), not in a Bernoulli(P) draw, so the share is P up to rounding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from raftkit.errors import RaftkitError
+from raftkit.prompts import ABSTAIN, ANSWER_TAG
+from raftkit.raft.answers import distractor_cot
+from raftkit.raft.config import AssemblyConfig
+from raftkit.retrieval.chunking import Chunk
+
+
+def stable_hash(*parts: object) -> int:
+    """A 64-bit hash of `parts` that is the same in every process (unlike hash())."""
+    return int(hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:16], 16)
+
+
+def rng_for(seed: int, key: str) -> random.Random:
+    """A Random seeded by (seed, key): one independent stream per example."""
+    return random.Random(stable_hash(seed, key))
+
+
+def split_documents(doc_ids: list[str], eval_fraction: float, seed: int) -> dict[str, str]:
+    """doc_id -> 'train' | 'eval'; round(eval_fraction * n) documents (at least 1 of 2+) go to eval."""
+    order = sorted(doc_ids, key=lambda d: (stable_hash(seed, "split", d), d))
+    n_eval = round(eval_fraction * len(order))
+    if eval_fraction > 0 and len(order) >= 2:
+        n_eval = min(max(n_eval, 1), len(order) - 1)
+    return {d: ("eval" if i < n_eval else "train") for i, d in enumerate(order)}
+
+
+@dataclass
+class DistractorPicker:
+    """Chooses the k+1 non-oracle chunks of an example: same split, other documents."""
+
+    chunks: list[Chunk]
+    vectors: np.ndarray  # L2-normalised, one row per chunk
+    splits: dict[str, str]
+    cfg: AssemblyConfig
+
+    def __post_init__(self):
+        self.by_id = {c.id: i for i, c in enumerate(self.chunks)}
+        self.fallbacks = 0  # examples that had to borrow chunks from the other split
+
+    def pick(self, oracle_id: str, key: str) -> list[int]:
+        """Indices of k+1 chunks from documents other than the oracle's, nearest first (hard) or
+        sampled (random). Raises RaftkitError when the corpus has too few such chunks."""
+        need = self.cfg.num_distractors + 1
+        oracle = self.chunks[self.by_id[oracle_id]]
+        split = self.splits.get(oracle.doc_id, "train")
+        others = [i for i, c in enumerate(self.chunks) if c.doc_id != oracle.doc_id]
+        pool = [i for i in others if self.splits.get(self.chunks[i].doc_id, "train") == split]
+        if len(pool) < need:
+            if len(others) < need:
+                raise RaftkitError(
+                    f"{need - 1} distractors (+1 to replace a dropped oracle) need {need} chunks outside "
+                    f"'{oracle.doc_id}', the corpus has {len(others)}; lower assembly.num_distractors or add documents")
+            self.fallbacks += 1
+            # Borrow only what is missing, nearest/sampled the same way, so the split stays as clean as it can.
+            rest = [i for i in others if i not in set(pool)]
+            return self._choose(pool, len(pool), oracle_id, key) + self._choose(rest, need - len(pool), oracle_id, key)
+        return self._choose(pool, need, oracle_id, key)
+
+    def _choose(self, pool: list[int], n: int, oracle_id: str, key: str) -> list[int]:
+        if n <= 0:
+            return []
+        if self.cfg.distractors == "random":
+            return rng_for(self.cfg.seed, f"distractors:{key}").sample(pool, n)
+        scores = self.vectors[pool] @ self.vectors[self.by_id[oracle_id]]
+        # Stable sort on -score, ties by position: deterministic across runs.
+        order = np.argsort(-scores, kind="stable")[:n]
+        return [pool[j] for j in order]
+
+
+def oracle_flags(ids: list[str], p: float, seed: int) -> dict[str, bool]:
+    """id -> keep the oracle; exactly round(p * len(ids)) of them are True, chosen by hash."""
+    order = sorted(ids, key=lambda i: (stable_hash(seed, "oracle", i), i))
+    keep = round(p * len(order))
+    return {i: n < keep for n, i in enumerate(order)}
+
+
+def assemble(records: list[dict], picker: DistractorPicker, cfg: AssemblyConfig) -> dict[str, list[dict]]:
+    """RAFT examples per split from grounded records; returns {'train': [...], 'eval': [...]}.
+
+    A record holds id, question, answer, cot, oracle_id, doc_id, status, choices and optionally a
+    generated `rejected` CoT; without one, the rejected CoT is derived from the first distractor.
+    """
+    out: dict[str, list[dict]] = {"train": [], "eval": []}
+    by_split: dict[str, list[dict]] = {"train": [], "eval": []}
+    for r in records:
+        by_split[picker.splits.get(r["doc_id"], "train")].append(r)
+    for split, recs in by_split.items():
+        flags = oracle_flags([r["id"] for r in recs], cfg.oracle_p, cfg.seed)
+        for r in recs:
+            out[split].append(_example(r, picker, cfg, flags[r["id"]]))
+    return out
+
+
+def _example(r: dict, picker: DistractorPicker, cfg: AssemblyConfig, keep_oracle: bool) -> dict:
+    picked = picker.pick(r["oracle_id"], r["id"])
+    distractors, filler = picked[:cfg.num_distractors], picked[cfg.num_distractors]
+    shown = [picker.by_id[r["oracle_id"]] if keep_oracle else filler] + distractors
+    rng_for(cfg.seed, f"shuffle:{r['id']}").shuffle(shown)
+    if keep_oracle or cfg.absent_target == "memorize":
+        cot, answer = r["cot"], r["answer"]
+    else:
+        cot, answer = f"{ANSWER_TAG} {ABSTAIN}", ABSTAIN
+    first = picker.chunks[distractors[0] if distractors else filler]
+    rejected = r.get("rejected") or distractor_cot(
+        r["question"], r["answer"], first.text, r.get("choices"), r["id"]).cot
+    chunks = [picker.chunks[i] for i in shown]
+    return {
+        "id": r["id"], "question": r["question"], "answer": answer, "cot_answer": cot,
+        "doc_id": r["doc_id"], "oracle_id": r["oracle_id"],
+        "context_ids": [c.id for c in chunks], "context": [c.text for c in chunks],
+        "oracle_present": keep_oracle, "distractor_ids": [picker.chunks[i].id for i in distractors],
+        "quote_status": r["status"], "rejected_cot": rejected,
+        "_titles": [c.title for c in chunks], "_reference": r["answer"],
+    }

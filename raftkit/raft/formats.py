@@ -1,0 +1,74 @@
+"""Output formats: one HF DatasetDict plus JSONL in chat, prompt/completion, preference and DSF form.
+
+The prompt is `prompts.rag_messages` (the one `raftkit ask` and `raftkit compare` use), so a model
+trained on these files is evaluated on the prompt it was trained on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from raftkit import atomic
+from raftkit.prompts import ANSWER_TAG, closed_book_messages, rag_messages
+
+SPLITS = ("train", "eval")
+COLUMNS = ("id", "question", "answer", "cot_answer", "doc_id", "oracle_id", "context_ids", "context",
+           "oracle_present", "distractor_ids", "quote_status", "messages", "prompt", "completion",
+           "chosen", "rejected")
+
+
+def _assistant(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
+
+
+def to_row(example: dict) -> dict:
+    """An assembled example as a dataset row (the columns of COLUMNS)."""
+    prompt = rag_messages(example["question"], example["context"], example["_titles"])
+    completion = _assistant(example["cot_answer"])
+    row = {k: example[k] for k in COLUMNS if k in example}
+    row.update(messages=prompt + completion, prompt=prompt, completion=completion, chosen=completion,
+               rejected=_assistant(example["rejected_cot"]))
+    return row
+
+
+def dsf_row(example: dict) -> dict:
+    """Closed-book prompt -> `<ANSWER>: answer` (domain-specific fine-tuning, the paper's baseline)."""
+    return {"prompt": closed_book_messages(example["question"]),
+            "completion": _assistant(f"{ANSWER_TAG} {example['_reference']}")}
+
+
+def _features():
+    from datasets import Features, List, Value
+
+    msgs = List({"role": Value("string"), "content": Value("string")})
+    strings = List(Value("string"))
+    kinds = {"context_ids": strings, "context": strings, "distractor_ids": strings,
+             "oracle_present": Value("bool"), "messages": msgs, "prompt": msgs, "completion": msgs,
+             "chosen": msgs, "rejected": msgs}
+    return Features({c: kinds.get(c, Value("string")) for c in COLUMNS})
+
+
+def write_outputs(examples: dict[str, list[dict]], out: Path):
+    """Write OUT/dataset (save_to_disk) and the JSONL files; returns the DatasetDict."""
+    from datasets import Dataset, DatasetDict
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    rows = {s: [to_row(e) for e in examples[s]] for s in SPLITS}
+    features = _features()
+    dd = DatasetDict({s: Dataset.from_list(rows[s], features=features) for s in SPLITS})
+    was_disabled = are_progress_bars_disabled()
+    disable_progress_bars()  # a "Saving the dataset" bar per split says nothing the summary does not
+    try:
+        with atomic.staged_dir(out / "dataset") as tmp:
+            dd.save_to_disk(str(tmp))
+    finally:
+        if not was_disabled:
+            enable_progress_bars()
+    for s in SPLITS:
+        atomic.write_jsonl(out / f"chat_{s}.jsonl", [{"messages": r["messages"]} for r in rows[s]])
+        atomic.write_jsonl(out / f"completion_{s}.jsonl",
+                           [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows[s]])
+        atomic.write_jsonl(out / f"preference_{s}.jsonl",
+                           [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows[s]])
+        atomic.write_jsonl(out / f"dsf_{s}.jsonl", [dsf_row(e) for e in examples[s]])
+    return dd
