@@ -254,8 +254,8 @@ def update_index(docs_path: str | Path, name: str, indexes_dir: str | Path = "in
     known = old.manifest["documents"]
     fresh = [d for d in docs if known.get(d.id, {}).get("hash") != d.hash]
     keep_ids = {d.id for d in docs} - {d.id for d in fresh}
-    t0 = time.perf_counter()
     new_chunks = chunk_documents(fresh, old.cfg.retrieval.chunking) if fresh else []
+    t0 = time.perf_counter()
     new_vectors = old.embedder.encode([c.embedding_text for c in new_chunks], progress=bool(new_chunks))
     embed_seconds = time.perf_counter() - t0
     kept = [i for i, c in enumerate(old.chunks) if c.doc_id in keep_ids]
