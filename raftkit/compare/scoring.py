@@ -31,6 +31,10 @@ ABSTENTIONS = (
     "cannot be answered",
     "not enough information",
     "no information",
+    "not mentioned",
+    "not explicitly mentioned",
+    "does not mention",
+    "do not mention",
     "unanswerable",
 )
 

@@ -1,0 +1,256 @@
+"""Run every system on every question: retrieval once per question and index, each model loaded once,
+batched generation and choice log-likelihoods, results checkpointed per system so a rerun resumes.
+
+Checkpoint: OUT/.work/<system>.jsonl, one record per answered question, rewritten atomically after each
+block of questions; OUT/.work/<system>.meta.json holds the seconds spent, for questions/s.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from raftkit import atomic, prompts
+from raftkit.compare.config import CompareConfig, SystemConfig
+from raftkit.compare.questions import Question
+from raftkit.compare.scoring import choices_text
+from raftkit.config import GenerationConfig
+from raftkit.errors import RaftkitError
+from raftkit.ui import progress, say
+
+GeneratorFactory = Callable[[GenerationConfig], object]
+BLOCK_BATCHES = 4  # batches per checkpoint write: frequent enough to lose little, rare enough to be cheap
+
+
+@dataclass
+class Retrieved:
+    ids: list[str]
+    doc_ids: list[str]
+    texts: list[str]
+    titles: list[str]
+
+    def top(self, k: int) -> "Retrieved":
+        return Retrieved(self.ids[:k], self.doc_ids[:k], self.texts[:k], self.titles[:k])
+
+
+def _holdout_copy(index, doc_ids: set[str]):
+    """An in-memory copy of `index` without the chunks of `doc_ids` (their evidence is absent)."""
+    import numpy as np
+
+    from raftkit.retrieval.index import FaissIndex, make_faiss
+
+    keep = [i for i, c in enumerate(index.chunks) if c.doc_id not in doc_ids]
+    if not keep:
+        raise RaftkitError(f"index '{index.name}': holding out {len(doc_ids)} documents leaves nothing to search")
+    vectors = np.ascontiguousarray(index.vectors[keep])
+    faiss_index, _ = make_faiss(vectors, index.cfg.retrieval.index)
+    return FaissIndex(index.path, index.manifest, index.cfg, [index.chunks[i] for i in keep], vectors,
+                      faiss_index, index._embedder)
+
+
+def load_indexes(cfg: CompareConfig) -> dict:
+    """{index name: FaissIndex} of every index a rag system names; raises RaftkitError if one is missing."""
+    from raftkit import config
+    from raftkit.config import RaftkitConfig
+    from raftkit.retrieval.index import MANIFEST, build_index, index_path, load_index
+
+    names = sorted({s.index for s in cfg.systems if s.mode == "rag"})
+    for name, docs in cfg.build_indexes.items():
+        if name in names and not (index_path(name, cfg.indexes_dir) / MANIFEST).is_file():
+            if not Path(docs).exists():
+                raise RaftkitError(f"build_indexes.{name}: documents not found: {docs}")
+            say(f"index '{name}' is missing: building it from {docs}")
+            build_index(docs, name, config.load(RaftkitConfig, overrides=[f"retrieval.indexes_dir={cfg.indexes_dir}"]))
+    return {name: load_index(name, cfg.indexes_dir) for name in names}
+
+
+def retrieve(cfg: CompareConfig, questions: list[Question], indexes: dict) -> dict[str, dict[str, Retrieved]]:
+    """{index name: {question id: top-k chunks}}, searched once per question at the largest top_k in use."""
+    out: dict[str, dict[str, Retrieved]] = {}
+    for name, index in indexes.items():
+        k = max(s.top_k for s in cfg.systems if s.index == name)
+        normal = [q for q in questions if not q.holdout]
+        held = [q for q in questions if q.holdout]
+        say(f"retrieving top-{k} chunks of index '{name}' for {len(normal)} questions")
+        pairs = list(zip(normal, index.search([q.question for q in normal], k)))
+        if held:
+            gone = {d for q in held for d in q.doc_ids}
+            copy = _holdout_copy(index, gone)
+            say(f"holdout: {len(held)} questions re-asked over '{name}' without their {len(gone)} documents")
+            pairs += zip(held, copy.search([q.question for q in held], k))
+        out[name] = {q.id: Retrieved([h.chunk.id for h in hits], [h.chunk.doc_id for h in hits],
+                                     [h.chunk.text for h in hits], [h.chunk.title for h in hits])
+                     for q, hits in pairs}
+    return out
+
+
+def question_text(q: Question, show_choices: bool) -> str:
+    """The question as every system sees it (choices appended when `show_choices`)."""
+    return f"{q.question}\nOptions: {choices_text(q.choices)}" if show_choices and q.choices else q.question
+
+
+def conversation(q: Question, system: SystemConfig, docs: Retrieved | None, show_choices: bool) -> list[dict]:
+    """The shared prompt template of the system's mode (raftkit.prompts), so training and test prompts agree."""
+    text = question_text(q, show_choices)
+    if system.mode == "rag":
+        return prompts.rag_messages(text, docs.texts, docs.titles)
+    return prompts.closed_book_messages(text)
+
+
+def choice_continuation(choice: str) -> str:
+    """What a choice's log-likelihood is measured on: the final-answer line the prompts ask for."""
+    return f"{prompts.ANSWER_TAG} {choice}"
+
+
+def batched_loglik(model, tokenizer, conversations: list[list[dict]], continuations: list[str],
+                   batch_size: int) -> list[float]:
+    """Summed log-probabilities of each continuation after its chat prompt, `batch_size` pairs a forward.
+
+    Left padding puts every continuation at the end of its row, so only the last logits are computed.
+    """
+    import torch
+
+    prompt_cache: dict[int, list[int]] = {}
+    seqs = []
+    for conv, cont in zip(conversations, continuations):
+        key = id(conv)
+        if key not in prompt_cache:
+            ids = tokenizer.apply_chat_template(conv, add_generation_prompt=True)
+            prompt_cache[key] = ids if isinstance(ids, list) else ids["input_ids"]
+        seqs.append((prompt_cache[key], tokenizer(cont, add_special_tokens=False)["input_ids"]))
+    order = sorted(range(len(seqs)), key=lambda i: -(len(seqs[i][0]) + len(seqs[i][1])))
+    scores = [0.0] * len(seqs)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        full = [seqs[i][0] + seqs[i][1] for i in idx]
+        width = max(map(len, full))
+        keep = max(len(seqs[i][1]) for i in idx) + 1
+        ids = torch.tensor([[pad] * (width - len(f)) + f for f in full], device=model.device)
+        mask = torch.tensor([[0] * (width - len(f)) + [1] * len(f) for f in full], device=model.device)
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                           logits_to_keep=keep).logits[:, -keep:].float()
+        logp = torch.log_softmax(logits, dim=-1)
+        for row, i in enumerate(idx):
+            n = len(seqs[i][1])
+            target = ids[row, width - n:]
+            scores[i] = float(logp[row, keep - 1 - n:keep - 1].gather(1, target[:, None]).sum())
+    return scores
+
+
+def choice_logliks(generator, conversations: list[list[dict]], choices: list[list[str]],
+                   batch_size: int) -> list[list[float]] | None:
+    """Per question, the log-likelihood of each choice; None when the backend cannot score (OpenAI)."""
+    convs = [c for c, ch in zip(conversations, choices) for _ in ch]
+    conts = [choice_continuation(x) for ch in choices for x in ch]
+    if not conts:
+        return [[] for _ in choices]
+    if hasattr(generator, "model") and hasattr(generator, "tokenizer"):
+        flat = batched_loglik(generator.model, generator.tokenizer, convs, conts, batch_size)
+    elif hasattr(generator, "loglikelihood"):
+        flat = generator.loglikelihood(convs, conts)
+    else:
+        return None
+    out, pos = [], 0
+    for ch in choices:
+        out.append(flat[pos:pos + len(ch)])
+        pos += len(ch)
+    return out
+
+
+def _quote_counts(reply: str, texts: list[str]) -> tuple[int, int]:
+    quotes = prompts.extract_quotes(reply)
+    return len(quotes), sum(not prompts.quote_in(q, texts) for q in quotes)
+
+
+def checkpoint_path(work: Path, system: str) -> Path:
+    return work / f"{system}.jsonl"
+
+
+def run_system(system: SystemConfig, generator, questions: list[Question], retrieved: dict[str, Retrieved] | None,
+               cfg: CompareConfig, work: Path) -> list[dict]:
+    """Answer (and score choices of) every question not yet in the system's checkpoint; returns all records."""
+    path, meta_path = checkpoint_path(work, system.name), work / f"{system.name}.meta.json"
+    records = atomic.read_jsonl(path) if path.is_file() else []
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"seconds": 0.0, "answered": 0}
+    done = {r["qid"] for r in records}
+    todo = [q for q in questions if q.id not in done]
+    if not todo:
+        return records
+    if done:
+        say(f"{system.name}: resuming, {len(done)} of {len(done) + len(todo)} questions already answered")
+    bs = cfg.generation.batch_size
+    block = bs * BLOCK_BATCHES
+    use_loglik = cfg.scoring.mc in ("loglik", "both")
+    bar = progress(range(0, len(todo), block), total=(len(todo) + block - 1) // block,
+                   desc=f"{system.name}", unit="block")
+    for start in bar:
+        part = todo[start:start + block]
+        t0 = time.perf_counter()
+        docs = [retrieved[q.id].top(system.top_k) if retrieved is not None else None for q in part]
+        convs = [conversation(q, system, d, cfg.scoring.show_choices) for q, d in zip(part, docs)]
+        replies = generator.chat(convs, desc=f"{system.name} answers")
+        # Choices of unanswerable questions are never scored: skip their forwards.
+        choices = [q.choices if q.answerable else [] for q in part]
+        logliks = (choice_logliks(generator, convs, choices, bs) if use_loglik
+                   else None) or [None] * len(part)
+        for q, d, reply, ll in zip(part, docs, replies, logliks):
+            n_quotes, unsupported = _quote_counts(reply, d.texts if d else [])
+            records.append({"qid": q.id, "reply": reply, "answer": prompts.extract_answer(reply), "loglik": ll,
+                            "retrieved": d.ids if d else [], "retrieved_doc_ids": d.doc_ids if d else [],
+                            "quotes": n_quotes, "quotes_unsupported": unsupported})
+        meta["seconds"] += time.perf_counter() - t0
+        meta["answered"] += len(part)
+        atomic.write_jsonl(path, records)
+        atomic.write_json(meta_path, meta)
+    return records
+
+
+def system_questions(system: SystemConfig, questions: list[Question]) -> list[Question]:
+    """Holdout copies are for rag systems only: a closed-book system never sees an index."""
+    return questions if system.mode == "rag" else [q for q in questions if not q.holdout]
+
+
+def run_all(cfg: CompareConfig, questions: list[Question], retrieved: dict[str, dict[str, Retrieved]], work: Path,
+            generator_factory: GeneratorFactory | None = None) -> dict[str, list[dict]]:
+    """{system name: records}, loading each distinct model once and running all of its systems with it."""
+    from raftkit.generate import make_generator
+
+    factory = generator_factory or make_generator
+    by_model: dict[str, list[SystemConfig]] = {}
+    for s in cfg.systems:
+        by_model.setdefault(s.model, []).append(s)
+    out = {}
+    for model, systems in by_model.items():
+        pending = [s for s in systems
+                   if len(_done_ids(work, s.name) & {q.id for q in system_questions(s, questions)})
+                   < len(system_questions(s, questions))]
+        generator = None
+        if pending:
+            say(f"loading {model} for {', '.join(s.name for s in systems)}")
+            generator = factory(replace(cfg.generation, model=model))
+        for s in systems:
+            qs = system_questions(s, questions)
+            recs = run_system(s, generator, qs, retrieved.get(s.index) if s.mode == "rag" else None, cfg, work)
+            wanted = {q.id for q in qs}
+            out[s.name] = [r for r in recs if r["qid"] in wanted]
+        del generator
+    return out
+
+
+def _done_ids(work: Path, system: str) -> set[str]:
+    path = checkpoint_path(work, system)
+    return {r["qid"] for r in atomic.read_jsonl(path)} if path.is_file() else set()
+
+
+def speed(work: Path, system: str) -> dict:
+    """Seconds spent and questions answered by `system` (summed over resumed runs)."""
+    path = work / f"{system}.meta.json"
+    meta = json.loads(path.read_text()) if path.is_file() else {"seconds": 0.0, "answered": 0}
+    qps = meta["answered"] / meta["seconds"] if meta["seconds"] > 0 else None
+    return {**meta, "questions_per_s": qps}
