@@ -166,6 +166,10 @@ class TrainConfig:
             problems.append("method 'qlora' needs a 4-bit base; remove quant.load_in_4bit: false or use method 'lora'")
         if self.stage == "rlhf" and not self.rlhf.reward_model:
             problems.append("stage 'rlhf' needs rlhf.reward_model (a run of `raftkit train` with stage 'reward')")
+        group = self.optim.batch_size * self.optim.grad_accum
+        if self.stage == "rlhf" and self.rlhf.num_generations >= 2 and group % self.rlhf.num_generations:
+            problems.append(f"stage 'rlhf': optim.batch_size x optim.grad_accum ({group}) must be a multiple of "
+                            f"rlhf.num_generations ({self.rlhf.num_generations}): each prompt's answers form one batch")
         return problems
 
     @property

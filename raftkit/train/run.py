@@ -57,12 +57,14 @@ def check_model(cfg: TrainConfig) -> None:
 def train(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> dict:
     """Run stage `cfg.stage` after every check; returns the run.json summary. Raises RaftkitError."""
     from raftkit.train.common import load_data
+    from raftkit.ui import say
 
     check_run_dir(cfg, overwrite, resume)
     check_model(cfg)
     if cfg.stage == "rlhf":
         check_reward_model(cfg)
     load_data(cfg)  # column errors now, before a model is loaded or anything is written
+    say(f"training: stage {cfg.stage}, method {cfg.method}, model {cfg.model} -> {cfg.output_dir}")
     run = Path(cfg.output_dir)
     if overwrite and run.exists():
         shutil.rmtree(run)
@@ -85,6 +87,9 @@ def command(args) -> None:
 
     from raftkit.ui import say
 
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # transformers v6 renames, not ours to fix
     cfg = load_config(args.config, args.set)
     if args.launcher == "accelerate":
         from raftkit.train.launch import launch_command
@@ -96,7 +101,6 @@ def command(args) -> None:
         if rc:
             raise RaftkitError(f"accelerate launch exited with code {rc}")
         return
-    say(f"training: stage {cfg.stage}, method {cfg.method}, model {cfg.model} -> {cfg.output_dir}")
     s = train(cfg, overwrite=args.overwrite, resume=args.resume)
     print(f"trained {cfg.stage}/{cfg.method} in {s['wall_s']:.1f}s: {s['steps']} steps, {s['tokens']} tokens "
           f"({s['tokens_per_s']:.0f} tok/s), peak {s['peak_mem_mb']:.0f} MiB, loss {s['first_loss']} -> "

@@ -1,0 +1,27 @@
+"""`raftkit train --launcher accelerate`: the same recipe, re-run under `accelerate launch` (multi-GPU,
+FSDP or DeepSpeed ZeRO-2 as the accelerate config says). Each process runs `raftkit train` itself."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from raftkit.errors import RaftkitError
+
+
+def launch_command(args) -> list[str]:
+    """The argv that runs `raftkit train` (same config, --set, flags) under accelerate; raises RaftkitError."""
+    cfg = args.accelerate_config
+    if not cfg:
+        raise RaftkitError("--launcher accelerate needs --accelerate-config (e.g. recipes/accelerate/fsdp.yaml)")
+    if not Path(cfg).is_file():
+        raise RaftkitError(f"--accelerate-config {cfg}: file not found")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(cfg),
+           "-m", "raftkit.cli", "train", "--config", str(args.config)]
+    for item in args.set or []:
+        cmd += ["--set", item]
+    if args.overwrite:
+        cmd.append("--overwrite")
+    if args.resume:
+        cmd.append("--resume")
+    return cmd  # the child keeps the default --launcher none, so it trains instead of launching again

@@ -1,0 +1,105 @@
+"""Recipes load and validate; each bad configuration is refused in one line, before any model loads,
+with nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from raftkit.cli import main
+from raftkit.train import common
+from raftkit.train.run import load_config
+
+RECIPES = Path(__file__).parents[1] / "recipes"
+TRAIN_ASSETS = Path(__file__).parent / "assets" / "train"
+TRAIN_RECIPES = sorted(p for p in RECIPES.glob("*.yaml") if p.name.split("_")[0] in ("sft", "dpo", "reward", "rlhf"))
+
+
+def test_every_train_recipe_loads_and_names_its_command():
+    names = {p.stem for p in TRAIN_RECIPES}
+    for combo in ("sft_full", "sft_lora", "sft_qlora", "dpo_lora", "reward_full", "reward_lora", "rlhf_lora"):
+        assert {combo, f"{combo}_tiny"} <= names, f"{combo} needs a normal and a _tiny recipe"
+    for path in TRAIN_RECIPES:
+        first = path.read_text().splitlines()[0]
+        assert first == f"# raftkit train --config recipes/{path.name}", path.name
+        cfg = load_config(str(path))
+        stage, method = path.stem.split("_")[:2]
+        assert (cfg.stage, cfg.method) == (stage, method), path.name
+
+
+def test_accelerate_configs_exist():
+    import yaml
+
+    for name in ("fsdp", "deepspeed_zero2"):
+        data = yaml.safe_load((RECIPES / "accelerate" / f"{name}.yaml").read_text())
+        assert data["distributed_type"] == {"fsdp": "FSDP", "deepspeed_zero2": "DEEPSPEED"}[name]
+        assert data["mixed_precision"] == "bf16"
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    """Fail the test if anything tries to load a model."""
+    def boom(*a, **k):
+        raise AssertionError("a model was loaded before the configuration was checked")
+    monkeypatch.setattr(common, "load_model", boom)
+
+
+def refused(capsys, tmp_path, recipe: str, *sets: str) -> str:
+    run = tmp_path / "run"
+    argv = ["train", "--config", str(RECIPES / recipe), "--set", f"output_dir={run}"]
+    for s in sets:
+        argv += ["--set", s]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err  # one line
+    assert not run.exists(), "a refused run wrote its folder"
+    return err
+
+
+def test_unknown_key(capsys, tmp_path, no_model_loading):
+    err = refused(capsys, tmp_path, "sft_lora_tiny.yaml", "optim.lrr=0.1")
+    assert "unknown key 'optim.lrr'" in err
+
+
+def test_qlora_with_full_is_rejected_with_every_other_problem(capsys, tmp_path, no_model_loading):
+    err = refused(capsys, tmp_path, "sft_full_tiny.yaml", "quant.load_in_4bit=true", "optim.lr=-1")
+    assert ("method 'full' cannot be combined with quant.load_in_4bit: true (4-bit weights take no gradients); "
+            "use method 'qlora' for LoRA on a 4-bit base") in err
+    assert "optim.lr (-1.0) must be positive" in err  # all problems at once
+    err = refused(capsys, tmp_path, "sft_qlora_tiny.yaml", "quant.load_in_4bit=false")
+    assert "method 'qlora' needs a 4-bit base" in err
+
+
+def test_dataset_missing_columns_are_named(capsys, tmp_path, no_model_loading):
+    data = tmp_path / "questions.jsonl"
+    data.write_text(json.dumps({"question": "q", "answer": "a"}) + "\n")
+    err = refused(capsys, tmp_path, "sft_lora_tiny.yaml", f"data.path={data}", "data.eval_path=")
+    assert ("lacks column(s) prompt, completion needed by stage 'sft': it needs prompt+completion or messages; "
+            "it has question, answer") in err
+
+
+def test_reward_data_without_pairs(capsys, tmp_path, no_model_loading):
+    err = refused(capsys, tmp_path, "reward_full_tiny.yaml", f"data.path={TRAIN_ASSETS / 'chat_only.jsonl'}",
+                  "data.eval_path=")
+    assert ("lacks column(s) prompt, chosen, rejected needed by stage 'reward' (reward and dpo need preference "
+            "pairs)") in err
+
+
+def test_rlhf_without_reward_model(capsys, tmp_path, no_model_loading):
+    err = refused(capsys, tmp_path, "rlhf_lora_tiny.yaml", "rlhf.reward_model=")
+    assert "stage 'rlhf' needs rlhf.reward_model (a run of `raftkit train` with stage 'reward')" in err
+    err = refused(capsys, tmp_path, "rlhf_lora_tiny.yaml", f"rlhf.reward_model={tmp_path / 'nope'}")
+    assert "not a finished `raftkit train` run (no run.json + model/)" in err
+
+
+def test_rlhf_batch_must_hold_whole_groups(capsys, tmp_path, no_model_loading):
+    err = refused(capsys, tmp_path, "rlhf_lora_tiny.yaml", "optim.batch_size=3")
+    assert "optim.batch_size x optim.grad_accum (3) must be a multiple of rlhf.num_generations (4)" in err
+
+
+def test_resume_without_checkpoint(capsys, tmp_path, no_model_loading):
+    assert main(["train", "--config", str(RECIPES / "sft_lora_tiny.yaml"), "--set", f"output_dir={tmp_path}/run",
+                 "--resume"]) == 2
+    assert f"--resume: no checkpoint-* folder in {tmp_path}/run" in capsys.readouterr().err

@@ -1,0 +1,64 @@
+"""`--launcher accelerate` builds the right `accelerate launch` command (checked without a GPU)."""
+
+from __future__ import annotations
+
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+from raftkit.cli import main
+from raftkit.errors import RaftkitError
+from raftkit.train.launch import launch_command
+
+RECIPES = Path(__file__).parents[1] / "recipes"
+
+
+def args(**kw) -> Namespace:
+    base = dict(config="recipes/sft_full.yaml", set=["optim.lr=1e-5", "output_dir=runs/x"], overwrite=True,
+                resume=False, launcher="accelerate", accelerate_config=str(RECIPES / "accelerate" / "fsdp.yaml"))
+    return Namespace(**{**base, **kw})
+
+
+def test_launch_command_is_accelerate_launch_of_raftkit_train():
+    cmd = launch_command(args())
+    assert cmd == [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                   str(RECIPES / "accelerate" / "fsdp.yaml"), "-m", "raftkit.cli", "train",
+                   "--config", "recipes/sft_full.yaml", "--set", "optim.lr=1e-5", "--set", "output_dir=runs/x",
+                   "--overwrite"]
+    assert "--launcher" not in cmd  # the child trains; it must not launch again
+
+
+def test_accelerate_parses_the_command_for_both_configs():
+    from accelerate.commands.launch import launch_command_parser
+
+    for name in ("fsdp", "deepspeed_zero2"):
+        cmd = launch_command(args(accelerate_config=str(RECIPES / "accelerate" / f"{name}.yaml"), resume=True,
+                                  overwrite=False))
+        parsed = launch_command_parser().parse_args(cmd[3:])
+        assert parsed.config_file.endswith(f"{name}.yaml") and parsed.module is True
+        assert parsed.training_script == "raftkit.cli"
+        assert parsed.training_script_args[:3] == ["train", "--config", "recipes/sft_full.yaml"]
+        assert parsed.training_script_args[-1] == "--resume"
+
+
+def test_launch_needs_an_existing_accelerate_config():
+    with pytest.raises(RaftkitError, match="needs --accelerate-config"):
+        launch_command(args(accelerate_config=None))
+    with pytest.raises(RaftkitError, match="nope.yaml: file not found"):
+        launch_command(args(accelerate_config="nope.yaml"))
+
+
+def test_cli_spawns_the_launch_command(monkeypatch, tmp_path):
+    import subprocess
+
+    seen = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd: seen.append(cmd) or 0)
+    rc = main(["train", "--config", str(RECIPES / "sft_lora_tiny.yaml"), "--set", f"output_dir={tmp_path}/run",
+               "--launcher", "accelerate", "--accelerate-config", str(RECIPES / "accelerate" / "deepspeed_zero2.yaml")])
+    assert rc == 0 and len(seen) == 1
+    assert seen[0][2:5] == ["accelerate.commands.launch", "--config_file",
+                            str(RECIPES / "accelerate" / "deepspeed_zero2.yaml")]
+    assert seen[0][-2:] == ["--set", f"output_dir={tmp_path}/run"]
+    assert not (tmp_path / "run").exists()  # the launched processes write the run, not the launcher
