@@ -39,6 +39,11 @@ class HFGenerator:
         self.tokenizer = tokenizer or load_tokenizer(cfg.model)
         self.model = model or load_causal_lm(cfg.model, cfg.device)
 
+    def prompt_ids(self, conversation: Conversation) -> list[int]:
+        """Token ids of a conversation's prompt, ready for the assistant's reply."""
+        ids = self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True)
+        return list(ids["input_ids"] if hasattr(ids, "keys") else ids)  # transformers 5 returns a BatchEncoding
+
     def _encode(self, conversations: list[Conversation]):
         return self.tokenizer.apply_chat_template(
             conversations, add_generation_prompt=True, return_tensors="pt", padding=True,
@@ -48,7 +53,7 @@ class HFGenerator:
              desc: str = "generating") -> list[str]:
         import torch
 
-        lengths = [len(self.tokenizer.apply_chat_template(c, add_generation_prompt=True)) for c in conversations]
+        lengths = [len(self.prompt_ids(c)) for c in conversations]
         # Similar lengths share a batch: less padding, fewer wasted FLOPs.
         order = sorted(range(len(conversations)), key=lambda i: -lengths[i])
         replies: list[str] = [""] * len(conversations)
@@ -75,9 +80,7 @@ class HFGenerator:
 
         scores = []
         for conv, cont in zip(conversations, continuations):
-            prompt_ids = self.tokenizer.apply_chat_template(conv, add_generation_prompt=True)
-            if not isinstance(prompt_ids, list):
-                prompt_ids = prompt_ids["input_ids"]
+            prompt_ids = self.prompt_ids(conv)
             cont_ids = self.tokenizer(cont, add_special_tokens=False)["input_ids"]
             ids = torch.tensor([prompt_ids + cont_ids], device=self.model.device)
             with torch.inference_mode():

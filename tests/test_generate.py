@@ -81,3 +81,9 @@ def test_openai_backend_errors_are_one_line(server):
     gen = OpenAIGenerator(GenerationConfig(backend="openai", base_url=server))
     with pytest.raises(RaftkitError, match=r"^generation server .*/v1/chat/completions failed: HTTP 400$"):
         gen.chat(convs("fail"))
+
+
+def test_prompts_are_sorted_by_real_token_length(tiny_llama):
+    gen = HFGenerator(GenerationConfig(model=str(tiny_llama)))
+    short, long = convs("hi", "a question with many many more words than the other one")
+    assert len(gen.prompt_ids(long)) > len(gen.prompt_ids(short)) > 5
