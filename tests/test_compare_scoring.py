@@ -38,6 +38,7 @@ def test_open_scores_correct_is_em_or_substring():
 
 # ----------------------------------------------------------------------------- abstention
 @pytest.mark.parametrize("answer", [prompts.ABSTAIN, "I don't know.", "i do not know", "I cannot answer that",
+                                    "The name is not explicitly mentioned in the given text.",
                                     "The documents do not contain this.", "Not enough information."])
 def test_abstentions_are_detected(answer):
     assert scoring.is_abstention(answer)

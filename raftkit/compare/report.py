@@ -73,7 +73,7 @@ def _figure(results: dict, keys: list[str], title: str) -> str:
     import numpy as np
 
     systems = [s["name"] for s in results["systems"]]
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    fig, ax = plt.subplots(figsize=(6.4, 3.9), dpi=110)
     width = 0.8 / max(1, len(keys))
     colors = ["#3866d6", "#e0833a", "#3aa26b", "#c94361", "#8a62c9", "#6d7687"]
     x = np.arange(len(systems))
@@ -85,13 +85,13 @@ def _figure(results: dict, keys: list[str], title: str) -> str:
         ax.bar(x + (j - (len(keys) - 1) / 2) * width, vals, width, yerr=err, capsize=3, label=LABELS[key],
                color=colors[j % len(colors)], error_kw={"elinewidth": 1, "ecolor": "#333"})
     ax.set_xticks(x, systems, fontsize=9)
-    ax.set_ylim(0, 105)
+    ax.set_ylim(0, 102)
     ax.set_ylabel("%")
     ax.set_title(title, fontsize=11)
     ax.grid(axis="y", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
-    if len(keys) > 1:
-        ax.legend(fontsize=7, ncol=2, frameon=False, loc="upper left")
+    if len(keys) > 1:  # below the axes: bars reach 100% and would hide a legend inside
+        ax.legend(fontsize=7.5, ncol=2, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.1))
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
