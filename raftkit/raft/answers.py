@@ -117,11 +117,13 @@ def verify(reply: str, question: str, oracle: str, on_bad_quote: str = "repair",
     if not reply:
         return Grounded("", "", "dropped", "empty reply")
     has_tag = ANSWER_TAG in reply
-    answer = extract_answer(reply) if has_tag else _derive_answer(reply)
+    reasoning = reply[:reply.rfind(ANSWER_TAG)] if has_tag else reply
+    answer = extract_answer(reply) if has_tag else ""
+    if not answer:  # no tag, or a tag the token limit cut off: the reasoning's last line is the answer
+        answer, has_tag = _derive_answer(reasoning), False
     answer = _clip(answer.splitlines()[0].strip() if answer else "", max_answer_words)
     if not answer:
         return Grounded("", "", "dropped", "no answer")
-    reasoning = reply[:reply.rfind(ANSWER_TAG)] if has_tag else reply
     quotes = extract_quotes(reasoning)
     bad = [q for q in quotes if not quote_in(q, [oracle])]
     repaired = not has_tag
@@ -186,8 +188,12 @@ def wrong_answer(question: str, answer: str, sentence: str, choices: list[str] |
     q = set(words(question))
     toks = sentence.split()
     n = max(1, min(len(answer.split()), 6))
-    # Start at the first word the question does not use: that is where a sentence's new information sits.
-    start = next((i for i, t in enumerate(toks) if words(t) and words(t)[0] not in q and words(t)[0] not in _STOP), 0)
+    # Start at a word the question does not use (where a sentence's new information sits), of the
+    # answer's kind when there is one: a number for a number, a name for a name.
+    fresh = [i for i, t in enumerate(toks) if words(t) and words(t)[0] not in q and words(t)[0] not in _STOP]
+    kind = (lambda t: any(ch.isdigit() for ch in t)) if any(ch.isdigit() for ch in answer) else \
+        (lambda t: t[:1].isupper()) if answer[:1].isupper() else (lambda t: True)
+    start = next((i for i in fresh if kind(toks[i])), fresh[0] if fresh else 0)
     span = " ".join(toks[start:start + n]).strip(" .,;:")
     return span or sentence.strip()
 

@@ -167,7 +167,7 @@ def _question_batch(cfg: RaftBuildConfig, gen: _Lazy, index, chunks: list, picke
             items.append({"id": f"{c.id}/q{j}", "question": found[i], "oracle_id": c.id, "doc_id": c.doc_id,
                           "cot": None, "source": "generated"})
     _ground(cfg, gen, items, picker, chunks_by_id)
-    return {"records": items, "stats": {"chunks": len(chunks), "questions_parsed": len(flat),
+    return {"records": items, "stats": {"chunks_asked": len(chunks), "questions_parsed": len(flat),
                                         "questions_duplicate": dups,
                                         "chunks_without_questions": sum(not p for p in parsed)}}
 
@@ -233,13 +233,14 @@ def build_dataset(cfg: RaftBuildConfig, docs: str | Path, out: str | Path, qa: s
     out = Path(out)
     qa_rows = read_qa(qa) if qa else None
     loaded = load_documents(docs)
-    for path, reason in loaded.skipped:
-        say(f"skipped {path}: {reason}")
     fingerprint = _fingerprint(cfg, loaded.documents, qa_rows)
     mode = _check_out(out, fingerprint, overwrite)
     index_action = "given"
     if index is None:
         index, index_action = resolve_index(cfg, docs, loaded.documents)
+    if index_action != "built":  # building the index already reported them
+        for path, reason in loaded.skipped:
+            say(f"skipped {path}: {reason}")
     work = out / WORK
     if mode == "overwrite":
         (out / MANIFEST).unlink(missing_ok=True)  # the folder reads as unfinished until the new build ends
@@ -250,7 +251,7 @@ def build_dataset(cfg: RaftBuildConfig, docs: str | Path, out: str | Path, qa: s
     chunks_by_id = {c.id: c for c in index.chunks}
     splits = split_documents(sorted({c.doc_id for c in index.chunks}), cfg.assembly.eval_fraction, cfg.assembly.seed)
     picker = DistractorPicker(index.chunks, index.vectors, splits, cfg.assembly)
-    units = qa_rows if qa_rows is not None else index.chunks
+    units = qa_rows if qa_rows is not None else index.chunks[:cfg.questions.max_chunks or None]
     every = cfg.checkpoint_every
     batches = [units[i:i + every] for i in range(0, len(units), every)]
     files = [work / f"batch-{n:05d}.json" for n in range(len(batches))]
@@ -291,7 +292,7 @@ def _reasons(records: list[dict]) -> str:
     for r in records:
         if r.get("reason"):
             counts[r["reason"]] = counts.get(r["reason"], 0) + 1
-    return ", ".join(f"{n} {why}" for why, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return ", ".join(f"{n} {why}" for why, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _summary(records, parts, examples, picker, n_chunks, wall_s) -> dict:

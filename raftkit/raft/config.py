@@ -13,9 +13,12 @@ class QuestionsConfig:
     per_chunk: int = 3  # N questions asked of each chunk (RAFT's reference generator asks 5)
     dedup_threshold: float = 0.9  # cosine above which two questions of one chunk count as one
     max_new_tokens: int = 96  # a few short questions; CPU time is the budget
+    max_chunks: int = 0  # ask only the first N chunks (a quick trial); 0 = every chunk
 
     def validate(self) -> list[str]:
         problems = []
+        if self.max_chunks < 0:
+            problems.append(f"max_chunks ({self.max_chunks}) must not be negative")
         if self.per_chunk < 1:
             problems.append(f"per_chunk ({self.per_chunk}) must be at least 1")
         if not 0 < self.dedup_threshold <= 1:

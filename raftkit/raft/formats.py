@@ -55,7 +55,9 @@ def write_outputs(examples: dict[str, list[dict]], out: Path):
 
     rows = {s: [to_row(e) for e in examples[s]] for s in SPLITS}
     features = _features()
-    dd = DatasetDict({s: Dataset.from_list(rows[s], features=features) for s in SPLITS})
+    # from_list cannot type an empty split (eval_fraction 0); from_dict of empty columns can.
+    dd = DatasetDict({s: Dataset.from_list(rows[s], features=features) if rows[s] else
+                      Dataset.from_dict({c: [] for c in COLUMNS}, features=features) for s in SPLITS})
     was_disabled = are_progress_bars_disabled()
     disable_progress_bars()  # a "Saving the dataset" bar per split says nothing the summary does not
     try:
