@@ -46,6 +46,8 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=24)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0 = torch's default); 1 avoids thread thrashing on a busy machine")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -53,9 +55,15 @@ def main() -> None:
     from raftkit.ui import quiet_libraries
 
     quiet_libraries()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         runs = {bs: run(bs, args, tmp / "indexes", tmp / f"bs{bs}") for bs in (1, args.batch_size)}
+    load_after = os.getloadavg()[0]
     rows, speeds = [], {}
     for bs, (report, wall) in runs.items():
         for s in report.results["systems"]:
@@ -70,7 +78,10 @@ def main() -> None:
         "## Comparator (`benchmarks/compare.py`)", "",
         f"Machine: {machine()}. Peak RSS {peak_rss_mb():,.0f} MiB. Command: "
         f"`.venv/bin/python benchmarks/compare.py --questions {args.questions} --batch-size {args.batch_size} "
-        f"--max-new-tokens {args.max_new_tokens}`.", "",
+        f"--max-new-tokens {args.max_new_tokens}" + (f" --threads {args.threads}" if args.threads else "") + "`. "
+        f"torch threads: {torch.get_num_threads()}. The cores were shared with other jobs: 1-minute load average "
+        f"{load_before:.1f} before and {load_after:.1f} after, so absolute rates are pessimistic; the "
+        "batched/unbatched ratio is the point.", "",
         f"{args.questions} seeded questions of corpora/demo/qa.jsonl, smollm2-135m-instruct on CPU, greedy, "
         f"max_new_tokens {args.max_new_tokens}; base = closed-book, base+rag = top-3 chunks of corpora/demo/v2. "
         "Seconds and questions/s cover generation plus the choice log-likelihoods of each question.", "",

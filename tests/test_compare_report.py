@@ -12,6 +12,7 @@ from raftkit import config, prompts
 from raftkit.cli import main
 from raftkit.compare.config import CompareConfig
 from raftkit.compare.run import compare
+from raftkit.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -92,3 +93,17 @@ def test_compare_tiny_with_the_real_model(tmp_path, capsys, monkeypatch):
     assert all(s["questions"] == 3 and "accuracy" in s["metrics"] for s in results["systems"])
     assert results["reproduce"]["indexes"]["compare-tiny"]["counts"]["documents"] == 5
     assert "base+rag" in captured.out and "accuracy" in captured.out
+
+
+def test_openai_judge_is_a_ragas_llm_without_network():
+    from ragas.llms.base import BaseRagasLLM
+
+    from raftkit.compare.results import judge_llm
+
+    cfg = config.load(CompareConfig, data={
+        "systems": [{"name": "a", "model": "m"}], "questions": {"path": "q.jsonl"},
+        "scoring": {"judge": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "judge"}}})
+    assert isinstance(judge_llm(cfg), BaseRagasLLM)
+    with pytest.raises(ConfigError, match="kind 'openai' needs base_url; scoring.judge.kind 'openai' needs model"):
+        config.load(CompareConfig, data={"systems": [{"name": "a", "model": "m"}], "questions": {"path": "q"},
+                                         "scoring": {"judge": {"kind": "openai"}}})

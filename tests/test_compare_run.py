@@ -198,3 +198,19 @@ def test_bad_questions_file_writes_nothing(tmp_path, built_index):
     with pytest.raises(RaftkitError, match="nope"):
         compare(cfg, tmp_path / "out", generator_factory=Stub)
     assert not (tmp_path / "out").exists()
+
+
+def test_questions_from_a_build_dataset_output(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    from raftkit.compare.questions import load_questions
+
+    row = {"id": "e1", "question": "How tall is Mount Skarn?", "answer": "3,412 metres", "doc_id": "volcanoes.md",
+           "context": ["..."]}
+    DatasetDict({"train": Dataset.from_list([{**row, "id": "t1"}]),
+                 "eval": Dataset.from_list([row])}).save_to_disk(str(tmp_path / "out" / "dataset"))
+    cfg = config.load(CompareConfig, data={"systems": [{"name": "a", "model": "m"}],
+                                           "questions": {"path": str(tmp_path / "out")}})
+    (q,) = load_questions(cfg)
+    assert (q.id, q.answer, q.doc_ids, q.status, q.answerable) == ("e1", "3,412 metres", ["volcanoes.md"],
+                                                                   "unchanged", True)

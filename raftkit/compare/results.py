@@ -116,7 +116,7 @@ def summarize(rows: list[dict], cfg: CompareConfig) -> dict:
 
 
 # ----------------------------------------------------------------------------- ragas
-def _judge(cfg: CompareConfig):
+def judge_llm(cfg: CompareConfig):
     """A ragas LLM for the configured judge, or None."""
     j = cfg.scoring.judge
     if j.kind == "openai":

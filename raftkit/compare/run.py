@@ -109,7 +109,7 @@ def compare(cfg: CompareConfig, out: str | Path, overwrite: bool = False, *, gen
     retrieved = sysrun.retrieve(cfg, questions, indexes)
     records = sysrun.run_all(cfg, questions, retrieved, work, generator_factory)
     by_id = {q.id: q for q in questions}
-    llm = res._judge(cfg) if cfg.scoring.ragas and cfg.scoring.judge.kind != "none" else None
+    llm = res.judge_llm(cfg) if cfg.scoring.ragas and cfg.scoring.judge.kind != "none" else None
     refs = {name: _reference_contexts(questions, index) for name, index in indexes.items()}
     all_rows, systems, notes = [], [], []
     for s in cfg.systems:
