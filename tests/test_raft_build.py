@@ -271,3 +271,22 @@ def test_cli_bad_qa_file_is_a_one_line_error_and_writes_nothing(docs_dir, tmp_pa
     assert main(["build-dataset", str(docs_dir), "--out", str(out), "--set", "assembly.oracle_p=2"]) == 2
     assert capsys.readouterr().err == "error: config: assembly.oracle_p (2.0) must be in [0, 1]\n"
     assert not out.exists()
+
+
+def test_readme_qa_command_on_the_demo_prints_what_the_readme_shows(tmp_path, capsys):
+    """The README's first build-dataset command, run as written (output and index redirected to tmp)."""
+    import shlex
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("<!-- section:raft -->"):readme.index("<!-- /section:raft -->")]
+    command = next(ln for ln in section.splitlines() if ln.startswith("raftkit build-dataset") and "--qa" in ln)
+    argv = shlex.split(command)[1:]
+    argv[argv.index("--out") + 1] = str(tmp_path / "out")
+    argv = [str(root / a) if a.startswith("corpora/") else a for a in argv]
+    assert main(argv + ["--set", f"retrieval.indexes_dir={tmp_path / 'idx'}"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    shown = section[section.index("The first command prints"):].split("```")[1].strip().splitlines()
+    assert re.sub(r" in [\d.]+s$", "", printed[0].split(": ", 1)[1]) == re.sub(r" in [\d.]+s$", "", shown[0].split(": ", 1)[1])
+    assert printed[1:] == shown[1:]

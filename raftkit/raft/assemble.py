@@ -54,36 +54,40 @@ class DistractorPicker:
 
     def __post_init__(self):
         self.by_id = {c.id: i for i, c in enumerate(self.chunks)}
+        docs = sorted({c.doc_id for c in self.chunks})
+        doc_num = {d: n for n, d in enumerate(docs)}
+        # Arrays, so a pool is one vectorised mask instead of a Python loop over every chunk.
+        self._doc = np.array([doc_num[c.doc_id] for c in self.chunks])
+        self._eval = np.array([self.splits.get(c.doc_id, "train") == "eval" for c in self.chunks])
         self.fallbacks = 0  # examples that had to borrow chunks from the other split
 
     def pick(self, oracle_id: str, key: str) -> list[int]:
         """Indices of k+1 chunks from documents other than the oracle's, nearest first (hard) or
         sampled (random). Raises RaftkitError when the corpus has too few such chunks."""
         need = self.cfg.num_distractors + 1
-        oracle = self.chunks[self.by_id[oracle_id]]
-        split = self.splits.get(oracle.doc_id, "train")
-        others = [i for i, c in enumerate(self.chunks) if c.doc_id != oracle.doc_id]
-        pool = [i for i in others if self.splits.get(self.chunks[i].doc_id, "train") == split]
+        o = self.by_id[oracle_id]
+        others = self._doc != self._doc[o]
+        pool = np.flatnonzero(others & (self._eval == self._eval[o]))
         if len(pool) < need:
-            if len(others) < need:
+            if int(others.sum()) < need:
                 raise RaftkitError(
                     f"{need - 1} distractors (+1 to replace a dropped oracle) need {need} chunks outside "
-                    f"'{oracle.doc_id}', the corpus has {len(others)}; lower assembly.num_distractors or add documents")
+                    f"'{self.chunks[o].doc_id}', the corpus has {int(others.sum())}; lower "
+                    f"assembly.num_distractors or add documents")
             self.fallbacks += 1
             # Borrow only what is missing, nearest/sampled the same way, so the split stays as clean as it can.
-            rest = [i for i in others if i not in set(pool)]
-            return self._choose(pool, len(pool), oracle_id, key) + self._choose(rest, need - len(pool), oracle_id, key)
-        return self._choose(pool, need, oracle_id, key)
+            rest = np.flatnonzero(others & (self._eval != self._eval[o]))
+            return self._choose(pool, len(pool), o, key) + self._choose(rest, need - len(pool), o, key)
+        return self._choose(pool, need, o, key)
 
-    def _choose(self, pool: list[int], n: int, oracle_id: str, key: str) -> list[int]:
+    def _choose(self, pool: np.ndarray, n: int, oracle: int, key: str) -> list[int]:
         if n <= 0:
             return []
         if self.cfg.distractors == "random":
-            return rng_for(self.cfg.seed, f"distractors:{key}").sample(pool, n)
-        scores = self.vectors[pool] @ self.vectors[self.by_id[oracle_id]]
+            return rng_for(self.cfg.seed, f"distractors:{key}").sample([int(i) for i in pool], n)
+        scores = self.vectors[pool] @ self.vectors[oracle]
         # Stable sort on -score, ties by position: deterministic across runs.
-        order = np.argsort(-scores, kind="stable")[:n]
-        return [pool[j] for j in order]
+        return [int(pool[j]) for j in np.argsort(-scores, kind="stable")[:n]]
 
 
 def oracle_flags(ids: list[str], p: float, seed: int) -> dict[str, bool]:

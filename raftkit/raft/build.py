@@ -44,6 +44,8 @@ def read_qa(path: str | Path) -> list[dict]:
             raise RaftkitError(f"{path}: line {n} is not valid JSON") from None
         if not isinstance(row, dict) or not str(row.get("question") or "").strip():
             raise RaftkitError(f"{path}: line {n} has no question")
+        if not isinstance(row.get("doc_ids") or [], list):
+            raise RaftkitError(f"{path}: line {n}: doc_ids must be a list of document ids")
         row["id"] = str(row.get("id") or f"qa-{n}")
         if row["id"] in seen:
             raise RaftkitError(f"{path}: line {n} repeats id '{row['id']}'")
