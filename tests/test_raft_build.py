@@ -290,3 +290,11 @@ def test_readme_qa_command_on_the_demo_prints_what_the_readme_shows(tmp_path, ca
     shown = section[section.index("The first command prints"):].split("```")[1].strip().splitlines()
     assert re.sub(r" in [\d.]+s$", "", printed[0].split(": ", 1)[1]) == re.sub(r" in [\d.]+s$", "", shown[0].split(": ", 1)[1])
     assert printed[1:] == shown[1:]
+
+
+def test_too_small_corpus_fails_before_any_generation_and_writes_nothing(built_index, docs_dir, tmp_path):
+    gen = StubGenerator()
+    with pytest.raises(RaftkitError, match=r"^4 distractors \(\+1 to replace a dropped oracle\) need 5 chunks "
+                                           r"outside '\S+', the corpus has 4; lower assembly.num_distractors"):
+        build_dataset(config.load(RaftBuildConfig), docs_dir, tmp_path / "out", generator=gen, index=built_index)
+    assert gen.calls == [] and not (tmp_path / "out").exists()

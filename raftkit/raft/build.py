@@ -243,6 +243,7 @@ def build_dataset(cfg: RaftBuildConfig, docs: str | Path, out: str | Path, qa: s
     if index_action != "built":  # building the index already reported them
         for path, reason in loaded.skipped:
             say(f"skipped {path}: {reason}")
+    _check_enough_chunks(index.chunks, cfg.assembly.num_distractors)
     work = out / WORK
     if mode == "overwrite":
         (out / MANIFEST).unlink(missing_ok=True)  # the folder reads as unfinished until the new build ends
@@ -287,6 +288,18 @@ def build_dataset(cfg: RaftBuildConfig, docs: str | Path, out: str | Path, qa: s
         "splits": {"eval_documents": sorted(d for d, s in splits.items() if s == "eval")},
     })
     return dd
+
+
+def _check_enough_chunks(chunks: list, k: int) -> None:
+    """Fail before any generation when some document has fewer than k+1 chunks outside it."""
+    per_doc: dict[str, int] = {}
+    for c in chunks:
+        per_doc[c.doc_id] = per_doc.get(c.doc_id, 0) + 1
+    doc, n = max(per_doc.items(), key=lambda kv: (kv[1], kv[0]))
+    if len(chunks) - n < k + 1:
+        raise RaftkitError(f"{k} distractors (+1 to replace a dropped oracle) need {k + 1} chunks outside "
+                           f"'{doc}', the corpus has {len(chunks) - n}; lower assembly.num_distractors "
+                           f"or add documents")
 
 
 def _reasons(records: list[dict]) -> str:
