@@ -25,9 +25,9 @@ def test_launch_command_is_accelerate_launch_of_raftkit_train():
     cmd = launch_command(args())
     assert cmd == [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                    str(RECIPES / "accelerate" / "fsdp.yaml"), "-m", "raftkit.cli", "train",
-                   "--config", "recipes/sft_full.yaml", "--set", "optim.lr=1e-5", "--set", "output_dir=runs/x",
-                   "--overwrite"]
+                   "--config", "recipes/sft_full.yaml", "--set", "optim.lr=1e-5", "--set", "output_dir=runs/x"]
     assert "--launcher" not in cmd  # the child trains; it must not launch again
+    assert "--overwrite" not in cmd  # the launcher clears the folder once, not every rank
 
 
 def test_accelerate_parses_the_command_for_both_configs():
@@ -54,11 +54,29 @@ def test_cli_spawns_the_launch_command(monkeypatch, tmp_path):
     import subprocess
 
     seen = []
-    monkeypatch.setattr(subprocess, "call", lambda cmd: seen.append(cmd) or 0)
+    monkeypatch.setattr(subprocess, "call", lambda cmd, env: seen.append((cmd, env)) or 0)
     rc = main(["train", "--config", str(RECIPES / "sft_lora_tiny.yaml"), "--set", f"output_dir={tmp_path}/run",
                "--launcher", "accelerate", "--accelerate-config", str(RECIPES / "accelerate" / "deepspeed_zero2.yaml")])
     assert rc == 0 and len(seen) == 1
-    assert seen[0][2:5] == ["accelerate.commands.launch", "--config_file",
+    cmd, env = seen[0]
+    assert env["RAFTKIT_LAUNCHED"] == "1"  # the ranks skip the run-folder check the launcher already did
+    assert cmd[2:5] == ["accelerate.commands.launch", "--config_file",
                             str(RECIPES / "accelerate" / "deepspeed_zero2.yaml")]
-    assert seen[0][-2:] == ["--set", f"output_dir={tmp_path}/run"]
+    assert cmd[-2:] == ["--set", f"output_dir={tmp_path}/run"]
     assert not (tmp_path / "run").exists()  # the launched processes write the run, not the launcher
+
+
+def test_launcher_checks_before_spawning(monkeypatch, tmp_path, capsys):
+    import subprocess
+
+    seen = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd, env: seen.append(cmd) or 0)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text("{}")
+    argv = ["train", "--config", str(RECIPES / "sft_lora_tiny.yaml"), "--set", f"output_dir={tmp_path}/run",
+            "--launcher", "accelerate", "--accelerate-config", str(RECIPES / "accelerate" / "fsdp.yaml")]
+    assert main(argv) == 2 and not seen
+    assert "already exists: pass --overwrite" in capsys.readouterr().err
+    assert main(argv + ["--set", "data.path=nope.jsonl"]) == 2 and not seen
+    assert main(argv + ["--overwrite"]) == 0 and len(seen) == 1
+    assert not (tmp_path / "run").exists()  # cleared once by the launcher, before the ranks start

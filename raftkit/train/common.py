@@ -126,7 +126,8 @@ def load_model(cfg: TrainConfig, head: str = "causal"):
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type=cfg.quant.quant_type,
             bnb_4bit_use_double_quant=cfg.quant.double_quant, bnb_4bit_compute_dtype=compute)
-        kwargs["device_map"] = {"": torch.cuda.current_device() if cuda else "cpu"}
+        # one whole copy per rank: each accelerate rank sits on its LOCAL_RANK GPU
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0")) if cuda else "cpu"}
     cls = AutoModelForCausalLM if head == "causal" else AutoModelForSequenceClassification
     if head == "score":
         kwargs.update(num_labels=1, pad_token_id=tok.pad_token_id)
@@ -241,14 +242,15 @@ def run_training(trainer, cfg: TrainConfig, tok, base: str, resume: bool) -> dic
     result = trainer.train(resume_from_checkpoint=last_checkpoint(run) if resume else None)
     wall = time.perf_counter() - start
     state = trainer.state
-    with atomic.staged_dir(run / "model") as tmp:
-        trainer.save_model(str(tmp))
-        tok.save_pretrained(str(tmp))
-        adapter = tmp / "adapter_config.json"
-        if adapter.is_file():  # point the adapter at the user-facing base name, resolvable on any machine
-            acfg = json.loads(adapter.read_text())
-            acfg["base_model_name_or_path"] = base
-            adapter.write_text(json.dumps(acfg, indent=2))
+    main = trainer.is_world_process_zero()
+    if trainer.args.world_size > 1:  # every rank takes part: FSDP/DeepSpeed gather the sharded weights
+        trainer.save_model(str(run / "model"))
+        if main:
+            _finish_model_dir(run / "model", tok, base)
+    else:
+        with atomic.staged_dir(run / "model") as tmp:
+            trainer.save_model(str(tmp))
+            _finish_model_dir(tmp, tok, base)
     history = state.log_history
     tokens = max([h.get("num_input_tokens_seen", 0) for h in history] + [h.get("num_tokens", 0) for h in history]
                  + [state.num_input_tokens_seen or 0])
@@ -264,7 +266,18 @@ def run_training(trainer, cfg: TrainConfig, tok, base: str, resume: bool) -> dic
         "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
         "resumed": bool(resume),
     }
-    atomic.write_jsonl(run / "metrics.jsonl", history)
-    plot_loss(history, run / "loss.png")
-    atomic.write_json(run / "run.json", summary)
+    if main:
+        atomic.write_jsonl(run / "metrics.jsonl", history)
+        plot_loss(history, run / "loss.png")
+        atomic.write_json(run / "run.json", summary)
     return summary
+
+
+def _finish_model_dir(model_dir: Path, tok, base: str) -> None:
+    """Add the tokenizer; point an adapter at the user-facing base name, resolvable on any machine."""
+    tok.save_pretrained(str(model_dir))
+    adapter = model_dir / "adapter_config.json"
+    if adapter.is_file():
+        acfg = json.loads(adapter.read_text())
+        acfg["base_model_name_or_path"] = base
+        adapter.write_text(json.dumps(acfg, indent=2))

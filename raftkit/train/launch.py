@@ -20,8 +20,7 @@ def launch_command(args) -> list[str]:
            "-m", "raftkit.cli", "train", "--config", str(args.config)]
     for item in args.set or []:
         cmd += ["--set", item]
-    if args.overwrite:
-        cmd.append("--overwrite")
+    # --overwrite is not passed on: the launcher clears the run folder once, before the ranks start.
     if args.resume:
         cmd.append("--resume")
     return cmd  # the child keeps the default --launcher none, so it trains instead of launching again

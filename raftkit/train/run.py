@@ -3,12 +3,15 @@ model is loaded, then hand over to the stage function."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 from raftkit import config
 from raftkit.errors import RaftkitError
 from raftkit.train.config import TrainConfig
+
+LAUNCHED_ENV = "RAFTKIT_LAUNCHED"  # set by the accelerate launcher for the ranks it starts
 
 
 def load_config(path: str | None, overrides: list[str] | None = None) -> TrainConfig:
@@ -54,22 +57,35 @@ def check_model(cfg: TrainConfig) -> None:
                            f"`raftkit export {cfg.model} --merge --out DIR` and use DIR")
 
 
-def train(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> dict:
-    """Run stage `cfg.stage` after every check; returns the run.json summary. Raises RaftkitError."""
+def preflight(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> None:
+    """Every check that needs no model: run folder, model name, reward run, dataset columns. Raises RaftkitError."""
     from raftkit.train.common import load_data
-    from raftkit.ui import say
 
-    check_run_dir(cfg, overwrite, resume)
+    if not launched():  # under accelerate the launcher checked the folder; ranks would race here
+        check_run_dir(cfg, overwrite, resume)
     check_model(cfg)
     if cfg.stage == "rlhf":
         check_reward_model(cfg)
     load_data(cfg)  # column errors now, before a model is loaded or anything is written
-    say(f"training: stage {cfg.stage}, method {cfg.method}, model {cfg.model} -> {cfg.output_dir}")
+
+
+def launched() -> bool:
+    """Whether this process is one of the ranks `raftkit train --launcher accelerate` started."""
+    return os.environ.get(LAUNCHED_ENV) == "1"
+
+
+def train(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> dict:
+    """Run stage `cfg.stage` after every check; returns the run.json summary. Raises RaftkitError."""
+    from raftkit.ui import say
+
+    preflight(cfg, overwrite, resume)
     run = Path(cfg.output_dir)
-    if overwrite and run.exists():
-        shutil.rmtree(run)
-    run.mkdir(parents=True, exist_ok=True)
-    config.save_resolved(cfg, run)
+    if int(os.environ.get("RANK", "0")) == 0:
+        say(f"training: stage {cfg.stage}, method {cfg.method}, model {cfg.model} -> {cfg.output_dir}")
+        if overwrite and run.exists() and not launched():
+            shutil.rmtree(run)
+        run.mkdir(parents=True, exist_ok=True)
+        config.save_resolved(cfg, run)
     if cfg.stage == "sft":
         from raftkit.train.sft import train_sft as fn
     elif cfg.stage == "dpo":
@@ -84,10 +100,9 @@ def train(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> di
 def command(args) -> None:
     """CLI handler of `raftkit train`."""
     import subprocess
+    import warnings
 
     from raftkit.ui import say
-
-    import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning)  # transformers v6 renames, not ours to fix
     cfg = load_config(args.config, args.set)
@@ -95,13 +110,16 @@ def command(args) -> None:
         from raftkit.train.launch import launch_command
 
         cmd = launch_command(args)
-        check_run_dir(cfg, args.overwrite, args.resume)
+        preflight(cfg, args.overwrite, args.resume)
+        if args.overwrite and Path(cfg.output_dir).exists():  # once here, not once per rank
+            shutil.rmtree(cfg.output_dir)
         say("launching: " + " ".join(cmd))
-        rc = subprocess.call(cmd)
+        rc = subprocess.call(cmd, env={**os.environ, LAUNCHED_ENV: "1"})
         if rc:
             raise RaftkitError(f"accelerate launch exited with code {rc}")
         return
     s = train(cfg, overwrite=args.overwrite, resume=args.resume)
-    print(f"trained {cfg.stage}/{cfg.method} in {s['wall_s']:.1f}s: {s['steps']} steps, {s['tokens']} tokens "
-          f"({s['tokens_per_s']:.0f} tok/s), peak {s['peak_mem_mb']:.0f} MiB, loss {s['first_loss']} -> "
-          f"{s['final_loss']}; run folder {cfg.output_dir}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"trained {cfg.stage}/{cfg.method} in {s['wall_s']:.1f}s: {s['steps']} steps, {s['tokens']} tokens "
+              f"({s['tokens_per_s']:.0f} tok/s), peak {s['peak_mem_mb']:.0f} MiB, loss {s['first_loss']:.3g} -> "
+              f"{s['final_loss']:.3g}; run folder {cfg.output_dir}")
