@@ -75,9 +75,10 @@ def test_hard_distractors_are_the_nearest_chunks_of_other_documents():
 
 def test_absent_oracle_targets_abstain_or_memorize():
     absent = [e for e in build(target="abstain")[0]["train"] if not e["oracle_present"]]
-    assert absent and all(e["cot_answer"] == f"<ANSWER>: {ABSTAIN}" and e["answer"] == ABSTAIN for e in absent)
+    assert absent and all(e["cot_answer"] == f"<ANSWER>: {ABSTAIN}" and e["target_answer"] == ABSTAIN
+                          and e["answer"] == f"Fact {e['oracle_id']}" for e in absent)  # answer: the reference
     absent = [e for e in build(target="memorize")[0]["train"] if not e["oracle_present"]]
-    assert absent and all(e["cot_answer"].startswith("##begin_quote##") and e["answer"].startswith("Fact")
+    assert absent and all(e["cot_answer"].startswith("##begin_quote##") and e["target_answer"] == e["answer"]
                           for e in absent)
 
 

@@ -120,18 +120,19 @@ def _example(r: dict, picker: DistractorPicker, cfg: AssemblyConfig, keep_oracle
     shown = [picker.by_id[r["oracle_id"]] if keep_oracle else filler] + distractors
     rng_for(cfg.seed, f"shuffle:{r['id']}").shuffle(shown)
     if keep_oracle or cfg.absent_target == "memorize":
-        cot, answer = r["cot"], r["answer"]
+        cot, target = r["cot"], r["answer"]
     else:
-        cot, answer = f"{ANSWER_TAG} {ABSTAIN}", ABSTAIN
+        cot, target = f"{ANSWER_TAG} {ABSTAIN}", ABSTAIN
     first = picker.chunks[distractors[0] if distractors else filler]
     rejected = r.get("rejected") or distractor_cot(
         r["question"], r["answer"], first.text, r.get("choices"), r["id"]).cot
     chunks = [picker.chunks[i] for i in shown]
     return {
-        "id": r["id"], "question": r["question"], "answer": answer, "cot_answer": cot,
+        "id": r["id"], "question": r["question"], "answer": r["answer"], "target_answer": target,
+        "cot_answer": cot,
         "doc_id": r["doc_id"], "oracle_id": r["oracle_id"],
         "context_ids": [c.id for c in chunks], "context": [c.text for c in chunks],
         "oracle_present": keep_oracle, "distractor_ids": [picker.chunks[i].id for i in distractors],
         "quote_status": r["status"], "rejected_cot": rejected,
-        "_titles": [c.title for c in chunks], "_reference": r["answer"],
+        "_titles": [c.title for c in chunks],
     }

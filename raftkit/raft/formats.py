@@ -12,8 +12,8 @@ from raftkit import atomic
 from raftkit.prompts import ANSWER_TAG, closed_book_messages, rag_messages
 
 SPLITS = ("train", "eval")
-COLUMNS = ("id", "question", "answer", "cot_answer", "doc_id", "oracle_id", "context_ids", "context",
-           "oracle_present", "distractor_ids", "quote_status", "messages", "prompt", "completion",
+COLUMNS = ("id", "question", "answer", "target_answer", "cot_answer", "doc_id", "oracle_id", "context_ids",
+           "context", "oracle_present", "distractor_ids", "quote_status", "messages", "prompt", "completion",
            "chosen", "rejected")
 
 
@@ -34,7 +34,7 @@ def to_row(example: dict) -> dict:
 def dsf_row(example: dict) -> dict:
     """Closed-book prompt -> `<ANSWER>: answer` (domain-specific fine-tuning, the paper's baseline)."""
     return {"prompt": closed_book_messages(example["question"]),
-            "completion": _assistant(f"{ANSWER_TAG} {example['_reference']}")}
+            "completion": _assistant(f"{ANSWER_TAG} {example['answer']}")}
 
 
 def _features():
