@@ -36,7 +36,7 @@ def test_report_html_renders_with_plots_in_headless_chromium(tmp_path, built_ind
     assert near((0x38, 0x66, 0xD6)) and near((0xE0, 0x83, 0x3A))
 
 
-def test_batched_loglik_equals_one_at_a_time(tiny_llama):
+def test_shared_prompt_loglik_equals_one_at_a_time(tiny_llama):
     from raftkit.compare.systems import choice_logliks
     from raftkit.config import GenerationConfig
     from raftkit.generate import HFGenerator
@@ -45,7 +45,7 @@ def test_batched_loglik_equals_one_at_a_time(tiny_llama):
     convs = [prompts.closed_book_messages("How tall is Mount Skarn?"),
              prompts.rag_messages("Who founded the library?", ["The library was founded by Piet Haldor in 1881."])]
     choices = [["3,412 metres", "2,000 m", "1"], ["Piet Haldor", "Ilse Marten"]]
-    batched = choice_logliks(gen, convs, choices, batch_size=4)
+    batched = choice_logliks(gen, convs, choices)
     one = [gen.loglikelihood([c] * len(ch), [f"{prompts.ANSWER_TAG} {x}" for x in ch]) for c, ch in zip(convs, choices)]
     assert [len(b) for b in batched] == [3, 2]
     for b, o in zip(batched, one):

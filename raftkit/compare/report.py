@@ -105,7 +105,8 @@ def _table_rows(results: dict, keys: list[str]) -> list[tuple[str, list[str], li
         stats = [s["metrics"].get(key) for s in results["systems"]]
         vals = [st["value"] if st and st["value"] is not None else None for st in stats]
         known = [v for v in vals if v is not None]
-        best = (min(known) if key in LOWER_IS_BETTER else max(known)) if len(known) > 1 else None
+        # Mark a winner only where systems differ: a column of equal values has none.
+        best = (min(known) if key in LOWER_IS_BETTER else max(known)) if len(set(known)) > 1 else None
         rows.append((key, [_pct(st) for st in stats], [v is not None and v == best for v in vals]))
     return rows
 

@@ -105,57 +105,47 @@ def choice_continuation(choice: str) -> str:
     return f"{prompts.ANSWER_TAG} {choice}"
 
 
-def batched_loglik(model, tokenizer, conversations: list[list[dict]], continuations: list[str],
-                   batch_size: int) -> list[float]:
-    """Summed log-probabilities of each continuation after its chat prompt, `batch_size` pairs a forward.
+def shared_prompt_loglik(model, tokenizer, conv: list[dict], continuations: list[str]) -> list[float]:
+    """Summed log-probabilities of each continuation after chat prompt `conv`.
 
-    Left padding puts every continuation at the end of its row, so only the last logits are computed.
+    The prompt runs once and its KV cache is shared by all continuations (one batched forward of the
+    short choices), so scoring 4 choices costs about one prompt pass instead of four.
     """
     import torch
 
-    prompt_cache: dict[int, list[int]] = {}
-    seqs = []
-    for conv, cont in zip(conversations, continuations):
-        key = id(conv)
-        if key not in prompt_cache:
-            ids = tokenizer.apply_chat_template(conv, add_generation_prompt=True)
-            prompt_cache[key] = ids if isinstance(ids, list) else ids["input_ids"]
-        seqs.append((prompt_cache[key], tokenizer(cont, add_special_tokens=False)["input_ids"]))
-    order = sorted(range(len(seqs)), key=lambda i: -(len(seqs[i][0]) + len(seqs[i][1])))
-    scores = [0.0] * len(seqs)
+    prompt = tokenizer.apply_chat_template(conv, add_generation_prompt=True)
+    prompt = prompt if isinstance(prompt, list) else prompt["input_ids"]
+    conts = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        full = [seqs[i][0] + seqs[i][1] for i in idx]
-        width = max(map(len, full))
-        keep = max(len(seqs[i][1]) for i in idx) + 1
-        ids = torch.tensor([[pad] * (width - len(f)) + f for f in full], device=model.device)
-        mask = torch.tensor([[0] * (width - len(f)) + [1] * len(f) for f in full], device=model.device)
-        positions = (mask.cumsum(1) - 1).clamp(min=0)
-        with torch.inference_mode():
-            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                           logits_to_keep=keep).logits[:, -keep:].float()
-        logp = torch.log_softmax(logits, dim=-1)
-        for row, i in enumerate(idx):
-            n = len(seqs[i][1])
-            target = ids[row, width - n:]
-            scores[i] = float(logp[row, keep - 1 - n:keep - 1].gather(1, target[:, None]).sum())
+    n, width, dev = len(conts), max(map(len, conts)), model.device
+    with torch.inference_mode():
+        out = model(input_ids=torch.tensor([prompt], device=dev), use_cache=True)
+        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(n)
+        # Right padding: a causal model never lets a continuation token see the pads after it.
+        ids = torch.tensor([c + [pad] * (width - len(c)) for c in conts], device=dev)
+        mask = torch.tensor([[1] * (len(prompt) + len(c)) + [0] * (width - len(c)) for c in conts], device=dev)
+        positions = torch.arange(len(prompt), len(prompt) + width, device=dev).expand(n, width)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache).logits
+        logp = torch.log_softmax(logits.float(), dim=-1)
+    scores = []
+    for i, c in enumerate(conts):
+        rest = logp[i, :len(c) - 1].gather(1, ids[i, 1:len(c), None]).sum() if len(c) > 1 else 0.0
+        scores.append(float(first[c[0]] + rest))
     return scores
 
 
-def choice_logliks(generator, conversations: list[list[dict]], choices: list[list[str]],
-                   batch_size: int) -> list[list[float]] | None:
+def choice_logliks(generator, conversations: list[list[dict]], choices: list[list[str]]) -> list[list[float]] | None:
     """Per question, the log-likelihood of each choice; None when the backend cannot score (OpenAI)."""
-    convs = [c for c, ch in zip(conversations, choices) for _ in ch]
-    conts = [choice_continuation(x) for ch in choices for x in ch]
-    if not conts:
-        return [[] for _ in choices]
     if hasattr(generator, "model") and hasattr(generator, "tokenizer"):
-        flat = batched_loglik(generator.model, generator.tokenizer, convs, conts, batch_size)
-    elif hasattr(generator, "loglikelihood"):
-        flat = generator.loglikelihood(convs, conts)
-    else:
+        return [shared_prompt_loglik(generator.model, generator.tokenizer, conv,
+                                     [choice_continuation(x) for x in ch]) if ch else []
+                for conv, ch in zip(conversations, choices)]
+    if not hasattr(generator, "loglikelihood"):
         return None
+    convs = [c for c, ch in zip(conversations, choices) for _ in ch]
+    flat = generator.loglikelihood(convs, [choice_continuation(x) for ch in choices for x in ch]) if convs else []
     out, pos = [], 0
     for ch in choices:
         out.append(flat[pos:pos + len(ch)])
@@ -195,9 +185,10 @@ def run_system(system: SystemConfig, generator, questions: list[Question], retri
         docs = [retrieved[q.id].top(system.top_k) if retrieved is not None else None for q in part]
         convs = [conversation(q, system, d, cfg.scoring.show_choices) for q, d in zip(part, docs)]
         replies = generator.chat(convs, desc=f"{system.name} answers")
+        t1 = time.perf_counter()
         # Choices of unanswerable questions are never scored: skip their forwards.
         choices = [q.choices if q.answerable else [] for q in part]
-        logliks = (choice_logliks(generator, convs, choices, bs) if use_loglik
+        logliks = (choice_logliks(generator, convs, choices) if use_loglik
                    else None) or [None] * len(part)
         for q, d, reply, ll in zip(part, docs, replies, logliks):
             n_quotes, unsupported = _quote_counts(reply, d.texts if d else [])
@@ -205,6 +196,7 @@ def run_system(system: SystemConfig, generator, questions: list[Question], retri
                             "retrieved": d.ids if d else [], "retrieved_doc_ids": d.doc_ids if d else [],
                             "quotes": n_quotes, "quotes_unsupported": unsupported})
         meta["seconds"] += time.perf_counter() - t0
+        meta["generate_seconds"] = meta.get("generate_seconds", 0.0) + t1 - t0
         meta["answered"] += len(part)
         atomic.write_jsonl(path, records)
         atomic.write_json(meta_path, meta)
