@@ -207,6 +207,12 @@ def peak_memory_mb(cuda: bool) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system, all threads) this process has used: steadier than wall time on a shared machine."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def plot_loss(history: list[dict], out: Path) -> None:
     """RUN/loss.png: training (and eval) loss against step."""
     import matplotlib
@@ -230,7 +236,7 @@ def plot_loss(history: list[dict], out: Path) -> None:
     os.replace(tmp, out)
 
 
-def run_training(trainer, cfg: TrainConfig, tok, base: str, resume: bool) -> dict:
+def run_training(trainer, cfg: TrainConfig, tok, base: str, resume: bool, examples: int = 0) -> dict:
     """Train, then write RUN/model, metrics.jsonl, loss.png and run.json; returns the run.json summary."""
     run = Path(cfg.output_dir)
     cuda = on_cuda(cfg)
@@ -238,9 +244,9 @@ def run_training(trainer, cfg: TrainConfig, tok, base: str, resume: bool) -> dic
         import torch
 
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), cpu_seconds()
     result = trainer.train(resume_from_checkpoint=last_checkpoint(run) if resume else None)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu0
     state = trainer.state
     main = trainer.is_world_process_zero()
     if trainer.args.world_size > 1:  # every rank takes part: FSDP/DeepSpeed gather the sharded weights
@@ -258,10 +264,10 @@ def run_training(trainer, cfg: TrainConfig, tok, base: str, resume: bool) -> dic
     losses = [h["loss"] for h in history if "loss" in h]
     summary = {
         "stage": cfg.stage, "method": cfg.method, "base_model": base, "dataset": cfg.data.path,
-        "steps": state.global_step, "examples": len(trainer.train_dataset),
+        "steps": state.global_step, "examples": examples or len(trainer.train_dataset),
         "tokens": int(tokens), "tokens_per_s": round(tokens / train_s, 1) if train_s else 0.0,
         "peak_mem_mb": round(peak_memory_mb(cuda), 1), "wall_s": round(wall, 2),
-        "train_runtime_s": round(train_s, 2), "device": "cuda" if cuda else "cpu",
+        "train_runtime_s": round(train_s, 2), "train_cpu_s": round(cpu, 2), "device": "cuda" if cuda else "cpu",
         "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
         "resumed": bool(resume),

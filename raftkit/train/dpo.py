@@ -33,4 +33,4 @@ def train_dpo(cfg: TrainConfig, resume: bool = False) -> dict:
                                beta=cfg.dpo.beta, loss_type=[cfg.dpo.loss_type])
     trainer = DPOTrainer(model=model, ref_model=reference_model(cfg, model), args=args, train_dataset=train,
                          eval_dataset=evals, processing_class=tok, callbacks=[common.recorder()])
-    return common.run_training(trainer, cfg, tok, base, resume)
+    return common.run_training(trainer, cfg, tok, base, resume, examples=len(train))

@@ -19,7 +19,7 @@ def train_reward(cfg: TrainConfig, resume: bool = False) -> dict:
                                center_rewards_coefficient=cfg.reward.center_rewards or None)
     trainer = RewardTrainer(model=model, args=args, train_dataset=train, eval_dataset=evals,
                             processing_class=tok, callbacks=[common.recorder()])
-    return common.run_training(trainer, cfg, tok, base, resume)
+    return common.run_training(trainer, cfg, tok, base, resume, examples=len(train))
 
 
 def load_reward_model(run: str, device_pref: str = "auto"):

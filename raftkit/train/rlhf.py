@@ -28,4 +28,4 @@ def train_rlhf(cfg: TrainConfig, resume: bool = False) -> dict:
     trainer = trainer_cls(model=model, reward_funcs=funcs, args=args, train_dataset=train,
                           processing_class=tok, reward_processing_classes=[scorer_tok, None, None, None],
                           callbacks=[common.recorder()])
-    return common.run_training(trainer, cfg, tok, base, resume)
+    return common.run_training(trainer, cfg, tok, base, resume, examples=len(train))

@@ -26,4 +26,4 @@ def train_sft(cfg: TrainConfig, resume: bool = False) -> dict:
         dataset_num_proc=None)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=evals,
                          processing_class=tok, callbacks=[common.recorder()])
-    return common.run_training(trainer, cfg, tok, base, resume)
+    return common.run_training(trainer, cfg, tok, base, resume, examples=len(train))
