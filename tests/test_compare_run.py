@@ -214,3 +214,10 @@ def test_questions_from_a_build_dataset_output(tmp_path):
     (q,) = load_questions(cfg)
     assert (q.id, q.answer, q.doc_ids, q.status, q.answerable) == ("e1", "3,412 metres", ["volcanoes.md"],
                                                                    "unchanged", True)
+
+
+def test_missing_model_is_named_before_anything_is_written(tmp_path, built_index):
+    cfg = _cfg(built_index, systems=[{"name": "fine-tuned", "model": str(tmp_path / "runs" / "nope"), "mode": "closed"}])
+    with pytest.raises(RaftkitError, match=r"^system 'fine-tuned': unknown model '.*nope'"):
+        compare(cfg, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

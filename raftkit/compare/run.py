@@ -96,6 +96,17 @@ def _reference_contexts(questions: list[Question], index) -> dict[str, list[str]
     return {q.id: [t for d in q.doc_ids for t in by_doc.get(d, [])] for q in questions}
 
 
+def _check_models(cfg: CompareConfig) -> None:
+    """Resolve every model before anything is written, naming the system whose model is unusable."""
+    from raftkit.models import resolve_generator
+
+    for s in cfg.systems:
+        try:
+            resolve_generator(s.model)
+        except RaftkitError as e:
+            raise RaftkitError(f"system '{s.name}': {e}") from None
+
+
 def compare(cfg: CompareConfig, out: str | Path, overwrite: bool = False, *, generator_factory=None,
             command: str | None = None) -> ComparisonReport:
     """Run, score and report every system of `cfg` into `out`; resumes an interrupted run of the same config.
@@ -105,6 +116,8 @@ def compare(cfg: CompareConfig, out: str | Path, overwrite: bool = False, *, gen
     out = Path(out)
     questions = load_questions(cfg)  # bad input fails here, before anything is written
     indexes = sysrun.load_indexes(cfg)
+    if generator_factory is None and cfg.generation.backend == "hf":
+        _check_models(cfg)
     work = _prepare_out(out, cfg, overwrite)
     retrieved = sysrun.retrieve(cfg, questions, indexes)
     records = sysrun.run_all(cfg, questions, retrieved, work, generator_factory)
