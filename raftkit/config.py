@@ -9,6 +9,7 @@ one ConfigError listing all of them. Stage-specific sections live beside their s
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -20,6 +21,7 @@ from raftkit import atomic
 from raftkit.errors import ConfigError, RaftkitError
 
 T = TypeVar("T")
+_SCIENTIFIC = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 DEFAULT_GENERATOR = "smollm2-135m-instruct"
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"
@@ -155,6 +157,8 @@ def _convert(value: Any, tp: Any, where: str, problems: list[str]) -> Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str) and _SCIENTIFIC.match(value.strip()):
+        return float(value)  # YAML 1.1 reads `1e-3` (no dot) as a string; users mean a number
     if tp in (int, float) and isinstance(value, bool) or not isinstance(value, tp):
         problems.append(f"{where}: expected {_type_name(tp)}, got {value!r}")
         return value

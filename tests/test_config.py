@@ -82,5 +82,8 @@ def test_lists_and_floats_accept_yaml_forms():
 
     cfg = config.load(Top, overrides=["s.names=[a, b]", "s.rate=1"])
     assert cfg.s.names == ["a", "b"] and cfg.s.rate == 1.0 and isinstance(cfg.s.rate, float)
+    assert config.load(Top, overrides=["s.rate=1e-3"]).s.rate == 0.001  # YAML 1.1 reads this as a string
+    with pytest.raises(ConfigError, match=r"s.rate: expected float, got 'fast'"):
+        config.load(Top, overrides=["s.rate=fast"])
     with pytest.raises(ConfigError, match=r"s.names\[1\]: expected str, got 3"):
         config.load(Top, overrides=["s.names=[a, 3]"])
