@@ -1,0 +1,12 @@
+"""`raftkit compare`: fine-tuning vs RAG vs RAFT on accuracy, hallucination and freshness.
+
+config.py (the recipe schema) -> questions.py (QA .jsonl or build-dataset eval split) -> systems.py
+(retrieval once, generation and choice log-likelihoods, resumable) -> scoring.py / hallucination.py /
+freshness.py (per-question metrics) -> results.py (per-system summaries, bootstrap CIs, ragas) ->
+report.py (report.md, report.html, results.json, per_question.csv); run.py ties them together.
+"""
+
+from raftkit.compare.config import CompareConfig
+from raftkit.compare.run import ComparisonReport, compare
+
+__all__ = ["CompareConfig", "ComparisonReport", "compare"]

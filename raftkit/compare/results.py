@@ -152,6 +152,26 @@ def judge_llm(cfg: CompareConfig):
     return None
 
 
+def _local_embeddings():
+    """The offline default embedder as ragas embeddings (langchain interface)."""
+    from langchain_core.embeddings import Embeddings
+    from ragas.embeddings import LangchainEmbeddingsWrapper
+
+    from raftkit.config import EmbeddingConfig
+    from raftkit.retrieval.embedding import Embedder
+
+    embedder = Embedder(EmbeddingConfig())
+
+    class Local(Embeddings):
+        def embed_documents(self, texts):
+            return embedder.encode(list(texts)).tolist()
+
+        def embed_query(self, text):
+            return embedder.encode([text])[0].tolist()
+
+    return LangchainEmbeddingsWrapper(Local())
+
+
 def _ragas_once(samples: list[dict], rag: bool, llm) -> list[dict]:
     from ragas import EvaluationDataset, evaluate
     from ragas.metrics import (AnswerCorrectness, Faithfulness, NonLLMContextPrecisionWithReference,
@@ -162,7 +182,10 @@ def _ragas_once(samples: list[dict], rag: bool, llm) -> list[dict]:
         metrics.update(ragas_context_precision=NonLLMContextPrecisionWithReference(),
                        ragas_context_recall=NonLLMContextRecall())
     if llm is not None:
-        metrics["ragas_answer_correctness"] = AnswerCorrectness(llm=llm, weights=[1.0, 0.0])
+        # Factual part only (weights 1, 0); ragas still wants embeddings, so hand it the local embedder
+        # rather than let it build an OpenAI client.
+        metrics["ragas_answer_correctness"] = AnswerCorrectness(llm=llm, embeddings=_local_embeddings(),
+                                                                weights=[1.0, 0.0])
         if rag:
             metrics["ragas_faithfulness"] = Faithfulness(llm=llm)
     result = evaluate(EvaluationDataset.from_list(samples), metrics=list(metrics.values()), show_progress=False,

@@ -131,6 +131,10 @@ def compare(cfg: CompareConfig, out: str | Path, overwrite: bool = False, *, gen
             contexts = {q: r.texts[:s.top_k] for q, r in retrieved.get(s.index, {}).items()}
             if not res.add_ragas(rows, s, contexts, refs.get(s.index, {}), cfg, llm):
                 notes.append(f"ragas metrics are missing for {s.name} (failed or over scoring.ragas_timeout_s).")
+            elif llm is not None and not res.summarize(rows, cfg).keys() & {"ragas_answer_correctness",
+                                                                             "ragas_faithfulness"}:
+                notes.append(f"the judge gave no usable verdict for {s.name} (every judged score is NaN: "
+                             f"a small judge rarely writes the JSON ragas parses).")
         all_rows += rows
         systems.append({"name": s.name, "model": s.model, "mode": s.mode, "index": s.index, "top_k": s.top_k,
                         "model_info": _model_info(s.model), "questions": len(rows),
