@@ -298,3 +298,19 @@ def test_too_small_corpus_fails_before_any_generation_and_writes_nothing(built_i
                                            r"outside '\S+', the corpus has 4; lower assembly.num_distractors"):
         build_dataset(config.load(RaftBuildConfig), docs_dir, tmp_path / "out", generator=gen, index=built_index)
     assert gen.calls == [] and not (tmp_path / "out").exists()
+
+
+def test_qa_lines_without_answers_are_answered_by_the_generator(built_index, docs_dir, tmp_path):
+    qa = tmp_path / "qa.jsonl"
+    atomic.write_jsonl(qa, [{"id": "g1", "question": "How many seismometers does the Skarn Observatory use?",
+                             "doc_ids": ["volcanoes.md"]},
+                            {"id": "g2", "question": "Who founded the library?", "answer": "Piet Haldor",
+                             "doc_ids": ["lib-2"]}])
+    gen = StubGenerator()
+    cfg = config.load(RaftBuildConfig, overrides=["assembly.num_distractors=2", "assembly.eval_fraction=0"])
+    dd = build_dataset(cfg, docs_dir, tmp_path / "out", qa=qa, generator=gen, index=built_index)
+    assert gen.calls == [("answers", 1)]  # only the line without an answer reaches the model
+    rows = {r["id"]: r for r in dd["train"]}
+    assert rows["g1"]["oracle_id"] == "volcanoes.md#0" and rows["g1"]["answer"] == "seismometers."
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["models"]["generator"] == \
+        "smollm2-135m-instruct"
