@@ -254,6 +254,8 @@ def test_cli_with_qa_writes_deterministic_cots_without_a_model(built_index, docs
     assert extract_quotes(v1["cot_answer"]) == ["The Skarn Observatory monitors it with 14 seismometers."] \
         or not v1["oracle_present"]
     assert v1["rejected"][0]["content"].rsplit("<ANSWER>: ", 1)[1] in ("12", "16", "18")  # another choice
+    assert (v1["choices"], v1["answer_index"]) == (["12", "14", "16", "18"], 1)  # for multiple-choice scoring
+    assert (by_id["b1"]["choices"], by_id["b1"]["answer_index"]) == ([], None)
     # A rerun without --overwrite refuses; nothing changes.
     before = (out / "manifest.json").read_bytes()
     assert main(args) == 2

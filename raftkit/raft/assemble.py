@@ -133,6 +133,13 @@ def _example(r: dict, picker: DistractorPicker, cfg: AssemblyConfig, keep_oracle
         "doc_id": r["doc_id"], "oracle_id": r["oracle_id"],
         "context_ids": [c.id for c in chunks], "context": [c.text for c in chunks],
         "oracle_present": keep_oracle, "distractor_ids": [picker.chunks[i].id for i in distractors],
-        "quote_status": r["status"], "rejected_cot": rejected,
+        "quote_status": r["status"], "rejected_cot": rejected, "choices": r.get("choices") or [],
+        "answer_index": _index_of(r["answer"], r.get("choices") or []),
         "_titles": [c.title for c in chunks],
     }
+
+
+def _index_of(answer: str, choices: list[str]) -> int | None:
+    """Where the reference answer sits among a QA line's choices (for multiple-choice scoring)."""
+    lowered = [c.strip().lower() for c in choices]
+    return lowered.index(answer.strip().lower()) if answer.strip().lower() in lowered else None

@@ -13,8 +13,8 @@ from raftkit.prompts import ANSWER_TAG, closed_book_messages, rag_messages
 
 SPLITS = ("train", "eval")
 COLUMNS = ("id", "question", "answer", "target_answer", "cot_answer", "doc_id", "oracle_id", "context_ids",
-           "context", "oracle_present", "distractor_ids", "quote_status", "messages", "prompt", "completion",
-           "chosen", "rejected")
+           "context", "oracle_present", "distractor_ids", "quote_status", "choices", "answer_index", "messages",
+           "prompt", "completion", "chosen", "rejected")
 
 
 def _assistant(text: str) -> list[dict]:
@@ -42,7 +42,8 @@ def _features():
 
     msgs = List({"role": Value("string"), "content": Value("string")})
     strings = List(Value("string"))
-    kinds = {"context_ids": strings, "context": strings, "distractor_ids": strings,
+    kinds = {"context_ids": strings, "context": strings, "distractor_ids": strings, "choices": strings,
+             "answer_index": Value("int64"),
              "oracle_present": Value("bool"), "messages": msgs, "prompt": msgs, "completion": msgs,
              "chosen": msgs, "rejected": msgs}
     return Features({c: kinds.get(c, Value("string")) for c in COLUMNS})
