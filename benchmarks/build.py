@@ -121,8 +121,8 @@ def main() -> None:
         f"verified, {status['repaired']} repaired, {status['dropped']} dropped.",
         "",
         "The 2 CPU cores are shared with other jobs, so absolute rates move from run to run; the modes run "
-        "interleaved in one process, so their ratio is the figure to read. A batch decodes until its "
-        "longest reply ends, so batching gains least where replies are short and uneven (questions).",
+        "interleaved in one process, and the CPU-seconds ratio is the steadier figure (wall-clock ratios "
+        "swing with the load).",
     ])
     print(body)
     if not args.no_write:
