@@ -244,6 +244,10 @@ def run_training(trainer, cfg: TrainConfig, tok, base: str, resume: bool, exampl
         import torch
 
         torch.cuda.reset_peak_memory_stats()
+    if os.environ.get("RAFTKIT_QUIET") == "1":  # no bars, and no per-step log dicts on stdout either
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     start, cpu0 = time.perf_counter(), cpu_seconds()
     result = trainer.train(resume_from_checkpoint=last_checkpoint(run) if resume else None)
     wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu0
