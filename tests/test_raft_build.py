@@ -316,3 +316,7 @@ def test_qa_lines_without_answers_are_answered_by_the_generator(built_index, doc
     assert rows["g1"]["oracle_id"] == "volcanoes.md#0" and rows["g1"]["answer"] == "seismometers."
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["models"]["generator"] == \
         "smollm2-135m-instruct"
+    from datasets import load_from_disk
+
+    again = load_from_disk(str(tmp_path / "out" / "dataset"))  # an empty eval split must load too
+    assert again["eval"].num_rows == 0 and again["train"].num_rows == dd["train"].num_rows

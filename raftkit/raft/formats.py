@@ -63,7 +63,9 @@ def write_outputs(examples: dict[str, list[dict]], out: Path):
     disable_progress_bars()  # a "Saving the dataset" bar per split says nothing the summary does not
     try:
         with atomic.staged_dir(out / "dataset") as tmp:
-            dd.save_to_disk(str(tmp))
+            # One shard per split even when a split is empty: datasets writes no arrow file for an empty
+            # split otherwise, and load_from_disk then fails on it (eval_fraction 0).
+            dd.save_to_disk(str(tmp), num_shards={s: 1 for s in SPLITS})
     finally:
         if not was_disabled:
             enable_progress_bars()
