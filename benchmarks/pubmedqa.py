@@ -52,7 +52,8 @@ def main() -> None:
                   "--set", f"model={args.model}", "--set", f"data.path={data}", "--set", "data.eval_path=",
                   "--set", f"output_dir={work / 'runs' / name}", "--set", "data.max_length=1024",
                   "--set", f"optim.max_steps={steps_sft}", "--set", "optim.batch_size=4",
-                  "--set", "optim.lr=5e-4", "--set", f"seed={args.seed}", "--overwrite")
+                  "--set", "optim.lr=5e-4", "--set", "optim.grad_accum=1", "--set", f"seed={args.seed}",
+                  "--overwrite")
     rag = {"mode": "rag", "index": "pubmedqa", "top_k": 3}
     compare_cfg = {
         "systems": [
