@@ -61,7 +61,7 @@ def main() -> None:
     steps.run("SFT-LoRA on v1 (RAFT)", "train", "--config", "recipes/sft_lora.yaml",
               "--set", f"model={args.model}", "--set", f"data.path={work / 'raft'}", "--set", "data.eval_path=",
               "--set", f"output_dir={work / 'runs' / 'raft'}", "--set", "data.max_length=1024",
-              "--set", f"optim.max_steps={steps_sft}", "--set", "optim.batch_size=4", "--set", "optim.lr=5e-4",
+              "--set", f"optim.max_steps={steps_sft}", "--set", "optim.batch_size=4", "--set", "optim.lr=5e-4", "--set", "optim.grad_accum=1",
               "--set", f"seed={args.seed}", "--overwrite")
     steps.run("update the index to corpus v2", "index", "update", str(v2_corpus), "--name", "rtqa", "--indexes-dir", idx)
     rag = {"mode": "rag", "index": "rtqa", "top_k": 3}
