@@ -107,3 +107,18 @@ def test_openai_judge_is_a_ragas_llm_without_network():
     with pytest.raises(ConfigError, match="kind 'openai' needs base_url; scoring.judge.kind 'openai' needs model"):
         config.load(CompareConfig, data={"systems": [{"name": "a", "model": "m"}], "questions": {"path": "q"},
                                          "scoring": {"judge": {"kind": "openai"}}})
+
+
+def test_cli_summary_table_shows_headline_metrics_present():
+    from raftkit.compare.run import summary_table
+
+    results = {"systems": [
+        {"name": "base", "metrics": {"accuracy": {"value": 0.25}, "stale_rate": {"value": 0.5},
+                                     "accuracy_changed": {"value": None}}},
+        {"name": "fine-tuned+rag", "metrics": {"accuracy": {"value": 0.875}, "stale_rate": {"value": 0.0}}},
+    ]}
+    assert summary_table(results).splitlines() == [
+        "  system             accuracy   stale",
+        "  base                  25.0%   50.0%",
+        "  fine-tuned+rag        87.5%    0.0%",
+    ]

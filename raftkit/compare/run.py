@@ -173,7 +173,27 @@ def command(args) -> None:
     sets = "".join(f" --set {s}" for s in args.set)
     cmd = f"raftkit compare --config {args.config}{sets} --out {args.out}" + (" --overwrite" if args.overwrite else "")
     report = compare(cfg, args.out, overwrite=args.overwrite, command=cmd)
-    acc = {s["name"]: (s["metrics"].get("accuracy") or {}).get("value") for s in report.results["systems"]}
     print(f"report: {report.out / 'report.html'}")
-    for name, value in acc.items():
-        print(f"  {name:<24} accuracy {'–' if value is None else f'{100 * value:.1f}%'}")
+    print(summary_table(report.results))
+
+
+# The few numbers a person reads first; the report has the rest with their intervals.
+SUMMARY = [("accuracy", "accuracy"), ("accuracy_changed", "changed facts"), ("stale_rate", "stale"),
+           ("accuracy_added", "added facts"), ("unanswerable_answered_rate", "unanswerable answered"),
+           ("confident_wrong_rate", "confident wrong")]
+
+
+def summary_table(results: dict) -> str:
+    """A plain-text table of the headline metrics (%), one row per system; metrics nobody has are left out."""
+    systems = results["systems"]
+    cols = [(k, label) for k, label in SUMMARY
+            if any((s["metrics"].get(k) or {}).get("value") is not None for s in systems)]
+    width = max(len(s["name"]) for s in systems) + 2
+    lines = ["  " + "system".ljust(width) + "".join(label.rjust(len(label) + 3) for _, label in cols)]
+    for s in systems:
+        cells = []
+        for k, label in cols:
+            v = (s["metrics"].get(k) or {}).get("value")
+            cells.append(("–" if v is None else f"{100 * v:.1f}%").rjust(len(label) + 3))
+        lines.append("  " + s["name"].ljust(width) + "".join(cells))
+    return "\n".join(lines)
