@@ -1,0 +1,62 @@
+"""The README's commands are real: every `raftkit ...` line parses with the CLI's own parser, every
+`make` target exists, and the retrieval block runs as written (litgpt's test_readme.py idea)."""
+
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+
+from raftkit.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def bash_commands(text: str) -> list[str]:
+    """Command lines of the ```bash blocks, continuations joined, comments and [optional] parts dropped."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            line = re.sub(r"\[[^\]]*\]", "", line).strip()  # `[--json]` marks an option, not text to type
+            if line and not line.startswith("#"):
+                commands.append(line)
+    return commands
+
+
+COMMANDS = bash_commands(README)
+
+
+def test_readme_has_the_two_commands_on_top():
+    assert COMMANDS[:2] == ["make demo", "make test"]
+
+
+@pytest.mark.parametrize("line", [c for c in COMMANDS if c.startswith("raftkit ")])
+def test_every_raftkit_line_parses(line):
+    args = build_parser().parse_args(shlex.split(line)[1:])  # argparse exits (SystemExit) on a bad line
+    assert callable(args.func)
+
+
+@pytest.mark.parametrize("line", [c for c in COMMANDS if c.startswith("make ")])
+def test_every_make_target_exists(line):
+    makefile = (ROOT / "Makefile").read_text()
+    for target in line.split()[1:]:
+        if "=" not in target:
+            assert re.search(rf"^{re.escape(target)}:", makefile, flags=re.MULTILINE), target
+
+
+@pytest.mark.slow
+def test_retrieval_block_runs_as_written(tmp_path, monkeypatch, capsys):
+    shutil.copytree(ROOT / "corpora" / "demo", tmp_path / "corpora" / "demo")
+    monkeypatch.chdir(tmp_path)
+    block = [c for c in COMMANDS if c.startswith(("raftkit index", "raftkit ask"))][:4]
+    assert [c.split()[1:3] for c in block] == [["index", "build"], ["index", "query"], ["index", "update"],
+                                              ["ask", "demo"]]
+    for line in block:
+        assert main(shlex.split(line)[1:]) == 0, line
+    out = capsys.readouterr().out
+    assert "built index 'demo'" in out and "http-api.md#" in out
+    assert "updated index 'demo': 6 added, 16 changed, 0 deleted, 8 unchanged documents" in out
+    assert "7421" in out  # the HTTP port, quoted from the docs by the query and (usually) the answer
