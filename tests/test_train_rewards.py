@@ -30,3 +30,13 @@ def test_answer_reward_normalises_and_skips_rows_without_reference():
     assert answer_reward(completions, answer=["port 7420"] * 4) == [1.0, 0.5, 0.0, 0.0]
     assert answer_reward(completions[:1], answer=[None]) == [None]
     assert answer_reward(completions[:1]) == [None]
+
+
+def test_answer_reward_follows_the_training_target_when_the_oracle_was_dropped():
+    from raftkit.prompts import ABSTAIN
+
+    completions = [f"<ANSWER>: {ABSTAIN}", "<ANSWER>: port 7420"]
+    # Row 0: oracle dropped, target is the refusal; row 1: oracle shown, target is the answer.
+    got = answer_reward(completions, answer=["port 7420", "port 7420"], target_answer=[ABSTAIN, "port 7420"])
+    assert got == [1.0, 1.0]
+    assert answer_reward(completions[:1], answer=["port 7420"]) == [0.0]  # without target_answer: the answer

@@ -20,7 +20,7 @@ STAGE_COLUMNS = {
     "reward": [("prompt", "chosen", "rejected")],
     "rlhf": [("prompt",)],
 }
-RLHF_EXTRA = ("answer", "context")  # used by the rule rewards when present
+RLHF_EXTRA = ("answer", "target_answer", "context")  # used by the rule rewards when present
 
 
 # ----------------------------------------------------------------------------- data

@@ -50,9 +50,15 @@ def normalize_answer(text: str) -> str:
     return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
 
 
-def answer_reward(completions, answer=None, **_) -> list[float | None]:
-    """1.0 for a normalised exact match with `answer`, 0.5 when it contains it, else 0; None without a reference."""
+def answer_reward(completions, answer=None, target_answer=None, **_) -> list[float | None]:
+    """1.0 for a normalised exact match with the reference, 0.5 when it contains it, else 0; None without one.
+
+    The reference is `target_answer` when the dataset has it (build-dataset's training target: the refusal
+    where the oracle was dropped and the target is abstain), else `answer`.
+    """
     answer = answer or [None] * len(completions)
+    if target_answer is not None:
+        answer = [t if t is not None else a for t, a in zip(target_answer, answer)]
     out: list[float | None] = []
     for completion, ref in zip(completions, answer):
         if ref is None:
