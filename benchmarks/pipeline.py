@@ -93,3 +93,40 @@ def accuracy_by(rows: list[dict], group_of: dict[str, str]) -> dict[tuple[str, s
 
 def results(report_dir: Path) -> dict:
     return json.loads((report_dir / "results.json").read_text(encoding="utf-8"))
+
+
+# Shared settings of the real-data benchmarks: 192-token chunks keep RAFT prompts (oracle + 2 distractors)
+# near 800 tokens, which a 135M model trains on in minutes on a CPU.
+CHUNKING = ["--set", "retrieval.chunking.size=192", "--set", "retrieval.chunking.overlap=24"]
+
+
+def build_raft(steps: Steps, corpus: Path, qa: Path, out: Path, idx: str, index: str, seed: int) -> None:
+    """RAFT data from a QA file whose answers are given (yes/no or choice text: not required verbatim)."""
+    steps.run("RAFT data from the training questions", "build-dataset", str(corpus), "--qa", str(qa),
+              "--out", str(out), "--config", "recipes/raft_build.yaml", *CHUNKING,
+              "--set", f"retrieval.indexes_dir={idx}", "--set", f"index_name={index}",
+              "--set", "qa.require_answer_in_docs=false", "--set", "assembly.num_distractors=2",
+              "--set", "assembly.eval_fraction=0", "--set", f"assembly.seed={seed}")
+
+
+def train_sft(steps: Steps, label: str, data: Path, out: Path, model: str, max_steps: int, seed: int) -> None:
+    """SFT-LoRA from recipes/sft_lora.yaml, one 4-example batch per optimizer step (CPU-sized)."""
+    steps.run(label, "train", "--config", "recipes/sft_lora.yaml", "--set", f"model={model}",
+              "--set", f"data.path={data}", "--set", "data.eval_path=", "--set", f"output_dir={out}",
+              "--set", "data.max_length=1024", "--set", f"optim.max_steps={max_steps}",
+              "--set", "optim.batch_size=4", "--set", "optim.grad_accum=1", "--set", "optim.lr=5e-4",
+              "--set", f"seed={seed}", "--overwrite")
+
+
+def compare_config(systems: list[dict], questions: Path, idx: str, model: str, seed: int) -> dict:
+    """A compare recipe scoring multiple choice by log-likelihood only (the benchmarks' accuracy)."""
+    return {
+        "systems": systems,
+        "questions": {"path": str(questions), "max_questions": 0, "seed": seed},
+        "generation": {"model": model, "max_new_tokens": 48, "batch_size": 16},
+        "indexes_dir": idx,
+        "scoring": {"mc": "loglik", "ragas": False},
+        "freshness": {"enable": False},
+        "unanswerable": {"use_status": False, "holdout_docs": 0.0},
+        "bootstrap": {"samples": 1000, "seed": seed},
+    }
