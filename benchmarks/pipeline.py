@@ -22,6 +22,11 @@ SHARED = ROOT.parent / "shared" / "benchmarks"
 WORK = ROOT / "benchmarks" / "work"
 
 
+def shorten(arg: str) -> str:
+    """A path as a user would type it from the project root (../shared/... for the shared data)."""
+    return arg.replace(str(SHARED.parent) + "/", "../shared/").replace(str(ROOT) + "/", "")
+
+
 class Steps:
     """Runs raftkit commands in order, recording each one's command line and wall time."""
 
@@ -30,7 +35,7 @@ class Steps:
 
     def run(self, step: str, *argv: str) -> float:
         cmd = [sys.executable, "-m", "raftkit.cli", *argv]
-        shown = "raftkit " + " ".join(argv)
+        shown = "raftkit " + " ".join(shorten(a) for a in argv)
         print(f"\n== {step}: {shown}", flush=True)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT)
