@@ -33,7 +33,7 @@ def corpus_copies(out: Path, copies: int) -> int:
     """Write the real corpora `copies` times (distinct ids) as .jsonl files; returns the document count."""
     rows = []
     for f in (SHARED / "pubmedqa" / "corpus.jsonl", SHARED / "realtimeqa" / "corpus_v2.jsonl"):
-        rows += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        rows += [json.loads(line) for line in f.read_text(encoding="utf-8").split("\n") if line.strip()]
     out.mkdir(parents=True, exist_ok=True)
     for c in range(copies):
         with open(out / f"copy{c}.jsonl", "w") as f:
@@ -46,7 +46,7 @@ def change_one_percent(docs: Path, n_docs: int) -> int:
     """Edit the text of 1% of the documents in place; returns how many were changed."""
     want = max(1, n_docs // 100)
     path = docs / "copy0.jsonl"
-    lines = path.read_text().splitlines()
+    lines = path.read_text(encoding="utf-8").rstrip("\n").split("\n")
     for i in range(want):
         row = json.loads(lines[i])
         row["text"] += " (Erratum: figures revised.)"

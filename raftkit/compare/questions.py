@@ -78,7 +78,7 @@ def _rows(path: Path) -> tuple[list[dict], str]:
     if not path.is_file():
         raise RaftkitError(f"questions file not found: {path}")
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))

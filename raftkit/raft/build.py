@@ -35,7 +35,7 @@ def read_qa(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise RaftkitError(f"QA file not found: {path}")
     rows, seen = [], set()
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
         if not line.strip():
             continue
         try:
