@@ -58,7 +58,7 @@ def main() -> None:
     steps.run("compare on the test split", "compare", "--config", str(cfg_path), "--out", str(work / "report"),
               "--overwrite")
 
-    summary = results(work / "report")["systems"]
+    summary = {s["name"]: s["metrics"] for s in results(work / "report")["systems"]}
     rows = []
     for name in ("base", "base+rag", "dsf+rag", "raft+rag"):
         acc = summary[name]["accuracy"]
