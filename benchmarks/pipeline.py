@@ -135,3 +135,18 @@ def compare_config(systems: list[dict], questions: Path, idx: str, model: str, s
         "unanswerable": {"use_status": False, "holdout_docs": 0.0},
         "bootstrap": {"samples": 1000, "seed": seed},
     }
+
+
+def start(doc: str, name: str):
+    """Parse a real-data benchmark's arguments and give it a clean work folder; returns (args, work)."""
+    import argparse
+    import shutil
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller version: fewer questions and steps")
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    work = WORK / (f"{name}-quick" if args.quick else name)
+    shutil.rmtree(work, ignore_errors=True)
+    return args, work

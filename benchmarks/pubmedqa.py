@@ -11,25 +11,18 @@ log-likelihood choice among yes/no/maybe. Writes the `pubmedqa` section of bench
 
 from __future__ import annotations
 
-import argparse
-import shutil
 
-from pipeline import (CHUNKING, SHARED, WORK, Steps, build_raft, compare_config, read_jsonl, results,
-                      split_by_document, train_sft, write_jsonl, write_yaml)
+from pipeline import (CHUNKING, SHARED, Steps, build_raft, compare_config, read_jsonl, results,
+                      split_by_document, start, train_sft, write_jsonl,
+                      write_yaml)
 from results import machine, table, write_section
 
 PAPER = {"LLaMA2-7B + RAG": 58.8, "DSF + RAG": 71.6, "RAFT (LLaMA2-7B)": 73.3, "GPT-3.5 + RAG": 71.6}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a ~10-minute version: fewer questions and steps")
-    parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args, work = start(__doc__, "pubmedqa")
     quick = args.quick
-    work = WORK / ("pubmedqa-quick" if quick else "pubmedqa")
-    shutil.rmtree(work, ignore_errors=True)
     corpus = SHARED / "pubmedqa" / "corpus.jsonl"
     qa = read_jsonl(SHARED / "pubmedqa" / "qa.jsonl")
     test_n, train_n = (40, 80) if quick else (100, 400)

@@ -11,12 +11,11 @@ Writes the `realtimeqa` section of benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
 import random
-import shutil
 
-from pipeline import (CHUNKING, SHARED, WORK, Steps, accuracy_by, build_raft, compare_config, per_question, read_jsonl,
-                      split_by_document, train_sft, write_jsonl, write_yaml)
+from pipeline import (CHUNKING, SHARED, Steps, accuracy_by, build_raft, compare_config, per_question, read_jsonl,
+                      split_by_document, start, train_sft, write_jsonl,
+                      write_yaml)
 from results import machine, table, write_section
 
 GROUPS = ("v1 trained", "v1 held out", "v2 (new)")
@@ -24,14 +23,8 @@ SYSTEMS = ("base", "base+rag", "fine-tuned", "fine-tuned+rag")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a ~10-minute version: fewer questions and steps")
-    parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args, work = start(__doc__, "realtimeqa")
     quick = args.quick
-    work = WORK / ("realtimeqa-quick" if quick else "realtimeqa")
-    shutil.rmtree(work, ignore_errors=True)
     qa = read_jsonl(SHARED / "realtimeqa" / "qa.jsonl")
     v1 = [r for r in qa if r.get("period") == "v1"]
     v2 = [r for r in qa if r.get("period") == "v2"]
