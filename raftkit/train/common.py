@@ -160,7 +160,7 @@ def trainer_args(cfg: TrainConfig, config_cls, has_eval: bool, **extra):
     o = cfg.optim
     cuda = on_cuda(cfg)
     eval_strategy = "steps" if has_eval and o.eval_steps else ("epoch" if has_eval else "no")
-    return config_cls(
+    args = dict(
         output_dir=cfg.output_dir, seed=cfg.seed, data_seed=cfg.seed,
         use_cpu=not cuda, bf16=cuda, fp16=False,
         learning_rate=o.lr, num_train_epochs=o.epochs, max_steps=o.max_steps or -1,
@@ -174,8 +174,8 @@ def trainer_args(cfg: TrainConfig, config_cls, has_eval: bool, **extra):
         dataloader_num_workers=o.dataloader_workers, report_to="none",
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=os.environ.get("RAFTKIT_QUIET") == "1",
-        optim="paged_adamw_8bit" if cfg.quantized and cuda else "adamw_torch",
-        **extra)
+        optim="paged_adamw_8bit" if cfg.quantized and cuda else "adamw_torch")
+    return config_cls(**{**args, **extra})
 
 
 def recorder():
