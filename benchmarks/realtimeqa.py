@@ -45,7 +45,7 @@ def main() -> None:
     steps = Steps()
     steps.run("index corpus v1", "index", "build", str(v1_corpus), "--name", "rtqa", "--indexes-dir", idx, *CHUNKING)
     build_raft(steps, v1_corpus, work / "train_v1_qa.jsonl", work / "raft", idx, "rtqa", args.seed)
-    steps_sft = 8 if quick else 50  # ~80 tokens/s for LoRA SFT of the 135M model on 2 cores
+    steps_sft = 8 if quick else 50  # ~150 tokens/s for LoRA SFT of the 135M model on 2 cores
     ft = str(work / "runs" / "raft")
     train_sft(steps, "SFT-LoRA on v1 (RAFT)", work / "raft", work / "runs" / "raft", args.model, steps_sft, args.seed)
     steps.run("update the index to corpus v2", "index", "update", str(v2_corpus), "--name", "rtqa", "--indexes-dir", idx)

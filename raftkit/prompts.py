@@ -45,6 +45,13 @@ def extract_answer(reply: str) -> str:
     return (reply[idx + len(ANSWER_TAG):] if idx >= 0 else reply).strip()
 
 
+def reasoning(reply: str) -> str:
+    """The reply before its last `<ANSWER>:` tag (all of it without one), ending in a newline unless empty."""
+    idx = reply.rfind(ANSWER_TAG)
+    head = (reply[:idx] if idx >= 0 else reply).rstrip()
+    return head + "\n" if head else ""
+
+
 def extract_quotes(reply: str) -> list[str]:
     """Every span between ##begin_quote## and ##end_quote##, stripped."""
     pattern = re.escape(BEGIN_QUOTE) + r"(.*?)" + re.escape(END_QUOTE)

@@ -52,6 +52,43 @@ def test_shared_prompt_loglik_equals_one_at_a_time(tiny_llama):
         assert b == pytest.approx(o, abs=1e-3)
 
 
+def test_reasoning_is_the_reply_before_its_answer_line():
+    quote = f"{prompts.BEGIN_QUOTE}x{prompts.END_QUOTE}"
+    assert prompts.reasoning(f"Because {quote}.\n<ANSWER>: y") == f"Because {quote}.\n"
+    assert prompts.reasoning("<ANSWER>: y") == ""
+    assert prompts.reasoning("It is 14. ") == "It is 14.\n"
+
+
+def test_choices_scored_after_the_reasoning_prefix(tiny_llama):
+    from raftkit.compare.systems import choice_logliks
+    from raftkit.config import GenerationConfig
+    from raftkit.generate import HFGenerator
+
+    gen = HFGenerator(GenerationConfig(model=str(tiny_llama), device="cpu"))
+    conv = prompts.closed_book_messages("How tall is Mount Skarn?")
+    prefix = "The atlas says 3,412 metres.\n"
+    got = choice_logliks(gen, [conv], [["3,412 metres", "2,000 m"]], [prefix])[0]
+    want = gen.loglikelihood([conv, conv], [f"{prefix}{prompts.ANSWER_TAG} {x}" for x in ("3,412 metres", "2,000 m")])
+    assert got == pytest.approx(want, abs=1e-3)
+    assert got != pytest.approx(choice_logliks(gen, [conv], [["3,412 metres", "2,000 m"]])[0], abs=1e-3)
+
+
+def test_compare_mc_after_reply_scores_after_each_system_reply(tmp_path, built_index):
+    seen = []
+
+    class Recording(Stub):
+        def loglikelihood(self, conversations, continuations):
+            seen.extend(continuations)
+            return [0.0] * len(continuations)
+
+    compare(_cfg(built_index, scoring={"mc_after": "reply", "ragas": False}), tmp_path / "out",
+            generator_factory=Recording)
+    # c-01's rag reply quotes the atlas before its answer line: every choice is scored after that quote.
+    quoted = [c for c in seen if c.startswith(prompts.BEGIN_QUOTE + "The tallest")]
+    assert quoted and all(c.split("\n")[1].startswith(prompts.ANSWER_TAG) for c in quoted)
+    assert any(c.startswith(prompts.ANSWER_TAG) for c in seen)  # replies without reasoning: right after the prompt
+
+
 @pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("compare*.yaml")), ids=lambda p: p.name)
 def test_compare_recipes_load_and_name_their_command(recipe):
     cfg = config.load(CompareConfig, recipe)

@@ -66,6 +66,9 @@ class JudgeConfig:
 @dataclasses.dataclass
 class ScoringConfig:
     mc: Literal["loglik", "generate", "both"] = "both"  # loglik = Ovadia et al.; generate = the named choice
+    # where choices are scored: right after the prompt, or after the system's own reply up to `<ANSWER>:`
+    # (a RAFT model reasons and quotes first; scoring its answer line at the first token is off its path)
+    mc_after: Literal["prompt", "reply"] = "prompt"
     show_choices: bool = False  # append "A) .. B) .." to questions with choices (same for every system)
     ragas: bool = True  # string similarity, ROUGE-L and non-LLM context precision/recall via ragas.evaluate
     ragas_timeout_s: int = 300  # ragas is an extra: past this it is skipped, never the whole report

@@ -136,16 +136,22 @@ def shared_prompt_loglik(model, tokenizer, conv: list[dict], continuations: list
     return scores
 
 
-def choice_logliks(generator, conversations: list[list[dict]], choices: list[list[str]]) -> list[list[float]] | None:
-    """Per question, the log-likelihood of each choice; None when the backend cannot score (OpenAI)."""
+def choice_logliks(generator, conversations: list[list[dict]], choices: list[list[str]],
+                   prefixes: list[str] | None = None) -> list[list[float]] | None:
+    """Per question, the log-likelihood of each choice; None when the backend cannot score (OpenAI).
+
+    `prefixes` (one per question) go before every choice's answer line: the system's own reasoning.
+    They add the same amount to each choice of a question, so they move which choice wins, not by how much.
+    """
+    prefixes = prefixes or [""] * len(conversations)
+    conts = [[p + choice_continuation(x) for x in ch] for p, ch in zip(prefixes, choices)]
     if hasattr(generator, "model") and hasattr(generator, "tokenizer"):
-        return [shared_prompt_loglik(generator.model, generator.tokenizer, conv,
-                                     [choice_continuation(x) for x in ch]) if ch else []
-                for conv, ch in zip(conversations, choices)]
+        return [shared_prompt_loglik(generator.model, generator.tokenizer, conv, cs) if cs else []
+                for conv, cs in zip(conversations, conts)]
     if not hasattr(generator, "loglikelihood"):
         return None
-    convs = [c for c, ch in zip(conversations, choices) for _ in ch]
-    flat = generator.loglikelihood(convs, [choice_continuation(x) for ch in choices for x in ch]) if convs else []
+    convs = [c for c, cs in zip(conversations, conts) for _ in cs]
+    flat = generator.loglikelihood(convs, [x for cs in conts for x in cs]) if convs else []
     out, pos = [], 0
     for ch in choices:
         out.append(flat[pos:pos + len(ch)])
@@ -188,7 +194,8 @@ def run_system(system: SystemConfig, generator, questions: list[Question], retri
         t1 = time.perf_counter()
         # Choices of unanswerable questions are never scored: skip their forwards.
         choices = [q.choices if q.answerable else [] for q in part]
-        logliks = (choice_logliks(generator, convs, choices) if use_loglik
+        prefixes = [prompts.reasoning(r) for r in replies] if cfg.scoring.mc_after == "reply" else None
+        logliks = (choice_logliks(generator, convs, choices, prefixes) if use_loglik
                    else None) or [None] * len(part)
         for q, d, reply, ll in zip(part, docs, replies, logliks):
             n_quotes, unsupported = _quote_counts(reply, d.texts if d else [])
