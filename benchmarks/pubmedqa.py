@@ -64,8 +64,9 @@ def main() -> None:
         f"## PubMedQA (`benchmarks/pubmedqa.py{' --quick' if quick else ''}`)",
         f"Machine: {machine()}. Model: `{args.model}` (135M). {len(train)} train / {len(test)} test questions, "
         f"split by document (seed {args.seed}); index over all 500 abstracts (192-token chunks); RAFT: oracle + 2 "
-        f"distractors, P=0.8, CoT grounded on the expert long answer; SFT-LoRA {steps_sft} steps x 4 examples; "
-        f"RAG top-3. Accuracy = log-likelihood choice among yes/no/maybe, bootstrap 95% CI. Total {total / 60:.1f} min.",
+        f"distractors, P=0.8, CoT grounded on the expert long answer; SFT-LoRA {steps_sft} steps x 4 examples "
+        f"(RAFT packed into 1024-token rows; DSF unpacked, so both see the same questions per step); RAG top-3. "
+        f"Accuracy = log-likelihood choice among yes/no/maybe after each system's own reply, bootstrap 95% CI. Total {total / 60:.1f} min.",
         table(["system", "accuracy %", "95% CI", "questions"], rows),
         "RAFT paper, Table 1, PubMedQA (LLaMA2-7B, accuracy %): "
         + ", ".join(f"{k} {v}" for k, v in PAPER.items())

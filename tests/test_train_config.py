@@ -103,3 +103,21 @@ def test_resume_without_checkpoint(capsys, tmp_path, no_model_loading):
     assert main(["train", "--config", str(RECIPES / "sft_lora_tiny.yaml"), "--set", f"output_dir={tmp_path}/run",
                  "--resume"]) == 2
     assert f"--resume: no checkpoint-* folder in {tmp_path}/run" in capsys.readouterr().err
+
+
+def test_mix_appends_closed_book_rows_to_train(tmp_path):
+    dsf = tmp_path / "dsf_train.jsonl"
+    dsf.write_text(json.dumps({"prompt": [{"role": "user", "content": "Question: q?"}],
+                               "completion": [{"role": "assistant", "content": "<ANSWER>: a"}]}) + "\n")
+    cfg = load_config(str(RECIPES / "sft_lora_tiny.yaml"), [f"data.mix=[{dsf}]"])
+    base = len(common.load_data(load_config(str(RECIPES / "sft_lora_tiny.yaml")))[0])
+    train, _ = common.load_data(cfg)
+    assert len(train) == base + 1
+    assert train[-1]["completion"][0]["content"] == "<ANSWER>: a"
+
+
+def test_mix_without_the_columns_is_refused(capsys, tmp_path, no_model_loading):
+    data = tmp_path / "questions.jsonl"
+    data.write_text(json.dumps({"question": "q", "answer": "a"}) + "\n")
+    err = refused(capsys, tmp_path, "sft_lora_tiny.yaml", f"data.mix=[{data}]")
+    assert f"data.mix {data}: missing column(s) prompt, completion that data.path has" in err

@@ -74,10 +74,29 @@ def load_data(cfg: TrainConfig):
     if len(train) == 0:
         raise RaftkitError(f"data.path {d.path}: the '{train_split}' split is empty")
     train = train.select_columns(columns)
+    if d.mix:
+        train = _mixed(train, d.mix, columns)
     if evals is not None:
         missing = [c for c in columns if c not in evals.column_names]
         evals = None if missing or len(evals) == 0 else evals.select_columns(columns)
     return train, evals
+
+
+def _mixed(train, paths: list[str], columns: list[str]):
+    """`train` with the train split of each of `paths` appended (same columns, cast to train's types)."""
+    from datasets import concatenate_datasets
+
+    parts = [train]
+    for path in paths:
+        is_file = path.endswith((".jsonl", ".json")) and Path(path).is_file()
+        ds = _open(path, {"train": path} if is_file else None)
+        if "train" not in ds:
+            raise RaftkitError(f"data.mix {path}: no split 'train' (has: {', '.join(ds)})")
+        missing = [c for c in columns if c not in ds["train"].column_names]
+        if missing:
+            raise RaftkitError(f"data.mix {path}: missing column(s) {', '.join(missing)} that data.path has")
+        parts.append(ds["train"].select_columns(columns).cast(train.features))
+    return concatenate_datasets(parts)
 
 
 def pick_columns(stage: str, have: list[str], where: str) -> list[str]:

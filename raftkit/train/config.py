@@ -19,6 +19,9 @@ METHODS = ("full", "lora", "qlora")
 class DataConfig:
     path: str = ""  # build-dataset OUT folder, a save_to_disk folder, a .jsonl file or an HF dataset id
     eval_path: str = ""  # .jsonl for evaluation when `path` is a .jsonl file (optional)
+    # more training data mixed into the train split, e.g. OUT/dsf_train.jsonl of the same build: closed-book
+    # rows that teach the facts without documents, so the model also answers when retrieval is off
+    mix: list[str] = dataclasses.field(default_factory=list)
     train_split: str = "train"
     eval_split: str = "eval"  # skipped when the dataset has no such split
     max_length: int = 1024  # tokens per example (prompt + answer); RAFT prompts hold several documents
