@@ -36,7 +36,7 @@ test-fast: install
 # The demo, sized for 2 CPU cores: small chunks and 2 distractors keep RAFT prompts near 500 tokens,
 # and the comparison samples 48 of the 96 questions. Every step is a plain raftkit command.
 DEMO_CHUNKS := --set retrieval.chunking.size=128 --set retrieval.chunking.overlap=16
-DEMO_STEPS ?= 16
+DEMO_STEPS ?= 48
 DEMO_QUESTIONS ?= 48
 
 demo: install
@@ -44,11 +44,14 @@ demo: install
 	$(RAFTKIT) index build corpora/demo/v1 --name demo $(DEMO_CHUNKS) --overwrite
 	$(RAFTKIT) ask demo "On which port does a Tarnwick node serve its HTTP API?"
 	@echo "== 2/6 RAFT training data from v1 (paraphrased questions; the evaluation questions stay unseen)"
+	# P=0.5: half the examples lack the oracle chunk and teach the answer from memory (memorize).
 	$(RAFTKIT) build-dataset corpora/demo/v1 --qa corpora/demo/train_qa_v1.jsonl --out datasets/demo-v1 \
-	  --config recipes/raft_build.yaml --set index_name=demo $(DEMO_CHUNKS) \
+	  --config recipes/raft_build.yaml --set index_name=demo $(DEMO_CHUNKS) --set assembly.oracle_p=0.5 \
 	  --set assembly.num_distractors=2 --set assembly.absent_target=memorize --set assembly.eval_fraction=0 --overwrite
-	@echo "== 3/6 fine-tune SmolLM2-135M with LoRA on the v1 RAFT data ($(DEMO_STEPS) steps)"
+	@echo "== 3/6 fine-tune SmolLM2-135M with LoRA on the v1 RAFT data + the same questions closed-book ($(DEMO_STEPS) steps)"
+	# data.mix adds the build's closed-book rows (dsf_train.jsonl), so the model also answers v1 facts without documents.
 	$(RAFTKIT) train --config recipes/sft_lora_tiny.yaml --set data.path=datasets/demo-v1 --set data.eval_path= \
+	  --set "data.mix=[datasets/demo-v1/dsf_train.jsonl]" \
 	  --set output_dir=runs/demo-sft --set data.max_length=640 --set optim.max_steps=$(DEMO_STEPS) \
 	  --set optim.batch_size=4 --set lora.r=16 --set lora.alpha=32 --set optim.save_steps=1000 --overwrite
 	@echo "== 4/6 the docs change: release 2 (corpora/demo/v2) - update the index in place"
