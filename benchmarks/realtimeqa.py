@@ -28,7 +28,7 @@ def main() -> None:
     qa = read_jsonl(SHARED / "realtimeqa" / "qa.jsonl")
     v1 = [r for r in qa if r.get("period") == "v1"]
     v2 = [r for r in qa if r.get("period") == "v2"]
-    per_group = 20 if quick else 60
+    per_group = 16 if quick else 60
     train, held = split_by_document(v1, per_group, args.seed)
     rng = random.Random(args.seed)
     train_n = 60 if quick else 240
