@@ -124,7 +124,8 @@ def train_sft(steps: Steps, label: str, data: Path, out: Path, model: str, max_s
               "--set", f"seed={seed}", *extra, "--overwrite")
 
 
-def compare_config(systems: list[dict], questions: Path, idx: str, model: str, seed: int) -> dict:
+def compare_config(systems: list[dict], questions: Path, idx: str, model: str, seed: int,
+                   max_new_tokens: int = 64) -> dict:
     """A compare recipe scoring multiple choice by log-likelihood only (the benchmarks' accuracy).
 
     Choices are scored after each system's own reply up to `<ANSWER>:` (`mc_after: reply`): the RAFT
@@ -134,7 +135,7 @@ def compare_config(systems: list[dict], questions: Path, idx: str, model: str, s
     return {
         "systems": systems,
         "questions": {"path": str(questions), "max_questions": 0, "seed": seed},
-        "generation": {"model": model, "max_new_tokens": 64, "batch_size": 16},
+        "generation": {"model": model, "max_new_tokens": max_new_tokens, "batch_size": 16},
         "indexes_dir": idx,
         "scoring": {"mc": "loglik", "mc_after": "reply", "ragas": False},
         "freshness": {"enable": False},

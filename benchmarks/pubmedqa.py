@@ -47,7 +47,7 @@ def main() -> None:
         {"name": "base+rag", "model": args.model, **rag},
         {"name": "dsf+rag", "model": str(work / "runs" / "dsf"), **rag},
         {"name": "raft+rag", "model": str(work / "runs" / "raft"), **rag},
-    ], work / "test_qa.jsonl", idx, args.model, args.seed)
+    ], work / "test_qa.jsonl", idx, args.model, args.seed, max_new_tokens=96)  # a quote + the conclusion
     cfg_path = write_yaml(work / "compare.yaml", compare_cfg,
                           f"raftkit compare --config {work / 'compare.yaml'} --out {work / 'report'}")
     steps.run("compare on the test split", "compare", "--config", str(cfg_path), "--out", str(work / "report"),
