@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from raftkit.atomic import read_jsonl  # noqa: F401  (the benchmarks read QA files with it)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "benchmarks"
 WORK = ROOT / "benchmarks" / "work"
@@ -47,10 +49,6 @@ class Steps:
 
     def table_rows(self) -> list[list]:
         return [[step, f"`{cmd}`", round(sec, 1)] for step, cmd, sec in self.log]
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

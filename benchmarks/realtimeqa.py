@@ -49,7 +49,7 @@ def main() -> None:
     ft = str(work / "runs" / "raft")
     # RAFT rows plus the same questions closed-book (the build's dsf_train.jsonl), as in `make demo`: the model
     # learns the v1 facts well enough to answer without documents, which is what freshness is measured against.
-    train_sft(steps, "SFT-LoRA on v1 (RAFT + closed-book rows)", work / "raft", work / "runs" / "raft", args.model,
+    train_sft(steps, "SFT-LoRA on v1 (RAFT + closed-book rows)", work / "raft", ft, args.model,
               steps_sft, args.seed, "--set", f"data.mix=[{work / 'raft' / 'dsf_train.jsonl'}]")
     steps.run("update the index to corpus v2", "index", "update", str(v2_corpus), "--name", "rtqa", "--indexes-dir", idx)
     rag = {"mode": "rag", "index": "rtqa", "top_k": 3}

@@ -51,13 +51,11 @@ def _open(path: str, split_files: dict | None = None):
 def load_data(cfg: TrainConfig):
     """(train, eval or None) datasets holding only the columns `cfg.stage` needs; raises RaftkitError naming missing ones."""
     d = cfg.data
-    files = None
-    if d.path.endswith((".jsonl", ".json")) and Path(d.path).is_file():
-        files = {"train": d.path}
-        if d.eval_path:
-            if not Path(d.eval_path).is_file():
-                raise RaftkitError(f"data.eval_path {d.eval_path}: file not found")
-            files["eval"] = d.eval_path
+    files = _json_file(d.path)
+    if files and d.eval_path:
+        if not Path(d.eval_path).is_file():
+            raise RaftkitError(f"data.eval_path {d.eval_path}: file not found")
+        files["eval"] = d.eval_path
     ds = _open(d.path, files)
     train_split = "train" if files else d.train_split
     if train_split not in ds:
@@ -82,14 +80,18 @@ def load_data(cfg: TrainConfig):
     return train, evals
 
 
+def _json_file(path: str) -> dict | None:
+    """{"train": path} when `path` is a .jsonl/.json file (read as one train split), else None."""
+    return {"train": path} if path.endswith((".jsonl", ".json")) and Path(path).is_file() else None
+
+
 def _mixed(train, paths: list[str], columns: list[str]):
     """`train` with the train split of each of `paths` appended (same columns, cast to train's types)."""
     from datasets import concatenate_datasets
 
     parts = [train]
     for path in paths:
-        is_file = path.endswith((".jsonl", ".json")) and Path(path).is_file()
-        ds = _open(path, {"train": path} if is_file else None)
+        ds = _open(path, _json_file(path))
         if "train" not in ds:
             raise RaftkitError(f"data.mix {path}: no split 'train' (has: {', '.join(ds)})")
         missing = [c for c in columns if c not in ds["train"].column_names]
