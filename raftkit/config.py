@@ -27,6 +27,30 @@ DEFAULT_GENERATOR = "smollm2-135m-instruct"
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"
 
 
+# ----------------------------------------------------------------------------- validation helpers
+def check_min(section: Any, **minimums: int) -> list[str]:
+    """A problem for each named field of `section` below its minimum: 'name (v) must be at least n'."""
+    problems = []
+    for name, low in minimums.items():
+        value = getattr(section, name)
+        if value < low:
+            problems.append(f"{name} ({value}) must " + ("not be negative" if low == 0 else f"be at least {low}"))
+    return problems
+
+
+def check_interval(section: Any, **intervals: str) -> list[str]:
+    """A problem for each named field of `section` outside its interval, written like '[0, 1)' or '(0, 1]'."""
+    problems = []
+    for name, spec in intervals.items():
+        low, high = (float(x) for x in spec[1:-1].split(","))
+        value = getattr(section, name)
+        above = value >= low if spec[0] == "[" else value > low
+        below = value <= high if spec[-1] == "]" else value < high
+        if not (above and below):
+            problems.append(f"{name} ({value}) must be in {spec}")
+    return problems
+
+
 # ----------------------------------------------------------------------------- shared sections
 @dataclasses.dataclass
 class ChunkingConfig:
@@ -35,12 +59,8 @@ class ChunkingConfig:
     tokenizer: str = DEFAULT_GENERATOR  # the model whose tokens measure a chunk
 
     def validate(self) -> list[str]:
-        problems = []
-        if self.size < 16:
-            problems.append(f"size ({self.size}) must be at least 16 tokens")
-        if self.overlap < 0:
-            problems.append(f"overlap ({self.overlap}) must not be negative")
-        elif self.overlap >= self.size:
+        problems = check_min(self, size=16, overlap=0)
+        if self.overlap >= 0 and self.overlap >= self.size:
             problems.append(f"overlap ({self.overlap}) must be smaller than size ({self.size})")
         return problems
 
@@ -52,7 +72,7 @@ class EmbeddingConfig:
     device: str = "auto"  # auto = cuda when available, else cpu
 
     def validate(self) -> list[str]:
-        return [] if self.batch_size >= 1 else [f"batch_size ({self.batch_size}) must be at least 1"]
+        return check_min(self, batch_size=1)
 
 
 @dataclasses.dataclass
@@ -65,12 +85,7 @@ class IndexConfig:
     pq_m: int = 16  # PQ sub-quantizers; must divide the embedding dimension
 
     def validate(self) -> list[str]:
-        checks = {"hnsw_m": self.hnsw_m, "hnsw_ef_search": self.hnsw_ef_search,
-                  "ivf_nprobe": self.ivf_nprobe, "pq_m": self.pq_m}
-        problems = [f"{k} ({v}) must be at least 1" for k, v in checks.items() if v < 1]
-        if self.ivf_nlist < 0:
-            problems.append(f"ivf_nlist ({self.ivf_nlist}) must not be negative")
-        return problems
+        return check_min(self, hnsw_m=1, hnsw_ef_search=1, ivf_nlist=0, ivf_nprobe=1, pq_m=1)
 
 
 @dataclasses.dataclass
@@ -82,7 +97,7 @@ class RetrievalConfig:
     top_k: int = 5
 
     def validate(self) -> list[str]:
-        return [] if self.top_k >= 1 else [f"top_k ({self.top_k}) must be at least 1"]
+        return check_min(self, top_k=1)
 
 
 @dataclasses.dataclass
@@ -98,15 +113,9 @@ class GenerationConfig:
     seed: int = 0
 
     def validate(self) -> list[str]:
-        problems = []
+        problems = check_min(self, max_new_tokens=1, batch_size=1, temperature=0)
         if self.backend == "openai" and not self.base_url:
             problems.append("backend 'openai' needs base_url (e.g. http://localhost:8000/v1)")
-        if self.max_new_tokens < 1:
-            problems.append(f"max_new_tokens ({self.max_new_tokens}) must be at least 1")
-        if self.batch_size < 1:
-            problems.append(f"batch_size ({self.batch_size}) must be at least 1")
-        if self.temperature < 0:
-            problems.append(f"temperature ({self.temperature}) must not be negative")
         return problems
 
 

@@ -184,7 +184,7 @@ def test_config_problems_are_listed_at_once():
             "systems": [{"name": "a", "model": "m", "mode": "rag"}, {"name": "a", "model": "", "top_k": 0}],
             "unanswerable": {"holdout_docs": 2.0}})
     msg = str(e.value)
-    for part in ("questions.path is required", "unanswerable.holdout_docs (2.0) must be between 0 and 1",
+    for part in ("questions.path is required", "unanswerable.holdout_docs (2.0) must be in [0, 1]",
                  "systems[0]: mode 'rag' needs an index", "systems[1].model is required",
                  "systems[1].top_k (0) must be at least 1", "systems: names must be unique (repeated: a)"):
         assert part in msg

@@ -87,3 +87,20 @@ def test_lists_and_floats_accept_yaml_forms():
         config.load(Top, overrides=["s.rate=fast"])
     with pytest.raises(ConfigError, match=r"s.names\[1\]: expected str, got 3"):
         config.load(Top, overrides=["s.names=[a, 3]"])
+
+
+def test_check_min_and_check_interval_name_the_field_value_and_bound():
+    @dataclass
+    class Section:
+        steps: int = 0
+        rank: int = 0
+        share: float = 1.0
+        level: float = 0.0
+
+    s = Section(steps=-1, rank=0, share=1.0, level=0.0)
+    assert config.check_min(s, steps=0, rank=1) == ["steps (-1) must not be negative", "rank (0) must be at least 1"]
+    assert config.check_min(Section(steps=0, rank=1), steps=0, rank=1) == []  # the minimum itself is allowed
+    # closed ends include the bound, open ends exclude it
+    assert config.check_interval(s, share="[0, 1]", level="[0, 1)") == []
+    assert config.check_interval(s, share="[0, 1)", level="(0, 1]") == ["share (1.0) must be in [0, 1)",
+                                                                         "level (0.0) must be in (0, 1]"]

@@ -6,7 +6,7 @@ import dataclasses
 import re
 from typing import Literal
 
-from raftkit.config import GenerationConfig
+from raftkit.config import GenerationConfig, check_interval, check_min
 
 _SYSTEM_NAME = re.compile(r"^[\w.+-]+$")
 
@@ -42,9 +42,7 @@ class QuestionsConfig:
 
     def validate(self) -> list[str]:
         problems = [] if self.path else ["path is required (a QA .jsonl or a build-dataset output folder)"]
-        if self.max_questions < 0:
-            problems.append(f"max_questions ({self.max_questions}) must not be negative")
-        return problems
+        return problems + check_min(self, max_questions=0)
 
 
 @dataclasses.dataclass
@@ -75,7 +73,7 @@ class ScoringConfig:
     judge: JudgeConfig = dataclasses.field(default_factory=JudgeConfig)  # adds faithfulness, answer correctness
 
     def validate(self) -> list[str]:
-        return [] if self.ragas_timeout_s >= 1 else [f"ragas_timeout_s ({self.ragas_timeout_s}) must be at least 1"]
+        return check_min(self, ragas_timeout_s=1)
 
 
 @dataclasses.dataclass
@@ -94,8 +92,7 @@ class UnanswerableConfig:
     seed: int = 0
 
     def validate(self) -> list[str]:
-        ok = 0.0 <= self.holdout_docs <= 1.0
-        return [] if ok else [f"holdout_docs ({self.holdout_docs}) must be between 0 and 1"]
+        return check_interval(self, holdout_docs="[0, 1]")
 
 
 @dataclasses.dataclass
@@ -105,10 +102,7 @@ class BootstrapConfig:
     level: float = 0.95
 
     def validate(self) -> list[str]:
-        problems = [] if self.samples >= 10 else [f"samples ({self.samples}) must be at least 10"]
-        if not 0.0 < self.level < 1.0:
-            problems.append(f"level ({self.level}) must be between 0 and 1")
-        return problems
+        return check_min(self, samples=10) + check_interval(self, level="(0, 1)")
 
 
 @dataclasses.dataclass

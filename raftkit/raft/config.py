@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from raftkit.config import GenerationConfig, RetrievalConfig
+from raftkit.config import GenerationConfig, RetrievalConfig, check_interval, check_min
 
 
 @dataclasses.dataclass
@@ -16,16 +16,8 @@ class QuestionsConfig:
     max_chunks: int = 0  # ask only the first N chunks (a quick trial); 0 = every chunk
 
     def validate(self) -> list[str]:
-        problems = []
-        if self.max_chunks < 0:
-            problems.append(f"max_chunks ({self.max_chunks}) must not be negative")
-        if self.per_chunk < 1:
-            problems.append(f"per_chunk ({self.per_chunk}) must be at least 1")
-        if not 0 < self.dedup_threshold <= 1:
-            problems.append(f"dedup_threshold ({self.dedup_threshold}) must be in (0, 1]")
-        if self.max_new_tokens < 8:
-            problems.append(f"max_new_tokens ({self.max_new_tokens}) must be at least 8")
-        return problems
+        return (check_min(self, max_chunks=0, per_chunk=1, max_new_tokens=8)
+                + check_interval(self, dedup_threshold="(0, 1]"))
 
 
 @dataclasses.dataclass
@@ -37,14 +29,7 @@ class AnswersConfig:
     rejected: Literal["derive", "generate"] = "derive"  # derive = no model call: a distractor sentence + wrong answer
 
     def validate(self) -> list[str]:
-        problems = []
-        if not 0 <= self.min_overlap <= 1:
-            problems.append(f"min_overlap ({self.min_overlap}) must be in [0, 1]")
-        if self.max_new_tokens < 8:
-            problems.append(f"max_new_tokens ({self.max_new_tokens}) must be at least 8")
-        if self.max_answer_words < 1:
-            problems.append(f"max_answer_words ({self.max_answer_words}) must be at least 1")
-        return problems
+        return check_min(self, max_new_tokens=8, max_answer_words=1) + check_interval(self, min_overlap="[0, 1]")
 
 
 @dataclasses.dataclass
@@ -69,14 +54,7 @@ class AssemblyConfig:
     seed: int = 0
 
     def validate(self) -> list[str]:
-        problems = []
-        if self.num_distractors < 0:
-            problems.append(f"num_distractors ({self.num_distractors}) must not be negative")
-        if not 0 <= self.oracle_p <= 1:
-            problems.append(f"oracle_p ({self.oracle_p}) must be in [0, 1]")
-        if not 0 <= self.eval_fraction < 1:
-            problems.append(f"eval_fraction ({self.eval_fraction}) must be in [0, 1)")
-        return problems
+        return check_min(self, num_distractors=0) + check_interval(self, oracle_p="[0, 1]", eval_fraction="[0, 1)")
 
 
 @dataclasses.dataclass
@@ -91,7 +69,4 @@ class RaftBuildConfig:
     checkpoint_every: int = 8  # chunks (or QA lines) per checkpoint; a crash loses at most one batch
 
     def validate(self) -> list[str]:
-        problems = []
-        if self.checkpoint_every < 1:
-            problems.append(f"checkpoint_every ({self.checkpoint_every}) must be at least 1")
-        return problems
+        return check_min(self, checkpoint_every=1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from raftkit.config import DEFAULT_GENERATOR
+from raftkit.config import DEFAULT_GENERATOR, check_interval, check_min
 
 STAGES = ("sft", "dpo", "reward", "rlhf")
 METHODS = ("full", "lora", "qlora")
@@ -29,11 +29,7 @@ class DataConfig:
 
     def validate(self) -> list[str]:
         problems = [] if self.path else ["path is required (a build-dataset folder, a .jsonl file or an HF id)"]
-        if self.max_length < 16:
-            problems.append(f"max_length ({self.max_length}) must be at least 16")
-        if self.max_samples < 0:
-            problems.append(f"max_samples ({self.max_samples}) must not be negative")
-        return problems
+        return problems + check_min(self, max_length=16, max_samples=0)
 
 
 @dataclasses.dataclass
@@ -44,11 +40,7 @@ class LoraSection:
     target_modules: list[str] = dataclasses.field(default_factory=lambda: ["all-linear"])  # peft's shorthand
 
     def validate(self) -> list[str]:
-        problems = []
-        if self.r < 1:
-            problems.append(f"r ({self.r}) must be at least 1")
-        if not 0 <= self.dropout < 1:
-            problems.append(f"dropout ({self.dropout}) must be in [0, 1)")
+        problems = check_min(self, r=1) + check_interval(self, dropout="[0, 1)")
         if not self.target_modules:
             problems.append("target_modules must name at least one module (or 'all-linear')")
         return problems
@@ -81,18 +73,10 @@ class OptimSection:
     dataloader_workers: int = 0  # >0 overlaps collation with compute; 0 is best on 2 CPU cores
 
     def validate(self) -> list[str]:
-        problems = []
-        if self.lr <= 0:
-            problems.append(f"lr ({self.lr}) must be positive")
-        if self.max_steps < 0:
-            problems.append(f"max_steps ({self.max_steps}) must not be negative")
+        problems = [] if self.lr > 0 else [f"lr ({self.lr}) must be positive"]
+        problems += check_min(self, max_steps=0, batch_size=1, grad_accum=1, logging_steps=1, save_steps=1, warmup=0)
         if self.max_steps == 0 and self.epochs <= 0:
             problems.append("set epochs > 0 or max_steps > 0")
-        for name in ("batch_size", "grad_accum", "logging_steps", "save_steps"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} ({getattr(self, name)}) must be at least 1")
-        if self.warmup < 0:
-            problems.append(f"warmup ({self.warmup}) must not be negative")
         return problems
 
 
@@ -130,12 +114,7 @@ class RLHFSection:
     beta: float = 0.0  # KL penalty; 0 skips the reference model (TRL's default)
 
     def validate(self) -> list[str]:
-        problems = []
-        if self.num_generations < 2:
-            problems.append(f"num_generations ({self.num_generations}) must be at least 2 (rewards are ranked in a group)")
-        if self.max_completion_length < 1:
-            problems.append(f"max_completion_length ({self.max_completion_length}) must be at least 1")
-        return problems
+        return check_min(self, num_generations=2, max_completion_length=1)  # a reward is ranked within a group
 
 
 @dataclasses.dataclass
