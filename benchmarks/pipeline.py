@@ -103,22 +103,23 @@ def results(report_dir: Path) -> dict:
 CHUNKING = ["--set", "retrieval.chunking.size=192", "--set", "retrieval.chunking.overlap=24"]
 
 
-def build_raft(steps: Steps, corpus: Path, qa: Path, out: Path, idx: str, index: str, seed: int) -> None:
+def build_raft(steps: Steps, corpus: Path, qa: Path, out: Path, idx: str, index: str, seed: int,
+               *extra: str) -> None:
     """RAFT data from a QA file whose answers are given (yes/no or choice text: not required verbatim)."""
     steps.run("RAFT data from the training questions", "build-dataset", str(corpus), "--qa", str(qa),
               "--out", str(out), "--config", "recipes/raft_build.yaml", *CHUNKING,
               "--set", f"retrieval.indexes_dir={idx}", "--set", f"index_name={index}",
               "--set", "qa.require_answer_in_docs=false", "--set", "assembly.num_distractors=2",
-              "--set", "assembly.eval_fraction=0", "--set", f"assembly.seed={seed}")
+              "--set", "assembly.eval_fraction=0", "--set", f"assembly.seed={seed}", *extra)
 
 
 def train_sft(steps: Steps, label: str, data: Path, out: Path, model: str, max_steps: int, seed: int,
-              *extra: str) -> None:
+              *extra: str, lr: str = "5e-4") -> None:
     """SFT-LoRA from recipes/sft_lora.yaml, 4 examples per optimizer step (CPU-sized); `extra` are more --set args."""
     steps.run(label, "train", "--config", "recipes/sft_lora.yaml", "--set", f"model={model}",
               "--set", f"data.path={data}", "--set", "data.eval_path=", "--set", f"output_dir={out}",
               "--set", "data.max_length=1024", "--set", f"optim.max_steps={max_steps}",
-              "--set", "optim.batch_size=4", "--set", "optim.grad_accum=1", "--set", "optim.lr=5e-4",
+              "--set", "optim.batch_size=4", "--set", "optim.grad_accum=1", "--set", f"optim.lr={lr}",
               "--set", f"seed={seed}", *extra, "--overwrite")
 
 
