@@ -102,3 +102,15 @@ def test_sft_loss_is_on_the_answer_only(tiny_llama, tokenizer):
     row = atomic.read_jsonl(TRAIN_ASSETS / "raft_train.jsonl")[0]
     assert row["completion"][0]["content"] in answer
     assert "<DOCUMENT>" not in answer and "Question:" not in answer
+
+
+def test_same_seed_same_weights_other_seed_other_weights(tiny_llama, tmp_path):
+    """The seed covers the LoRA initialisation too, not only what the Trainer draws."""
+    runs = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        assert train_tiny("sft_lora_tiny.yaml", tiny_llama, tmp_path / name, "optim.max_steps=2",
+                          "optim.save_steps=1000", f"seed={seed}") == 0
+        runs[name] = tensors(tmp_path / name / "model" / "adapter_model.safetensors")
+    assert runs["a"].keys() == runs["b"].keys()
+    assert all(runs["a"][k].equal(runs["b"][k]) for k in runs["a"])
+    assert any(not runs["a"][k].equal(runs["c"][k]) for k in runs["a"])
