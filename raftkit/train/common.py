@@ -134,11 +134,8 @@ def load_model(cfg: TrainConfig, head: str = "causal"):
     merged first for full. `head` is 'causal' or 'score' (a 1-label sequence-classification head).
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, BitsAndBytesConfig, set_seed
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, BitsAndBytesConfig
 
-    # the LoRA A matrices and a reward head are drawn here, before the Trainer seeds anything from its arguments:
-    # unseeded, two runs of one recipe differed by up to 0.09 in their adapter weights after 6 steps
-    set_seed(cfg.seed)
     base, adapter = base_and_adapter(cfg.model)
     tok = models.load_tokenizer(base)
     tok.padding_side = "right"  # training pads on the right; generation (GRPO) sets its own

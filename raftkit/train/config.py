@@ -114,7 +114,10 @@ class RLHFSection:
     beta: float = 0.0  # KL penalty; 0 skips the reference model (TRL's default)
 
     def validate(self) -> list[str]:
-        return check_min(self, num_generations=2, max_completion_length=1)  # a reward is ranked within a group
+        problems = check_min(self, max_completion_length=1)
+        if self.num_generations < 2:
+            problems.append(f"num_generations ({self.num_generations}) must be at least 2 (rewards are ranked in a group)")
+        return problems
 
 
 @dataclasses.dataclass
