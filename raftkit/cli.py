@@ -1,22 +1,17 @@
 """The raftkit command line: a thin table from commands to library functions.
 
-Heavy libraries are imported inside the handlers, so `raftkit --help` answers at once. Every
-RaftkitError becomes one line on stderr and exit code 2; nothing the user typed yields a traceback.
+Every handler here does three things: load the config, call the library function a Python user would
+call, print what it returns. Heavy libraries are imported inside the handlers, so `raftkit --help`
+answers at once. Every RaftkitError becomes one line on stderr and exit code 2; nothing the user typed
+yields a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
-
-
-def _add_config_args(p: argparse.ArgumentParser, config_help: str = "YAML recipe") -> None:
-    p.add_argument("--config", help=config_help)
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one config value (repeatable); wins over the YAML")
 
 
 def _retrieval_config(args):
@@ -59,14 +54,14 @@ def cmd_index_query(args) -> None:
 
 def cmd_ask(args) -> None:
     from raftkit.generate import make_generator
+    from raftkit.models import runtime
     from raftkit.retrieval.index import load_index
     from raftkit.retrieval.rag import answer_questions
 
     index = load_index(args.name, args.indexes_dir, args.set)
-    gen_cfg = index.cfg.generation
-    if args.model:
-        gen_cfg.model = args.model
-    result = answer_questions(index, make_generator(gen_cfg), [args.question], args.k or index.cfg.retrieval.top_k)[0]
+    gen_cfg = index.cfg.generation.model_copy(update={"model": args.model} if args.model else {})
+    generator = make_generator(gen_cfg, runtime(index.cfg.runtime))
+    result = answer_questions(index, generator, [args.question], args.k or index.cfg.retrieval.top_k)[0]
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -74,32 +69,80 @@ def cmd_ask(args) -> None:
         print(f"sources: {', '.join(result.sources)}")
 
 
-def _lazy(target: str):
-    """A handler living in another module ('pkg.mod:function'), imported only when run."""
-    def handler(args):
-        module, _, func = target.partition(":")
-        return getattr(importlib.import_module(module), func)(args)
-    return handler
+def cmd_build_dataset(args) -> None:
+    from pathlib import Path
+
+    from raftkit import config
+    from raftkit.raft.build import build_dataset, default_name, format_summary
+    from raftkit.raft.config import RaftBuildConfig
+
+    cfg = config.load(RaftBuildConfig, args.config, args.set)
+    out = Path(args.out or Path("datasets") / default_name(args.docs))
+    print(format_summary(build_dataset(cfg, args.docs, out, qa=args.qa, overwrite=args.overwrite)))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="raftkit", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def cmd_train(args) -> None:
+    import warnings
 
+    from raftkit.train.run import launch, load_config, rank, train
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # transformers v6 renames, not ours to fix
+    cfg = load_config(args.config, args.set)
+    if args.launcher == "accelerate":
+        launch(args, cfg)
+        return
+    s = train(cfg, overwrite=args.overwrite, resume=args.resume)
+    if rank() == 0:
+        print(f"trained {cfg.stage}/{cfg.method} in {s['wall_s']:.1f}s: {s['steps']} steps, {s['tokens']} tokens "
+              f"({s['tokens_per_s']:.0f} tok/s, {s['dtype']}), peak {s['peak_mem_mb']:.0f} MiB, loss "
+              f"{s['first_loss']:.3g} -> {s['final_loss']:.3g}; run folder {cfg.output_dir}")
+
+
+def cmd_export(args) -> None:
+    import warnings
+
+    from raftkit.train.export import export_run
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # transformers v6 renames, not ours to fix
+    out = export_run(args.run, args.out, merge=args.merge, overwrite=args.overwrite)
+    print(f"exported {'merged model' if args.merge else 'model'} of {args.run} to {out}")
+
+
+def cmd_compare(args) -> None:
+    from raftkit import config
+    from raftkit.compare.config import CompareConfig
+    from raftkit.compare.run import compare, summary_table
+
+    cfg = config.load(CompareConfig, args.config, args.set)
+    sets = "".join(f" --set {s}" for s in args.set)
+    cmd = f"raftkit compare --config {args.config}{sets} --out {args.out}" + (" --overwrite" if args.overwrite else "")
+    report = compare(cfg, args.out, overwrite=args.overwrite, command=cmd)
+    print(f"report: {report.out / 'report.html'}")
+    print(summary_table(report.systems))
+    for line in report.results["verdict"]:
+        print(f"  {line}")
+
+
+# ----------------------------------------------------------------------------- the table
+def _sets(p: argparse.ArgumentParser, what: str = "override one config value (repeatable); wins over the YAML"):
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help=what)
+
+
+def _index_commands(sub) -> None:
     index = sub.add_parser("index", help="build, update and query a FAISS index of documents")
     isub = index.add_subparsers(dest="index_command", required=True, metavar="ACTION")
     for action, fn, text in (("build", cmd_index_build, "index a folder of documents"),
                              ("update", cmd_index_update, "re-embed only added/changed documents, drop deleted")):
         p = isub.add_parser(action, help=text)
         p.add_argument("docs", help="folder (searched recursively) or .jsonl corpus")
-        p.add_argument("--name", required=True, help="index name (a folder under --indexes-dir)")
+        p.add_argument("--name", required=True, help="index name (a plain folder name under --indexes-dir)")
         p.add_argument("--indexes-dir", default="indexes")
         if action == "build":
-            _add_config_args(p, "YAML with retrieval/generation sections")
+            p.add_argument("--config", help="YAML with retrieval/generation/runtime sections")
+            _sets(p)
             p.add_argument("--overwrite", action="store_true", help="replace an existing index")
         else:
-            p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                           help="override a search setting; embedder and chunking are the index's own")
+            _sets(p, "override a search or runtime setting; embedder and chunking are the index's own")
         p.set_defaults(func=fn)
     p = isub.add_parser("query", help="ranked chunks for a text")
     p.add_argument("name")
@@ -107,8 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=5)
     p.add_argument("--json", action="store_true")
     p.add_argument("--indexes-dir", default="indexes")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    _sets(p)
     p.set_defaults(func=cmd_index_query)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="raftkit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _index_commands(sub)
 
     p = sub.add_parser("ask", help="plain-RAG baseline: retrieve, then answer with the generator")
     p.add_argument("name", help="index name")
@@ -117,39 +166,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=0, help="chunks to retrieve (default: retrieval.top_k)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--indexes-dir", default="indexes")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    _sets(p)
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("build-dataset", help="write RAFT training data from a folder of documents")
     p.add_argument("docs")
-    _add_config_args(p, "YAML recipe (e.g. recipes/raft_build.yaml)")
+    p.add_argument("--config", help="YAML recipe (e.g. recipes/raft_build.yaml)")
+    _sets(p)
     p.add_argument("--out", help="output folder (default: datasets/<docs folder name>)")
     p.add_argument("--qa", help="bring your own questions: a QA .jsonl (skips question writing)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.set_defaults(func=_lazy("raftkit.raft.build:command"))
+    p.set_defaults(func=cmd_build_dataset)
 
     p = sub.add_parser("train", help="SFT, DPO, reward model or RLHF with full/LoRA/QLoRA")
     p.add_argument("--config", required=True, help="YAML recipe (recipes/<stage>_<method>[_tiny].yaml)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    _sets(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     p.add_argument("--launcher", choices=["none", "accelerate"], default="none")
     p.add_argument("--accelerate-config", help="with --launcher accelerate: recipes/accelerate/*.yaml")
-    p.set_defaults(func=_lazy("raftkit.train.run:command"))
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("export", help="merge a LoRA adapter into a standalone model")
     p.add_argument("run", help="run folder of `raftkit train`")
     p.add_argument("--merge", action="store_true", help="merge the adapter into the base weights")
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=_lazy("raftkit.train.export:command"))
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("compare", help="score base, RAG, fine-tuned and RAFT systems; write a report")
     p.add_argument("--config", required=True, help="YAML (recipes/compare*.yaml)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    _sets(p)
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
-    p.set_defaults(func=_lazy("raftkit.compare.run:command"))
+    p.set_defaults(func=cmd_compare)
     return parser
 
 
@@ -157,8 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `raftkit` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     from raftkit.errors import RaftkitError
+    from raftkit.hub import go_offline
     from raftkit.ui import quiet_libraries
 
+    go_offline()
     quiet_libraries()
     try:
         args.func(args)

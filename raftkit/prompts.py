@@ -2,12 +2,15 @@
 
 RAFT (Zhang et al. 2024) trains on: documents (oracle + distractors) + question -> a chain of thought
 that quotes the documents between ##begin_quote## and ##end_quote## and ends with `<ANSWER>: ...`.
-`raftkit ask`, `raftkit build-dataset` and `raftkit compare` all build their messages here.
+`raftkit ask`, `raftkit build-dataset` and `raftkit compare` all build their messages here, and read
+replies here: the answer span, the quotes, whether the reply refuses, and the SQuAD normalisation that
+both the evaluation and the RLHF rewards compare answers after (so the two cannot drift apart).
 """
 
 from __future__ import annotations
 
 import re
+import string
 
 BEGIN_QUOTE, END_QUOTE, ANSWER_TAG = "##begin_quote##", "##end_quote##", "<ANSWER>:"
 ABSTAIN = "The documents do not contain the answer."
@@ -67,3 +70,44 @@ def quote_in(quote: str, texts: list[str]) -> bool:
     """Whether `quote` occurs in any of `texts` after whitespace normalisation."""
     q = normalize_ws(quote)
     return bool(q) and any(q in normalize_ws(t) for t in texts)
+
+
+# Every refusal the prompts ask for, plus the usual paraphrases; an answer span holding one abstains.
+ABSTENTIONS = (
+    ABSTAIN,  # the RAG template's refusal
+    "I don't know",  # the closed-book template's refusal
+    "I do not know",
+    "the documents do not contain",
+    "the document does not contain",
+    "the documents don't contain",
+    "the context does not contain",
+    "not contained in the documents",
+    "cannot answer",
+    "can't answer",
+    "unable to answer",
+    "cannot be answered",
+    "not enough information",
+    "no information",
+    "not mentioned",
+    "not explicitly mentioned",
+    "does not mention",
+    "do not mention",
+    "unanswerable",
+)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation)
+
+
+def normalize_answer(text: str | None) -> str:
+    """SQuAD normalisation: lower case, punctuation and articles removed, whitespace collapsed."""
+    text = (text or "").lower().translate(_PUNCT)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+_NORMALIZED_ABSTENTIONS = tuple(normalize_answer(a) for a in ABSTENTIONS)
+
+
+def is_abstention(answer: str) -> bool:
+    """Whether an answer span refuses (contains one of ABSTENTIONS, after normalisation)."""
+    norm = f" {normalize_answer(answer)} "
+    return any(f" {a} " in norm for a in _NORMALIZED_ABSTENTIONS)

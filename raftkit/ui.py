@@ -16,10 +16,9 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     # bitsandbytes would fetch an optional CPU kernel from the Hub; we never download at run time.
-    for name in ("bitsandbytes", "pypdf", "sentence_transformers", "httpx"):
+    for name in ("bitsandbytes", "pypdf", "sentence_transformers", "httpx", "ragas"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -73,3 +74,148 @@ def docs_copy(tmp_path, docs_dir) -> Path:
     dst = tmp_path / "docs"
     shutil.copytree(docs_dir, dst)
     return dst
+
+
+# ----------------------------------------------------------------------------- compare: a stub generator
+from raftkit import prompts  # noqa: E402
+from raftkit.generate import Answer  # noqa: E402
+
+QA = "tests/assets/compare/qa.jsonl"
+# Hand-made replies per (mode, question id); the expected metrics below are computed from these by hand.
+CLOSED = {
+    "c-01": "<ANSWER>: 2,000 metres",
+    "c-02": "<ANSWER>: I don't know.",
+    "c-03": "<ANSWER>: 12",
+    "c-04": "<ANSWER>: 10 books",
+    "c-05": f"{prompts.BEGIN_QUOTE} Piet Haldor founded it {prompts.END_QUOTE}\n<ANSWER>: Piet Haldor",
+    "c-06": "<ANSWER>: 212 kilometres",
+    "c-07": "<ANSWER>: Anna Vell",
+    "c-08": "<ANSWER>: Sundays",
+}
+RAG = {
+    "c-01": f"{prompts.BEGIN_QUOTE}The tallest, Mount Skarn, rises 3,412 metres{prompts.END_QUOTE}\n<ANSWER>: 3,412 metres",
+    "c-02": "<ANSWER>: Gustav",
+    "c-03": "<ANSWER>: 14",
+    "c-04": "<ANSWER>: 12 books",
+    "c-05": f"{prompts.BEGIN_QUOTE}founded by a wizard{prompts.END_QUOTE}\n<ANSWER>: Piet Haldor",
+    "c-06": f"<ANSWER>: {prompts.ABSTAIN}",
+    "c-07": f"<ANSWER>: {prompts.ABSTAIN}",
+    "c-08": "<ANSWER>: Mondays",
+}
+# The choice each mode's log-likelihood favours.
+PICKS = {False: {"c-01": "1,987 metres", "c-03": "12", "c-05": "Piet Haldor"},
+         True: {"c-01": "3,412 metres", "c-03": "14", "c-05": "Piet Haldor"}}
+
+
+class CompareStub:
+    """A generator answering from the tables above; optionally interrupted after `fail_after` chat calls."""
+
+    def __init__(self, cfg, fail_after=None):
+        self.cfg, self.fail_after, self.asked = cfg, fail_after, []
+        self.by_question = {json.loads(line)["question"]: json.loads(line)["id"] for line in open(QA)}
+
+    def _key(self, conv):
+        return conv[0]["content"] == prompts.SYSTEM_RAG, self.by_question[conv[-1]["content"].rsplit("Question: ", 1)[1]]
+
+    def answer(self, conversations, choices=None, after_reply=False, desc=""):
+        if self.fail_after is not None and len(self.asked) >= self.fail_after:
+            raise KeyboardInterrupt
+        self.asked.append([self._key(c)[1] for c in conversations])
+        out = []
+        for conv, options in zip(conversations, choices or [[]] * len(conversations)):
+            rag, qid = self._key(conv)
+            logliks = [0.0 if c == PICKS[rag].get(qid) else -1.0 for c in options] or None
+            out.append(Answer((RAG if rag else CLOSED)[qid], logliks))
+        return out
+
+
+def make_compare_cfg(built_index, **extra):
+    from raftkit import config
+    from raftkit.compare.config import CompareConfig
+
+    data = {"systems": [{"name": "base", "model": "stub", "mode": "closed"},
+                        {"name": "base+rag", "model": "stub", "mode": "rag", "index": "assets", "top_k": 3}],
+            "questions": {"path": QA}, "indexes_dir": str(built_index.path.parent),
+            "generation": {"batch_size": 1}, "scoring": {"ragas": False}, "bootstrap": {"samples": 200}}
+    for section, values in extra.items():
+        data[section] = {**data.get(section, {}), **values} if isinstance(values, dict) else values
+    return config.load(CompareConfig, data=data)
+
+
+@pytest.fixture
+def stub_generator():
+    """A generator class answering the compare QA from hand-made tables (see CompareStub)."""
+    return CompareStub
+
+
+@pytest.fixture
+def compare_cfg():
+    """compare_cfg(built_index, **sections): a two-system CompareConfig over tests/assets/compare/qa.jsonl."""
+    return make_compare_cfg
+
+
+
+
+# ----------------------------------------------------------------------------- training: runs and checks
+RECIPES = Path(__file__).parents[1] / "recipes"
+
+
+def tensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def _train_tiny(recipe: str, model: Path, run: Path, *extra: str) -> int:
+    from raftkit.cli import main
+
+    return main(["train", "--config", str(RECIPES / recipe), "--set", f"model={model}",
+                 "--set", f"output_dir={run}", *[a for x in extra for a in ("--set", x)]])
+
+
+def _assert_trained(run: Path, base: Path) -> None:
+    """Trainable parameters changed: LoRA B matrices left zero init, or full weights differ from the base."""
+    model = run / "model"
+    if (model / "adapter_config.json").is_file():
+        lora_b = {k: v for k, v in tensors(model / "adapter_model.safetensors").items() if "lora_B" in k}
+        assert lora_b, "adapter holds no lora_B weights"
+        assert any(v.abs().sum() > 0 for v in lora_b.values()), "LoRA B matrices are still zero: nothing trained"
+        assert json.loads((model / "adapter_config.json").read_text())["base_model_name_or_path"] == str(base)
+    else:
+        new, old = tensors(model / "model.safetensors"), tensors(base / "model.safetensors")
+        shared = [k for k in new if k in old and new[k].shape == old[k].shape]
+        assert shared and any(not new[k].equal(old[k]) for k in shared), "full weights unchanged"
+
+
+def _assert_run_folder(run: Path, stage: str, method: str) -> dict:
+    for name in ("config.yaml", "metrics.jsonl", "loss.png", "run.json", "model"):
+        assert (run / name).exists(), f"{name} missing from the run folder"
+    assert (run / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((run / "run.json").read_text())
+    assert (summary["stage"], summary["method"]) == (stage, method)
+    assert summary["steps"] > 0 and summary["tokens"] > 0 and summary["tokens_per_s"] > 0
+    assert summary["peak_mem_mb"] > 0 and summary["wall_s"] > 0
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss" in m for m in metrics)
+    return summary
+
+
+@pytest.fixture(scope="session")
+def train_tiny():
+    """train_tiny(recipe, model, run, *sets) -> exit code of `raftkit train` on a recipe with model/output_dir set."""
+    return _train_tiny
+
+
+@pytest.fixture(scope="session")
+def assert_trained():
+    return _assert_trained
+
+
+@pytest.fixture(scope="session")
+def assert_run_folder():
+    return _assert_run_folder
+
+
+@pytest.fixture(scope="session")
+def read_tensors():
+    return tensors

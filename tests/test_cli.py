@@ -47,7 +47,8 @@ def test_build_query_update_roundtrip(capsys, tmp_path, docs_copy):
      "error: no documents (.txt .md .html .htm .pdf .jsonl) found in {tmp}/empty"),
     (["index", "query", "nope", "q"], "error: index 'nope' not found at {tmp}/idx/nope (available: corrupt, good)"),
     (["ask", "good", "q", "--model", "nonsense"],
-     "error: unknown model 'nonsense': use smollm2-135m-instruct, a local directory or a Hugging Face id (org/name)"),
+     "error: unknown model 'nonsense': use smollm2-135m-instruct, a local directory, a `raftkit train` run, or a "
+     "Hugging Face id (org/name from the HF cache, hf://org/name to download)"),
     (["index", "query", "good", "q", "--set", "retrieval.embedding.model=org/other"],
      "error: index 'good' was built with embedder 'all-minilm-l6-v2', not 'org/other'; rebuild it with "
      "--overwrite to switch"),

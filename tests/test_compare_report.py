@@ -18,15 +18,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import screenshot_report  # noqa: E402
 
-from test_compare_run import Stub, _cfg  # noqa: E402
 
-
-def test_report_html_renders_with_plots_in_headless_chromium(tmp_path, built_index):
+def test_report_html_renders_with_plots_in_headless_chromium(tmp_path, built_index, stub_generator, compare_cfg):
     if screenshot_report.find_browser() is None:
         pytest.skip("no Chromium installed (apt-get install -y chromium) to render report.html")
     from PIL import Image
 
-    report = compare(_cfg(built_index), tmp_path / "out", generator_factory=Stub)
+    report = compare(compare_cfg(built_index), tmp_path / "out", generator_factory=stub_generator)
     png = screenshot_report.screenshot(report.files["report.html"], tmp_path / "shot.png", height=1400)
     image = Image.open(png).convert("RGB")
     assert image.size == (1200, 1400)
@@ -36,20 +34,62 @@ def test_report_html_renders_with_plots_in_headless_chromium(tmp_path, built_ind
     assert near((0x38, 0x66, 0xD6)) and near((0xE0, 0x83, 0x3A))
 
 
-def test_shared_prompt_loglik_equals_one_at_a_time(tiny_llama):
-    from raftkit.compare.systems import choice_logliks
+def full_forward_logliks(model, tokenizer, conv, prefix_ids, continuations):
+    """The reference: one plain forward over prompt + prefix + continuation per choice, no cache."""
+    import torch
+
+    prompt = list(tokenizer.apply_chat_template(conv, add_generation_prompt=True)["input_ids"])
+    out = []
+    for cont in continuations:
+        ids = tokenizer(cont, add_special_tokens=False)["input_ids"]
+        seq = torch.tensor([prompt + prefix_ids + ids])
+        with torch.inference_mode():
+            logp = torch.log_softmax(model(seq).logits[0].float(), dim=-1)
+        start = len(prompt) + len(prefix_ids)
+        out.append(float(sum(logp[start - 1 + i, t] for i, t in enumerate(ids))))
+    return out
+
+
+def tiny_generator(tiny_llama, **cfg):
     from raftkit.config import GenerationConfig
     from raftkit.generate import HFGenerator
+    from raftkit.models import Runtime
 
-    gen = HFGenerator(GenerationConfig(model=str(tiny_llama), device="cpu"))
+    return HFGenerator(GenerationConfig(model=str(tiny_llama), **cfg), Runtime("cpu", "float32"))
+
+
+def test_choice_logliks_from_the_generation_cache_equal_a_full_forward(tiny_llama):
+    gen = tiny_generator(tiny_llama, max_new_tokens=5, batch_size=2)
     convs = [prompts.closed_book_messages("How tall is Mount Skarn?"),
-             prompts.rag_messages("Who founded the library?", ["The library was founded by Piet Haldor in 1881."])]
-    choices = [["3,412 metres", "2,000 m", "1"], ["Piet Haldor", "Ilse Marten"]]
-    batched = choice_logliks(gen, convs, choices)
-    one = [gen.loglikelihood([c] * len(ch), [f"{prompts.ANSWER_TAG} {x}" for x in ch]) for c, ch in zip(convs, choices)]
-    assert [len(b) for b in batched] == [3, 2]
-    for b, o in zip(batched, one):
-        assert b == pytest.approx(o, abs=1e-3)
+             prompts.rag_messages("Who founded the library?", ["The library was founded by Piet Haldor in 1881."]),
+             prompts.closed_book_messages("Is it open on Sundays?")]  # three prompts of different lengths: padding
+    choices = [["3,412 metres", "2,000 m", "1"], ["Piet Haldor", "Ilse Marten"], ["yes", "no"]]
+    answers = gen.answer(convs, choices)
+    assert [len(a.logliks) for a in answers] == [3, 2, 2]
+    for conv, ch, a in zip(convs, choices, answers):
+        want = full_forward_logliks(gen.model, gen.tokenizer, conv, [], [f"{prompts.ANSWER_TAG} {x}" for x in ch])
+        assert a.logliks == pytest.approx(want, abs=1e-3)
+
+
+def test_after_reply_the_choices_follow_the_generated_tokens(tiny_llama):
+    import torch
+
+    gen = tiny_generator(tiny_llama, max_new_tokens=6, batch_size=1)
+    conv = prompts.closed_book_messages("How tall is Mount Skarn?")
+    choices = ["3,412 metres", "2,000 m"]
+    (a,) = gen.answer([conv], [choices], after_reply=True)
+    prompt = gen.tokenizer.apply_chat_template(conv, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.inference_mode():
+        out = gen.model.generate(**prompt, max_new_tokens=6, do_sample=False, pad_token_id=gen.tokenizer.pad_token_id)
+    special = set(gen.tokenizer.all_special_ids)
+    reply_ids = []
+    for t in out[0, prompt["input_ids"].shape[1]:].tolist():
+        if t in special:
+            break
+        reply_ids.append(t)
+    # a random model writes no <ANSWER>: tag: the whole reply is the reasoning, and the answer line follows it
+    want = full_forward_logliks(gen.model, gen.tokenizer, conv, reply_ids, [f"\n{prompts.ANSWER_TAG} {x}" for x in choices])
+    assert a.logliks == pytest.approx(want, abs=1e-3)
 
 
 def test_reasoning_is_the_reply_before_its_answer_line():
@@ -59,34 +99,18 @@ def test_reasoning_is_the_reply_before_its_answer_line():
     assert prompts.reasoning("It is 14. ") == "It is 14.\n"
 
 
-def test_choices_scored_after_the_reasoning_prefix(tiny_llama):
-    from raftkit.compare.systems import choice_logliks
-    from raftkit.config import GenerationConfig
-    from raftkit.generate import HFGenerator
-
-    gen = HFGenerator(GenerationConfig(model=str(tiny_llama), device="cpu"))
-    conv = prompts.closed_book_messages("How tall is Mount Skarn?")
-    prefix = "The atlas says 3,412 metres.\n"
-    got = choice_logliks(gen, [conv], [["3,412 metres", "2,000 m"]], [prefix])[0]
-    want = gen.loglikelihood([conv, conv], [f"{prefix}{prompts.ANSWER_TAG} {x}" for x in ("3,412 metres", "2,000 m")])
-    assert got == pytest.approx(want, abs=1e-3)
-    assert got != pytest.approx(choice_logliks(gen, [conv], [["3,412 metres", "2,000 m"]])[0], abs=1e-3)
-
-
-def test_compare_mc_after_reply_scores_after_each_system_reply(tmp_path, built_index):
+def test_compare_mc_after_reply_asks_the_generator_to_score_after_its_reply(tmp_path, built_index,
+                                                                           stub_generator, compare_cfg):
     seen = []
 
-    class Recording(Stub):
-        def loglikelihood(self, conversations, continuations):
-            seen.extend(continuations)
-            return [0.0] * len(continuations)
+    class Recording(stub_generator):
+        def answer(self, conversations, choices=None, after_reply=False, desc=""):
+            seen.append(after_reply)
+            return super().answer(conversations, choices, after_reply, desc)
 
-    compare(_cfg(built_index, scoring={"mc_after": "reply", "ragas": False}), tmp_path / "out",
+    compare(compare_cfg(built_index, scoring={"mc_after": "reply", "ragas": False}), tmp_path / "out",
             generator_factory=Recording)
-    # c-01's rag reply quotes the atlas before its answer line: every choice is scored after that quote.
-    quoted = [c for c in seen if c.startswith(prompts.BEGIN_QUOTE + "The tallest")]
-    assert quoted and all(c.split("\n")[1].startswith(prompts.ANSWER_TAG) for c in quoted)
-    assert any(c.startswith(prompts.ANSWER_TAG) for c in seen)  # replies without reasoning: right after the prompt
+    assert seen and all(seen)
 
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("compare*.yaml")), ids=lambda p: p.name)
@@ -135,7 +159,7 @@ def test_compare_tiny_with_the_real_model(tmp_path, capsys, monkeypatch):
 def test_openai_judge_is_a_ragas_llm_without_network():
     from ragas.llms.base import BaseRagasLLM
 
-    from raftkit.compare.results import judge_llm
+    from raftkit.compare.extras import judge_llm
 
     cfg = config.load(CompareConfig, data={
         "systems": [{"name": "a", "model": "m"}], "questions": {"path": "q.jsonl"},
@@ -147,14 +171,16 @@ def test_openai_judge_is_a_ragas_llm_without_network():
 
 
 def test_cli_summary_table_shows_headline_metrics_present():
+    from raftkit.compare.metrics import Stat
+    from raftkit.compare.report import SystemResult
     from raftkit.compare.run import summary_table
 
-    results = {"systems": [
-        {"name": "base", "metrics": {"accuracy": {"value": 0.25}, "stale_rate": {"value": 0.5},
-                                     "accuracy_changed": {"value": None}}},
-        {"name": "fine-tuned+rag", "metrics": {"accuracy": {"value": 0.875}, "stale_rate": {"value": 0.0}}},
-    ]}
-    assert summary_table(results).splitlines() == [
+    def system(name, **values):
+        return SystemResult(name, "m", "closed", "", 5, {}, 8, {}, {k: Stat(v, None, 8) for k, v in values.items()})
+
+    table = summary_table([system("base", accuracy=0.25, stale_rate=0.5),
+                           system("fine-tuned+rag", accuracy=0.875, stale_rate=0.0)])
+    assert table.splitlines() == [
         "  system             accuracy   stale",
         "  base                  25.0%   50.0%",
         "  fine-tuned+rag        87.5%    0.0%",

@@ -8,83 +8,24 @@ import re
 
 import pytest
 
-from raftkit import config, prompts
+from raftkit import config
 from raftkit.compare.config import CompareConfig
 from raftkit.compare.run import compare
 from raftkit.errors import ConfigError, RaftkitError
 from raftkit.retrieval.index import FaissIndex
 
 QA = "tests/assets/compare/qa.jsonl"
-# Hand-made replies per (mode, question id); the expected metrics below are computed from these by hand.
-CLOSED = {
-    "c-01": "<ANSWER>: 2,000 metres",
-    "c-02": "<ANSWER>: I don't know.",
-    "c-03": "<ANSWER>: 12",
-    "c-04": "<ANSWER>: 10 books",
-    "c-05": f"{prompts.BEGIN_QUOTE} Piet Haldor founded it {prompts.END_QUOTE}\n<ANSWER>: Piet Haldor",
-    "c-06": "<ANSWER>: 212 kilometres",
-    "c-07": "<ANSWER>: Anna Vell",
-    "c-08": "<ANSWER>: Sundays",
-}
-RAG = {
-    "c-01": f"{prompts.BEGIN_QUOTE}The tallest, Mount Skarn, rises 3,412 metres{prompts.END_QUOTE}\n<ANSWER>: 3,412 metres",
-    "c-02": "<ANSWER>: Gustav",
-    "c-03": "<ANSWER>: 14",
-    "c-04": "<ANSWER>: 12 books",
-    "c-05": f"{prompts.BEGIN_QUOTE}founded by a wizard{prompts.END_QUOTE}\n<ANSWER>: Piet Haldor",
-    "c-06": f"<ANSWER>: {prompts.ABSTAIN}",
-    "c-07": f"<ANSWER>: {prompts.ABSTAIN}",
-    "c-08": "<ANSWER>: Mondays",
-}
-# The choice each mode's log-likelihood favours.
-PICKS = {False: {"c-01": "1,987 metres", "c-03": "12", "c-05": "Piet Haldor"},
-         True: {"c-01": "3,412 metres", "c-03": "14", "c-05": "Piet Haldor"}}
 
-
-class Stub:
-    """A generator answering from the tables above; optionally interrupted after `fail_after` chat calls."""
-
-    def __init__(self, cfg, fail_after=None):
-        self.cfg, self.fail_after, self.asked = cfg, fail_after, []
-        self.by_question = {json.loads(line)["question"]: json.loads(line)["id"] for line in open(QA)}
-
-    def _key(self, conv):
-        return conv[0]["content"] == prompts.SYSTEM_RAG, self.by_question[conv[-1]["content"].rsplit("Question: ", 1)[1]]
-
-    def chat(self, conversations, max_new_tokens=None, desc=""):
-        if self.fail_after is not None and len(self.asked) >= self.fail_after:
-            raise KeyboardInterrupt
-        self.asked.append([self._key(c)[1] for c in conversations])
-        return [(RAG if rag else CLOSED)[qid] for rag, qid in map(self._key, conversations)]
-
-    def loglikelihood(self, conversations, continuations):
-        out = []
-        for conv, cont in zip(conversations, continuations):
-            rag, qid = self._key(conv)
-            out.append(0.0 if cont == f"{prompts.ANSWER_TAG} {PICKS[rag][qid]}" else -1.0)
-        return out
-
-
-def _cfg(built_index, **extra) -> CompareConfig:
-    data = {"systems": [{"name": "base", "model": "stub", "mode": "closed"},
-                        {"name": "base+rag", "model": "stub", "mode": "rag", "index": "assets", "top_k": 3}],
-            "questions": {"path": QA}, "indexes_dir": str(built_index.path.parent),
-            "generation": {"batch_size": 1}, "scoring": {"ragas": False}, "bootstrap": {"samples": 200}}
-    for section, values in extra.items():
-        data[section] = {**data.get(section, {}), **values} if isinstance(values, dict) else values
-    return config.load(CompareConfig, data=data)
-
-
-def test_compare_exact_metrics_and_four_files(tmp_path, built_index, monkeypatch):
+def test_compare_exact_metrics_and_four_files(tmp_path, built_index, monkeypatch, stub_generator, compare_cfg):
     searches = []
     real_search = FaissIndex.search
     monkeypatch.setattr(FaissIndex, "search", lambda self, qs, k=5: searches.append((len(qs), k)) or
                         real_search(self, qs, k))
-    cfg = _cfg(built_index, systems=[{"name": "base", "model": "stub", "mode": "closed"},
+    cfg = compare_cfg(built_index, systems=[{"name": "base", "model": "stub", "mode": "closed"},
                                      {"name": "base+rag", "model": "stub", "mode": "rag", "index": "assets", "top_k": 3},
                                      {"name": "base+rag1", "model": "stub", "mode": "rag", "index": "assets", "top_k": 1}])
     made = []
-    report = compare(cfg, tmp_path / "out", generator_factory=lambda g: made.append(g.model) or Stub(g))
+    report = compare(cfg, tmp_path / "out", generator_factory=lambda g: made.append(g.model) or stub_generator(g))
     assert made == ["stub"]  # one model, loaded once for all three systems
     assert searches == [(8, 3)]  # retrieval once per question, at the largest top_k, shared by both rag systems
     for name in ("results.json", "per_question.csv", "report.md", "report.html", "config.yaml"):
@@ -106,8 +47,8 @@ def test_compare_exact_metrics_and_four_files(tmp_path, built_index, monkeypatch
     assert m("base+rag", "abstention_rate") == 0.25
     assert m("base+rag", "unsupported_quote_rate") == 0.5  # c-01 quote found, c-05 invented
     assert (m("base+rag", "accuracy_unchanged"), m("base+rag", "stale_rate")) == (0.75, 0.0)
-    rag1 = next(r for r in report.rows if r["system"] == "base+rag1" and r["qid"] == "c-01")
-    assert len(rag1["retrieved"]) == 1 and rag1["retrieved"][0].startswith("volcanoes.md#")
+    rag1 = next(r for r in report.rows if r.system == "base+rag1" and r.qid == "c-01")
+    assert len(rag1.retrieved) == 1 and rag1.retrieved[0].startswith("volcanoes.md#")
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["questions"]["by_status"] == {"added": 1, "changed": 2, "unanswerable": 1, "unchanged": 4}
     assert results["reproduce"]["indexes"]["assets"]["counts"]["documents"] == 5
@@ -125,51 +66,51 @@ def test_compare_exact_metrics_and_four_files(tmp_path, built_index, monkeypatch
     assert "| Accuracy | 28.6% [" in md and "## Definitions" in md
 
 
-def test_compare_resumes_after_interruption(tmp_path, built_index):
-    cfg = _cfg(built_index)
+def test_compare_resumes_after_interruption(tmp_path, built_index, stub_generator, compare_cfg):
+    cfg = compare_cfg(built_index)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         # batch_size 1 -> checkpoint blocks of 4 questions: base takes 2 calls, the rag system dies in its 2nd
-        compare(cfg, out, generator_factory=lambda g: Stub(g, fail_after=3))
+        compare(cfg, out, generator_factory=lambda g: stub_generator(g, fail_after=3))
     lines = lambda name: (out / ".work" / f"{name}.jsonl").read_text().splitlines()  # noqa: E731
     assert len(lines("base")) == 8 and len(lines("base+rag")) == 4 and not (out / "results.json").exists()
     stubs = []
-    report = compare(cfg, out, generator_factory=lambda g: stubs.append(Stub(g)) or stubs[-1])
+    report = compare(cfg, out, generator_factory=lambda g: stubs.append(stub_generator(g)) or stubs[-1])
     assert stubs[0].asked == [["c-05", "c-06", "c-07", "c-08"]]  # only what the checkpoint lacked
-    fresh = compare(cfg, tmp_path / "fresh", generator_factory=Stub)
+    fresh = compare(cfg, tmp_path / "fresh", generator_factory=stub_generator)
     assert [s["metrics"] for s in report.results["systems"]] == [s["metrics"] for s in fresh.results["systems"]]
 
 
-def test_compare_refuses_existing_report_and_other_config(tmp_path, built_index):
+def test_compare_refuses_existing_report_and_other_config(tmp_path, built_index, stub_generator, compare_cfg):
     out = tmp_path / "out"
-    compare(_cfg(built_index), out, generator_factory=Stub)
+    compare(compare_cfg(built_index), out, generator_factory=stub_generator)
     with pytest.raises(RaftkitError, match="already holds a report; use --overwrite"):
-        compare(_cfg(built_index), out, generator_factory=Stub)
-    compare(_cfg(built_index), out, overwrite=True, generator_factory=Stub)
+        compare(compare_cfg(built_index), out, generator_factory=stub_generator)
+    compare(compare_cfg(built_index), out, overwrite=True, generator_factory=stub_generator)
     (out / "results.json").unlink()
     with pytest.raises(RaftkitError, match="unfinished comparison with another config"):
-        compare(_cfg(built_index, questions={"max_questions": 3}), out, generator_factory=Stub)
+        compare(compare_cfg(built_index, questions={"max_questions": 3}), out, generator_factory=stub_generator)
 
 
-def test_holdout_questions_are_asked_without_their_documents(tmp_path, built_index):
-    cfg = _cfg(built_index, unanswerable={"holdout_docs": 0.3})
-    report = compare(cfg, tmp_path / "out", generator_factory=Stub)
-    held = [r for r in report.rows if r["holdout"]]
-    assert {r["system"] for r in held} == {"base+rag"} and len(held) == 2  # round(0.3 * 7), rag systems only
+def test_holdout_questions_are_asked_without_their_documents(tmp_path, built_index, stub_generator, compare_cfg):
+    cfg = compare_cfg(built_index, unanswerable={"holdout_docs": 0.3})
+    report = compare(cfg, tmp_path / "out", generator_factory=stub_generator)
+    held = [r for r in report.rows if r.holdout]
+    assert {r.system for r in held} == {"base+rag"} and len(held) == 2  # round(0.3 * 7), rag systems only
     questions = {json.loads(x)["id"]: json.loads(x) for x in open(QA)}
     for r in held:
-        assert not set(questions[r["qid"].split("::")[0]]["doc_ids"]) & set(r["retrieved_doc_ids"])
-        assert r["status"] == "unanswerable" and r["correct"] is None
+        assert not set(questions[r.qid.split("::")[0]]["doc_ids"]) & set(r.retrieved_doc_ids)
+        assert r.status == "unanswerable" and r.correct is None
     assert report.results["questions"]["by_status"]["holdout"] == 2
 
 
-def test_ragas_metrics_run_offline(tmp_path, built_index):
-    report = compare(_cfg(built_index, scoring={"ragas": True}), tmp_path / "out", generator_factory=Stub)
+def test_ragas_metrics_run_offline(tmp_path, built_index, stub_generator, compare_cfg):
+    report = compare(compare_cfg(built_index, scoring={"ragas": True}), tmp_path / "out", generator_factory=stub_generator)
     assert report.metric("base+rag", "ragas_rouge_l") > report.metric("base", "ragas_rouge_l")
     assert report.metric("base+rag", "ragas_context_recall") is not None
     assert report.metric("base", "ragas_context_recall") is None  # closed-book systems retrieve nothing
-    row = next(r for r in report.rows if r["system"] == "base+rag" and r["qid"] == "c-02")
-    assert row["ragas_string_similarity"] == 1.0 and row["ragas_rouge_l"] == 1.0
+    row = next(r for r in report.rows if r.system == "base+rag" and r.qid == "c-02")
+    assert row.ragas["ragas_string_similarity"] == 1.0 and row.ragas["ragas_rouge_l"] == 1.0
 
 
 def test_config_problems_are_listed_at_once():
@@ -185,21 +126,21 @@ def test_config_problems_are_listed_at_once():
             "unanswerable": {"holdout_docs": 2.0}})
     msg = str(e.value)
     for part in ("questions.path is required", "unanswerable.holdout_docs (2.0) must be in [0, 1]",
-                 "systems[0]: mode 'rag' needs an index", "systems[1].model is required",
+                 "systems[0].mode 'rag' needs an index", "systems[1].model is required",
                  "systems[1].top_k (0) must be at least 1", "systems: names must be unique (repeated: a)"):
         assert part in msg
 
 
-def test_bad_questions_file_writes_nothing(tmp_path, built_index):
+def test_bad_questions_file_writes_nothing(tmp_path, built_index, stub_generator, compare_cfg):
     bad = tmp_path / "qa.jsonl"
     bad.write_text('{"id": "x", "question": "Where?"}\n')
-    cfg = _cfg(built_index, questions={"path": str(bad)})
+    cfg = compare_cfg(built_index, questions={"path": str(bad)})
     with pytest.raises(RaftkitError, match="line 1 has neither 'answer' nor 'choices' with 'answer_index'"):
-        compare(cfg, tmp_path / "out", generator_factory=Stub)
+        compare(cfg, tmp_path / "out", generator_factory=stub_generator)
     assert not (tmp_path / "out").exists()
-    cfg = _cfg(built_index, systems=[{"name": "r", "model": "stub", "mode": "rag", "index": "nope"}])
+    cfg = compare_cfg(built_index, systems=[{"name": "r", "model": "stub", "mode": "rag", "index": "nope"}])
     with pytest.raises(RaftkitError, match="nope"):
-        compare(cfg, tmp_path / "out", generator_factory=Stub)
+        compare(cfg, tmp_path / "out", generator_factory=stub_generator)
     assert not (tmp_path / "out").exists()
 
 
@@ -219,8 +160,8 @@ def test_questions_from_a_build_dataset_output(tmp_path):
                                                                    "unchanged", True)
 
 
-def test_missing_model_is_named_before_anything_is_written(tmp_path, built_index):
-    cfg = _cfg(built_index, systems=[{"name": "fine-tuned", "model": str(tmp_path / "runs" / "nope"), "mode": "closed"}])
+def test_missing_model_is_named_before_anything_is_written(tmp_path, built_index, stub_generator, compare_cfg):
+    cfg = compare_cfg(built_index, systems=[{"name": "fine-tuned", "model": str(tmp_path / "runs" / "nope"), "mode": "closed"}])
     with pytest.raises(RaftkitError, match=r"^system 'fine-tuned': unknown model '.*nope'"):
         compare(cfg, tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -1,4 +1,4 @@
-"""Exact values of every compare metric on hand-made answers (no model)."""
+"""Exact values of every compare metric on hand-made answers (no model), and what the intervals promise."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 
 from raftkit import prompts
-from raftkit.compare import freshness, hallucination, scoring
+from raftkit.compare import metrics, scoring
+from raftkit.compare.questions import status_from_period
+from raftkit.compare.scoring import ScoredRow
 
 
 # ----------------------------------------------------------------------------- open answers
 def test_normalize_answer_is_squad():
-    assert scoring.normalize_answer("The  Port, is: 7421!") == "port is 7421"
-    assert scoring.normalize_answer("An Apple a day") == "apple day"
+    assert prompts.normalize_answer("The  Port, is: 7421!") == "port is 7421"
+    assert prompts.normalize_answer("An Apple a day") == "apple day"
 
 
 def test_exact_match_f1_substring_values():
@@ -41,19 +43,27 @@ def test_open_scores_correct_is_em_or_substring():
                                     "The name is not explicitly mentioned in the given text.",
                                     "The documents do not contain this.", "Not enough information."])
 def test_abstentions_are_detected(answer):
-    assert scoring.is_abstention(answer)
+    assert prompts.is_abstention(answer)
 
 
 @pytest.mark.parametrize("answer", ["7421", "Knowledge base", "no", "The answer is in the documents: 4 MiB"])
 def test_answers_are_not_abstentions(answer):
-    assert not scoring.is_abstention(answer)
+    assert not prompts.is_abstention(answer)
 
 
 def test_abstention_list_holds_the_prompt_refusals():
-    assert prompts.ABSTAIN in scoring.ABSTENTIONS and "I don't know" in scoring.ABSTENTIONS
+    assert prompts.ABSTAIN in prompts.ABSTENTIONS and "I don't know" in prompts.ABSTENTIONS
 
 
-# ----------------------------------------------------------------------------- multiple choice
+def test_the_rlhf_reward_and_the_evaluation_normalise_alike():
+    from raftkit.train import rewards
+
+    completion = [{"role": "assistant", "content": "<ANSWER>: The Port, 7421!"}]
+    assert rewards.answer_reward([completion], answer=["port 7421"]) == [1.0]
+    assert scoring.exact_match("The Port, 7421!", "port 7421") == 1.0
+
+
+# ----------------------------------------------------------------------------- multiple choice, staleness
 def test_loglik_pick_first_on_ties_and_none_without_choices():
     assert scoring.loglik_pick([-3.0, -1.0, -1.0, -5.0]) == 1
     assert scoring.loglik_pick([]) is None
@@ -67,70 +77,107 @@ def test_generated_choice(answer, expected):
     assert scoring.generated_choice(answer, choices) == expected
 
 
-# ----------------------------------------------------------------------------- bootstrap
-def test_bootstrap_all_ones_is_a_point():
-    assert scoring.bootstrap_ci([1.0] * 20, samples=500, seed=3) == (1.0, 1.0)
-    assert scoring.bootstrap_ci([], samples=10) is None
+def test_stale_open_and_mc():
+    assert scoring.is_stale_open("It is 1 MiB", "1 MiB", "4 MiB")
+    assert not scoring.is_stale_open("4 MiB", "1 MiB", "4 MiB")
+    assert not scoring.is_stale_open("1 MiB or 4 MiB", "1 MiB", "4 MiB")  # hedging both is not stale
+    assert not scoring.is_stale_open("2 MiB", "1 MiB", "4 MiB")
+    assert not scoring.is_stale_open("1 MiB", None, "4 MiB")
+    assert scoring.is_stale_mc(0, 0) and not scoring.is_stale_mc(2, 0) and not scoring.is_stale_mc(None, 0)
+    assert not scoring.is_stale_mc(0, None)
+    assert status_from_period("v2") == "added" and status_from_period("v1") == "unchanged"
 
 
-def test_bootstrap_known_case_matches_numpy_percentile():
-    x = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 1], dtype=float)
-    rng = np.random.default_rng(7)
-    idx = rng.integers(0, 10, size=(2000, 10))
-    means = x[idx].mean(axis=1)
-    expected = (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
-    got = scoring.bootstrap_ci(x.tolist(), samples=2000, seed=7)
-    assert got == expected
-    assert got[0] < 0.7 < got[1] and 0.0 <= got[0] and got[1] <= 1.0
-    assert scoring.bootstrap_ci(x.tolist(), samples=2000, seed=7) == got  # seeded: reproducible
+# ----------------------------------------------------------------------------- the registry
+def row(answerable=True, abstained=False, gen_correct=False, quotes=0, unsupported=0, status="unchanged",
+        correct=None, stale=None, qid="q") -> ScoredRow:
+    return ScoredRow(system="s", qid=qid, question="?", status=status, holdout=False, answerable=answerable,
+                     reference="x" if answerable else None, answer="", reply="", abstained=abstained,
+                     correct=(gen_correct if correct is None else correct) if answerable else None, primary="open",
+                     gen_correct=gen_correct if answerable else None, stale=stale, quotes=quotes,
+                     quotes_unsupported=unsupported)
 
 
-# ----------------------------------------------------------------------------- hallucination
-def _row(answerable=True, abstained=False, gen_correct=False, quotes=0, unsupported=0, status="unchanged",
-         correct=None, stale=False):
-    return {"answerable": answerable, "abstained": abstained, "gen_correct": gen_correct, "quotes": quotes,
-            "quotes_unsupported": unsupported, "status": status,
-            "correct": gen_correct if correct is None else correct, "stale": stale}
+def value(rows, name):
+    return metrics.summarize(rows, 50, 0, 0.95)[name]
 
 
 def test_hallucination_rates_exact():
     rows = [
-        _row(gen_correct=True, quotes=2, unsupported=0),  # right
-        _row(gen_correct=False),  # confident-wrong
-        _row(abstained=True),  # abstained on an answerable question: not confident-wrong
-        _row(gen_correct=False, quotes=4, unsupported=1),  # confident-wrong
-        _row(answerable=False, status="unanswerable", quotes=1, unsupported=1),  # answered the unanswerable
-        _row(answerable=False, status="unanswerable", abstained=True),
-        _row(answerable=False, status="unanswerable", abstained=True),
+        row(gen_correct=True, quotes=2, unsupported=0),  # right
+        row(gen_correct=False),  # confident-wrong
+        row(abstained=True),  # abstained on an answerable question: not confident-wrong
+        row(gen_correct=False, quotes=4, unsupported=1),  # confident-wrong
+        row(answerable=False, status="unanswerable", quotes=1, unsupported=1),  # answered the unanswerable
+        row(answerable=False, status="unanswerable", abstained=True),
+        row(answerable=False, status="unanswerable", abstained=True),
     ]
-    assert hallucination.abstention_rate(rows)[0] == pytest.approx(3 / 7)
-    assert hallucination.confident_wrong_rate(rows) == (0.5, [0.0, 1.0, 0.0, 1.0])
-    assert hallucination.unanswerable_answered_rate(rows) == (pytest.approx(1 / 3), [1.0, 0.0, 0.0])
+    assert value(rows, "abstention_rate").value == pytest.approx(3 / 7)
+    assert (value(rows, "confident_wrong_rate").value, value(rows, "confident_wrong_rate").n) == (0.5, 4)
+    assert value(rows, "unanswerable_answered_rate").value == pytest.approx(1 / 3)
     # per quoting reply: 0/2, 1/4, 1/1 -> mean 0.41666...
-    assert hallucination.unsupported_quote_rate(rows) == (pytest.approx(1.25 / 3), [0.0, 0.25, 1.0])
-    assert hallucination.unsupported_quote_rate([_row()]) == (None, [])
-    assert set(hallucination.DEFINITIONS) == set(hallucination.METRICS)
+    assert value(rows, "unsupported_quote_rate").value == pytest.approx(1.25 / 3)
+    assert "unsupported_quote_rate" not in metrics.summarize([row()], 50, 0, 0.95)  # nobody quoted: no value
 
 
-# ----------------------------------------------------------------------------- freshness
-def test_stale_open_and_mc():
-    assert freshness.is_stale_open("It is 1 MiB", "1 MiB", "4 MiB")
-    assert not freshness.is_stale_open("4 MiB", "1 MiB", "4 MiB")
-    assert not freshness.is_stale_open("1 MiB or 4 MiB", "1 MiB", "4 MiB")  # hedging both is not stale
-    assert not freshness.is_stale_open("2 MiB", "1 MiB", "4 MiB")
-    assert not freshness.is_stale_open("1 MiB", None, "4 MiB")
-    assert freshness.is_stale_mc(0, 0) and not freshness.is_stale_mc(2, 0) and not freshness.is_stale_mc(None, 0)
-    assert not freshness.is_stale_mc(0, None)
+def test_freshness_metrics_only_with_changed_or_added_facts():
+    rows = [row(status="unchanged", correct=True), row(status="unchanged", correct=False),
+            row(status="changed", correct=True, stale=False), row(status="changed", correct=False, stale=True),
+            row(status="changed", correct=False, stale=False), row(status="added", correct=True),
+            row(status="unanswerable", answerable=False)]
+    got = metrics.summarize(rows, 50, 0, 0.95)
+    assert got["accuracy_unchanged"].value == 0.5
+    assert got["accuracy_changed"].value == pytest.approx(1 / 3) and got["accuracy_changed"].n == 3
+    assert got["accuracy_added"].value == 1.0
+    assert got["stale_rate"].value == pytest.approx(1 / 3)
+    assert "accuracy_unchanged" not in metrics.summarize([row(status="unchanged", correct=True)], 50, 0, 0.95)
 
 
-def test_accuracy_by_status_and_stale_rate():
-    rows = [_row(status="unchanged", correct=True), _row(status="unchanged", correct=False),
-            _row(status="changed", correct=True), _row(status="changed", correct=False, stale=True),
-            _row(status="changed", correct=False, stale=False), _row(status="added", correct=True),
-            _row(status="unanswerable", answerable=False)]
-    acc = freshness.accuracy_by_status(rows)
-    assert acc["unchanged"] == (0.5, [1.0, 0.0])
-    assert acc["changed"] == (pytest.approx(1 / 3), [1.0, 0.0, 0.0])
-    assert acc["added"] == (1.0, [1.0])
-    assert freshness.stale_rate(rows) == (pytest.approx(1 / 3), [0.0, 1.0, 0.0])
-    assert freshness.status_from_period("v2") == "added" and freshness.status_from_period("v1") == "unchanged"
+def test_every_metric_has_a_definition_label_and_group():
+    for m in metrics.METRICS:
+        assert m.label and m.definition and m.group in metrics.GROUPS, m.name
+        assert (m.value is None) == (m.combine is not None), m.name
+    assert len(metrics.REGISTRY) == len(metrics.METRICS)  # names are unique
+
+
+# ----------------------------------------------------------------------------- intervals
+def test_bootstrap_all_ones_is_a_point_and_seeded():
+    assert metrics.bootstrap_ci([1.0] * 20, samples=500, seed=3) == (1.0, 1.0)
+    assert metrics.bootstrap_ci([], samples=10) is None
+    x = [1, 0, 1, 1, 0, 1, 0, 1, 1, 1]
+    assert metrics.bootstrap_ci(x, 2000, seed=7) == metrics.bootstrap_ci(x, 2000, seed=7)
+    lo, hi = metrics.bootstrap_ci(x, 2000, seed=7)
+    assert 0.0 <= lo < 0.7 < hi <= 1.0
+
+
+def test_bootstrap_interval_covers_the_true_mean_about_95_percent_of_the_time():
+    rng = np.random.default_rng(1)
+    covered = 0
+    for trial in range(200):
+        sample = (rng.random(150) < 0.3).astype(float)
+        lo, hi = metrics.bootstrap_ci(list(sample), samples=400, seed=trial)
+        covered += lo <= 0.3 <= hi
+    assert 0.88 <= covered / 200 <= 0.99
+
+
+def test_more_questions_give_a_narrower_interval():
+    def width(n):
+        lo, hi = metrics.bootstrap_ci([1.0, 0.0] * n, samples=1000, seed=0)
+        return hi - lo
+    assert width(200) < width(20) / 2.5  # about 1/sqrt(n)
+
+
+def test_paired_difference_sees_a_gain_that_two_separate_intervals_hide():
+    rng = np.random.default_rng(0)
+    base_ok = rng.random(60) < 0.5
+    better_ok = base_ok.copy()
+    better_ok[np.flatnonzero(~base_ok)[:6]] = True  # right on 6 more questions, wrong on none it had right
+    base = [row(correct=bool(c), qid=f"q{i}") for i, c in enumerate(base_ok)]
+    better = [row(correct=bool(c), qid=f"q{i}") for i, c in enumerate(better_ok)]
+    a, b = value(better, "accuracy"), value(base, "accuracy")
+    assert a.ci[0] < b.ci[1]  # the two intervals overlap ...
+    diff = metrics.paired(better, base, ["accuracy"], 1000, 0, 0.95)["accuracy"]
+    assert diff.value == pytest.approx(6 / 60)
+    assert diff.ci[0] > 0  # ... but the paired interval excludes 0
+    same = metrics.paired(base, base, ["accuracy"], 200, 0, 0.95)["accuracy"]
+    assert (same.value, same.ci) == (0.0, (0.0, 0.0))

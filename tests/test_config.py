@@ -1,12 +1,11 @@
 """Config loading: defaults < YAML < --set, every problem listed at once, resolved config saved."""
 
-from dataclasses import dataclass, field
-
 import pytest
 import yaml
+from pydantic import Field
 
 from raftkit import config
-from raftkit.config import RaftkitConfig
+from raftkit.config import RaftkitConfig, Section
 from raftkit.errors import ConfigError, RaftkitError
 
 
@@ -70,16 +69,22 @@ def test_resolved_config_round_trips(tmp_path):
     assert yaml.safe_load(path.read_text())["retrieval"]["index"]["kind"] == "hnsw"
 
 
+class Inner(Section):
+    names: list[str] = Field(default_factory=list)
+    rate: float = 0.1
+    steps: int = Field(0, ge=0)
+    rank: int = Field(1, ge=1)
+    share: float = Field(0.5, ge=0, lt=1)
+    level: float = Field(0.5, gt=0, le=1)
+    lr: float = Field(0.1, gt=0)
+    flag: bool = False
+
+
+class Top(Section):
+    s: Inner = Field(default_factory=Inner)
+
+
 def test_lists_and_floats_accept_yaml_forms():
-    @dataclass
-    class Section:
-        names: list[str] = field(default_factory=list)
-        rate: float = 0.1
-
-    @dataclass
-    class Top:
-        s: Section = field(default_factory=Section)
-
     cfg = config.load(Top, overrides=["s.names=[a, b]", "s.rate=1"])
     assert cfg.s.names == ["a", "b"] and cfg.s.rate == 1.0 and isinstance(cfg.s.rate, float)
     assert config.load(Top, overrides=["s.rate=1e-3"]).s.rate == 0.001  # YAML 1.1 reads this as a string
@@ -89,18 +94,18 @@ def test_lists_and_floats_accept_yaml_forms():
         config.load(Top, overrides=["s.names=[a, 3]"])
 
 
-def test_check_min_and_check_interval_name_the_field_value_and_bound():
-    @dataclass
-    class Section:
-        steps: int = 0
-        rank: int = 0
-        share: float = 1.0
-        level: float = 0.0
+def test_values_keep_their_types():
+    with pytest.raises(ConfigError) as e:
+        config.load(Top, overrides=["s.steps='5'", "s.flag=1", "s.rank=true"])
+    assert e.value.problems == ["s.steps: expected int, got '5'", "s.rank: expected int, got True",
+                                "s.flag: expected bool, got 1"]
 
-    s = Section(steps=-1, rank=0, share=1.0, level=0.0)
-    assert config.check_min(s, steps=0, rank=1) == ["steps (-1) must not be negative", "rank (0) must be at least 1"]
-    assert config.check_min(Section(steps=0, rank=1), steps=0, rank=1) == []  # the minimum itself is allowed
-    # closed ends include the bound, open ends exclude it
-    assert config.check_interval(s, share="[0, 1]", level="[0, 1)") == []
-    assert config.check_interval(s, share="[0, 1)", level="(0, 1]") == ["share (1.0) must be in [0, 1)",
-                                                                         "level (0.0) must be in (0, 1]"]
+
+def test_bounds_name_the_field_value_and_interval():
+    with pytest.raises(ConfigError) as e:
+        config.load(Top, overrides=["s.steps=-1", "s.rank=0", "s.share=1", "s.level=0", "s.lr=-1"])
+    assert e.value.problems == ["s.steps (-1) must not be negative", "s.rank (0) must be at least 1",
+                                "s.share (1.0) must be in [0, 1)", "s.level (0.0) must be in (0, 1]",
+                                "s.lr (-1.0) must be positive"]
+    # the bounds themselves: closed ends are allowed
+    assert config.load(Top, overrides=["s.steps=0", "s.rank=1", "s.share=0", "s.level=1"]).s.level == 1.0

@@ -1,5 +1,5 @@
-"""Generators: batched local generation is deterministic and order-preserving; the OpenAI-compatible
-backend speaks the chat-completions protocol to a loopback server."""
+"""Generators: batched local generation is deterministic and order-preserving, in float32 and bf16; the
+OpenAI-compatible backend speaks the chat-completions protocol (retries included) to a loopback server."""
 
 import json
 import threading
@@ -10,6 +10,9 @@ import pytest
 from raftkit.config import GenerationConfig
 from raftkit.errors import RaftkitError
 from raftkit.generate import HFGenerator, OpenAIGenerator, make_generator
+from raftkit.models import Runtime
+
+FP32, BF16 = Runtime("cpu", "float32"), Runtime("cpu", "bfloat16")
 
 
 def convs(*questions):
@@ -17,7 +20,7 @@ def convs(*questions):
 
 
 def test_hf_batched_equals_one_at_a_time(tiny_llama):
-    gen = HFGenerator(GenerationConfig(model=str(tiny_llama), batch_size=4, max_new_tokens=6))
+    gen = HFGenerator(GenerationConfig(model=str(tiny_llama), batch_size=4, max_new_tokens=6), FP32)
     qs = convs("a", "a much longer question with many more tokens in it", "mid length one", "b")
     batched = gen.chat(qs)
     gen.cfg.batch_size = 1
@@ -26,23 +29,40 @@ def test_hf_batched_equals_one_at_a_time(tiny_llama):
     assert gen.chat(qs[:1]) == batched[:1]  # greedy decoding is deterministic
 
 
-def test_loglikelihood_prefers_the_trained_continuation(tiny_llama):
-    gen = HFGenerator(GenerationConfig(model=str(tiny_llama)))
-    conv = convs("x")[0]
-    a, b = gen.loglikelihood([conv, conv], ["yes", "yes yes yes yes"])
-    assert a < 0 and b < a  # more tokens, lower total log-probability under a random model
+def test_bf16_runtime_loads_bf16_weights_and_scores_like_float32(tiny_llama):
+    from raftkit import prompts
+
+    conv = prompts.closed_book_messages("How tall is Mount Skarn?")
+    choices = [["3,412 metres", "2,000 m", "Piet Haldor"]]
+    full = HFGenerator(GenerationConfig(model=str(tiny_llama), max_new_tokens=4), FP32).answer([conv], choices)[0]
+    low_gen = HFGenerator(GenerationConfig(model=str(tiny_llama), max_new_tokens=4), BF16)
+    assert {p.dtype for p in low_gen.model.parameters()} == {__import__("torch").bfloat16}
+    low = low_gen.answer([conv], choices)[0]
+    assert low.logliks == pytest.approx(full.logliks, abs=0.25)  # bf16 keeps ~3 significant digits
 
 
 class _Server(BaseHTTPRequestHandler):
     seen: list = []
+    busy: list = []  # questions answered 429 once (Retry-After: 0), to test the client's retry
+
+    def _status(self, code, headers=()):
+        self.send_response(code)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         _Server.seen.append((self.path, self.headers.get("Authorization"), body))
-        if body["messages"][-1]["content"] == "fail":
-            self.send_response(400)
-            self.end_headers()
-            return
+        question = body["messages"][-1]["content"]
+        if question == "fail":
+            return self._status(400)
+        if question == "down":
+            return self._status(503, [("Retry-After", "0")])
+        if question == "busy" and question not in _Server.busy:
+            _Server.busy.append(question)
+            return self._status(429, [("Retry-After", "0")])
         reply = {"choices": [{"message": {"role": "assistant",
                                           "content": f" echo: {body['messages'][-1]['content']} "}}]}
         data = json.dumps(reply).encode()
@@ -69,7 +89,7 @@ def test_openai_backend_keeps_order_and_sends_key(server, monkeypatch):
     monkeypatch.setenv("MY_KEY", "sekrit")
     cfg = GenerationConfig(model="served-model", backend="openai", base_url=server, api_key_env="MY_KEY",
                            batch_size=3, max_new_tokens=12)
-    gen = make_generator(cfg)
+    gen = make_generator(cfg, FP32)
     assert isinstance(gen, OpenAIGenerator)
     assert gen.chat(convs("one", "two", "three", "four")) == ["echo: one", "echo: two", "echo: three", "echo: four"]
     path, auth, body = _Server.seen[-1]
@@ -78,12 +98,25 @@ def test_openai_backend_keeps_order_and_sends_key(server, monkeypatch):
 
 
 def test_openai_backend_errors_are_one_line(server):
-    gen = OpenAIGenerator(GenerationConfig(backend="openai", base_url=server))
-    with pytest.raises(RaftkitError, match=r"^generation server .*/v1/chat/completions failed: HTTP 400$"):
+    gen = OpenAIGenerator(GenerationConfig(backend="openai", base_url=server, max_retries=1))
+    with pytest.raises(RaftkitError, match=r"^generation server http://127.0.0.1:\d+/v1 failed: HTTP 400$"):
         gen.chat(convs("fail"))
+    sent = len(_Server.seen)
+    with pytest.raises(RaftkitError, match=r"failed: HTTP 503$"):
+        gen.chat(convs("down"))
+    assert len(_Server.seen) - sent == 2  # the first try and max_retries=1 retry, then one clear line
+    with pytest.raises(RaftkitError, match=r"failed: cannot connect"):
+        OpenAIGenerator(GenerationConfig(backend="openai", base_url="http://127.0.0.1:9/v1", max_retries=0)).chat(
+            convs("x"))
+
+
+def test_openai_backend_retries_a_busy_server(server):
+    gen = OpenAIGenerator(GenerationConfig(backend="openai", base_url=server, max_retries=2))
+    assert gen.chat(convs("busy")) == ["echo: busy"]
+    assert [b["messages"][-1]["content"] for _, _, b in _Server.seen[-2:]] == ["busy", "busy"]
 
 
 def test_prompts_are_sorted_by_real_token_length(tiny_llama):
-    gen = HFGenerator(GenerationConfig(model=str(tiny_llama)))
+    gen = HFGenerator(GenerationConfig(model=str(tiny_llama)), FP32)
     short, long = convs("hi", "a question with many many more words than the other one")
     assert len(gen.prompt_ids(long)) > len(gen.prompt_ids(short)) > 5

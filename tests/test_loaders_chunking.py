@@ -44,12 +44,33 @@ def test_missing_and_empty_folders_are_errors(tmp_path):
         load_documents(tmp_path / "empty")
 
 
-def test_bad_jsonl_line_skips_that_file_only(tmp_path):
-    (tmp_path / "a.jsonl").write_text('{"id": "x", "text": "fine"}\n{not json}\n')
+def test_bad_jsonl_line_skips_that_line_only(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"id": "x", "text": "fine"}\n{not json}\n{"id": "y"}\n{"id": "z", "text": "ok"}\n')
     (tmp_path / "b.md").write_text("# B\nbody")
     result = load_documents(tmp_path)
-    assert [d.id for d in result.documents] == ["b.md"]
-    assert result.skipped == [(str(tmp_path / "a.jsonl"), "ValueError: line 2: not valid JSON")]
+    assert [d.id for d in result.documents] == ["x", "z", "b.md"]
+    assert result.skipped == [(f"{tmp_path / 'a.jsonl'}:2", "not valid JSON"), (f"{tmp_path / 'a.jsonl'}:3", "no text field")]
+
+
+def test_when_every_document_is_dropped_the_error_says_why(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{not json}\n')
+    (tmp_path / "b.txt").write_text("   ")
+    with pytest.raises(RaftkitError) as e:
+        load_documents(tmp_path)
+    assert str(e.value) == (f"no readable documents found in {tmp_path}: {tmp_path / 'a.jsonl'}:1: not valid JSON; "
+                            f"{tmp_path / 'b.txt'}: no text")
+
+
+def test_documents_over_the_size_limit_are_skipped_with_the_setting_to_raise(tmp_path):
+    from raftkit.config import LimitsConfig
+
+    (tmp_path / "big.md").write_text("word " * 300_000)  # 1.5 MB
+    (tmp_path / "small.md").write_text("# S\nsmall")
+    result = load_documents(tmp_path, LimitsConfig(max_document_mb=1.0))
+    assert [d.id for d in result.documents] == ["small.md"]
+    assert result.skipped == [(str(tmp_path / "big.md"), "1.5 MB is over retrieval.limits.max_document_mb (1); "
+                                                         "raise it to index this document")]
+    assert [d.id for d in load_documents(tmp_path, LimitsConfig(max_document_mb=2.0)).documents] == ["big.md", "small.md"]
 
 
 def test_content_hash_changes_with_text_only(docs_dir):

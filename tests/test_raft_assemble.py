@@ -7,6 +7,7 @@ from raftkit.errors import RaftkitError
 from raftkit.prompts import ABSTAIN, extract_answer, extract_quotes, quote_in
 from raftkit.raft.assemble import DistractorPicker, assemble, oracle_flags, split_documents
 from raftkit.raft.config import AssemblyConfig
+from raftkit.raft.records import Record, Status
 from raftkit.retrieval.chunking import Chunk
 
 
@@ -22,9 +23,9 @@ def corpus(n_docs=12, per_doc=4, seed=0):
 
 
 def records(chunks, per_chunk=3):
-    return [{"id": f"{c.id}/q{j}", "question": f"What is fact {c.id} {j}?", "answer": f"Fact {c.id}",
-             "cot": f"##begin_quote##{c.text}##end_quote##\n<ANSWER>: Fact {c.id}", "oracle_id": c.id,
-             "doc_id": c.doc_id, "status": "verified", "choices": []}
+    return [Record(f"{c.id}/q{j}", f"What is fact {c.id} {j}?", "generated", oracle_id=c.id, doc_id=c.doc_id,
+                   answer=f"Fact {c.id}", cot=f"##begin_quote##{c.text}##end_quote##\n<ANSWER>: Fact {c.id}",
+                   status=Status.VERIFIED)
             for c in chunks for j in range(per_chunk)]
 
 
@@ -43,22 +44,22 @@ def test_oracle_share_and_exactly_k_distractors_from_other_documents(mode, p):
     examples, chunks, _, splits = build(mode=mode, p=p)
     every = examples["train"] + examples["eval"]
     assert len(every) == 144
-    share = sum(e["oracle_present"] for e in every) / len(every)
+    share = sum(e.oracle_present for e in every) / len(every)
     assert abs(share - p) <= 0.01  # an exact quota per split, not a Bernoulli draw
     doc_of = {c.id: c.doc_id for c in chunks}
     for e in every:
-        assert len(e["distractor_ids"]) == 4 and len(set(e["distractor_ids"])) == 4
-        assert len(e["context_ids"]) == len(e["context"]) == 5 and len(set(e["context_ids"])) == 5
-        assert (e["oracle_id"] in e["context_ids"]) == e["oracle_present"]
-        assert set(e["distractor_ids"]) <= set(e["context_ids"])
-        assert all(doc_of[d] != e["doc_id"] for d in e["context_ids"] if d != e["oracle_id"])
-        assert all(splits[doc_of[d]] == splits[e["doc_id"]] for d in e["context_ids"])  # no leak across splits
+        assert len(e.distractor_ids) == 4 and len(set(e.distractor_ids)) == 4
+        assert len(e.context_ids) == len(e.context) == 5 and len(set(e.context_ids)) == 5
+        assert (e.oracle_id in e.context_ids) == e.oracle_present
+        assert set(e.distractor_ids) <= set(e.context_ids)
+        assert all(doc_of[d] != e.doc_id for d in e.context_ids if d != e.oracle_id)
+        assert all(splits[doc_of[d]] == splits[e.doc_id] for d in e.context_ids)  # no leak across splits
 
 
 def test_no_eval_document_in_train_and_eval_share_follows_fraction():
     examples, _, _, splits = build(eval_fraction=0.25)
-    train_docs = {e["doc_id"] for e in examples["train"]}
-    eval_docs = {e["doc_id"] for e in examples["eval"]}
+    train_docs = {e.doc_id for e in examples["train"]}
+    eval_docs = {e.doc_id for e in examples["eval"]}
     assert not train_docs & eval_docs
     assert sorted(eval_docs) == sorted(d for d, s in splits.items() if s == "eval") and len(eval_docs) == 3
 
@@ -66,19 +67,19 @@ def test_no_eval_document_in_train_and_eval_share_follows_fraction():
 def test_hard_distractors_are_the_nearest_chunks_of_other_documents():
     examples, chunks, vectors, splits = build(mode="hard", eval_fraction=0.0)
     idx = {c.id: i for i, c in enumerate(chunks)}
-    e = next(e for e in examples["train"] if e["oracle_present"])
-    o = vectors[idx[e["oracle_id"]]]
-    others = [c for c in chunks if c.doc_id != e["doc_id"]]
+    e = next(e for e in examples["train"] if e.oracle_present)
+    o = vectors[idx[e.oracle_id]]
+    others = [c for c in chunks if c.doc_id != e.doc_id]
     nearest = sorted(others, key=lambda c: -float(vectors[idx[c.id]] @ o))[:4]
-    assert e["distractor_ids"] == [c.id for c in nearest]
+    assert e.distractor_ids == [c.id for c in nearest]
 
 
 def test_absent_oracle_targets_abstain_or_memorize():
-    absent = [e for e in build(target="abstain")[0]["train"] if not e["oracle_present"]]
-    assert absent and all(e["cot_answer"] == f"<ANSWER>: {ABSTAIN}" and e["target_answer"] == ABSTAIN
-                          and e["answer"] == f"Fact {e['oracle_id']}" for e in absent)  # answer: the reference
-    absent = [e for e in build(target="memorize")[0]["train"] if not e["oracle_present"]]
-    assert absent and all(e["cot_answer"].startswith("##begin_quote##") and e["target_answer"] == e["answer"]
+    absent = [e for e in build(target="abstain")[0]["train"] if not e.oracle_present]
+    assert absent and all(e.cot_answer == f"<ANSWER>: {ABSTAIN}" and e.target_answer == ABSTAIN
+                          and e.answer == f"Fact {e.oracle_id}" for e in absent)  # answer: the reference
+    absent = [e for e in build(target="memorize")[0]["train"] if not e.oracle_present]
+    assert absent and all(e.cot_answer.startswith("##begin_quote##") and e.target_answer == e.answer
                           for e in absent)
 
 
@@ -86,16 +87,16 @@ def test_rejected_quotes_a_distractor_not_the_oracle():
     _, chunks, _, _ = build()
     text = {c.id: c.text for c in chunks}
     for e in build()[0]["train"]:
-        quotes = extract_quotes(e["rejected_cot"])
-        assert quotes and all(quote_in(q, [text[e["distractor_ids"][0]]]) for q in quotes)
-        assert not any(quote_in(q, [text[e["oracle_id"]]]) for q in quotes)
-        assert extract_answer(e["rejected_cot"]) != "Fact " + e["oracle_id"]
+        quotes = extract_quotes(e.rejected_cot)
+        assert quotes and all(quote_in(q, [text[e.distractor_ids[0]]]) for q in quotes)
+        assert not any(quote_in(q, [text[e.oracle_id]]) for q in quotes)
+        assert extract_answer(e.rejected_cot) != "Fact " + e.oracle_id
 
 
 def test_assembly_is_seeded_and_the_seed_matters():
     a, b, c = build(seed=0)[0], build(seed=0)[0], build(seed=1)[0]
     assert a == b
-    assert [e["context_ids"] for e in a["train"]] != [e["context_ids"] for e in c["train"]]
+    assert [e.context_ids for e in a["train"]] != [e.context_ids for e in c["train"]]
 
 
 def test_oracle_flags_exact_quota_and_split_rounding():
@@ -120,4 +121,4 @@ def test_small_split_borrows_chunks_from_the_other_split_and_counts_it():
     splits = {"d0": "eval", "d1": "eval", "d2": "train", "d3": "train"}
     picker = DistractorPicker(chunks, vectors, splits, cfg)
     out = assemble(records(chunks[:1], 1), picker, cfg)
-    assert len(out["eval"][0]["context_ids"]) == 3 and picker.fallbacks == 1
+    assert len(out["eval"][0].context_ids) == 3 and picker.fallbacks == 1

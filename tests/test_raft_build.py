@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from raftkit import atomic, config
+from raftkit import config, files
 from raftkit.cli import main
 from raftkit.errors import ConfigError, RaftkitError
 from raftkit.prompts import extract_quotes, quote_in
@@ -78,7 +78,7 @@ def index(corpus, tmp_path_factory):
     from raftkit.retrieval.index import build_index
 
     cfg = make_cfg(tmp_path_factory.mktemp("cfg"))
-    return build_index(corpus, "towns", RaftkitConfig(cfg.retrieval, cfg.generation))
+    return build_index(corpus, "towns", RaftkitConfig(retrieval=cfg.retrieval, generation=cfg.generation))
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def full(corpus, index, tmp_path_factory):
     """One uninterrupted build with the stub generator, shared by the read-only checks below."""
     tmp = tmp_path_factory.mktemp("full")
     gen = StubGenerator()
-    dd = build_dataset(make_cfg(tmp), corpus, tmp / "out", generator=gen, index=index)
+    dd = build_dataset(make_cfg(tmp), corpus, tmp / "out", generator=gen, index=index).dataset
     return dd, tmp / "out", gen
 
 
@@ -96,7 +96,7 @@ def test_build_writes_every_output_with_the_contract_columns(full, index):
         assert (out / name).is_file()
     for form in ("chat", "completion", "preference", "dsf"):
         for split in ("train", "eval"):
-            assert len(atomic.read_jsonl(out / f"{form}_{split}.jsonl")) == len(dd[split])
+            assert len(files.read_jsonl(out / f"{form}_{split}.jsonl")) == len(dd[split])
     assert set(dd["train"].column_names) >= {
         "id", "question", "answer", "cot_answer", "doc_id", "oracle_id", "context_ids", "context",
         "oracle_present", "messages", "prompt", "completion", "chosen", "rejected"}
@@ -106,7 +106,7 @@ def test_build_writes_every_output_with_the_contract_columns(full, index):
     assert row["chosen"] == row["completion"] and row["rejected"][0]["role"] == "assistant"
     assert row["rejected"] != row["chosen"]
     assert row["messages"][1]["content"].endswith(f"Question: {row['question']}")
-    dsf = atomic.read_jsonl(out / "dsf_train.jsonl")[0]
+    dsf = files.read_jsonl(out / "dsf_train.jsonl")[0]
     assert dsf["prompt"][-1]["content"] == f"Question: {dd['train'][0]['question']}"
     assert dsf["completion"][0]["content"].startswith("<ANSWER>: ")
 
@@ -150,7 +150,7 @@ def test_interrupted_build_resumes_to_the_same_examples(full, corpus, index, tmp
     assert sorted(p.name for p in (out / ".work").iterdir()) == ["batch-00000.json", "batch-00001.json", "plan.json"]
     assert not (out / "manifest.json").exists()
     second = StubGenerator()
-    resumed = build_dataset(make_cfg(tmp_path), corpus, out, generator=second, index=index)
+    resumed = build_dataset(make_cfg(tmp_path), corpus, out, generator=second, index=index).dataset
     assert sum(n for desc, n in second.calls if desc == "questions") == len(index.chunks) - 8  # 2 batches skipped
     for split in ("train", "eval"):
         assert resumed[split].to_list() == dd[split].to_list()
@@ -171,7 +171,7 @@ def test_existing_output_needs_overwrite_and_other_settings_do_not_resume(full, 
     stranger = tmp_path / "stranger"
     stranger.mkdir()
     (stranger / "notes.txt").write_text("mine")
-    with pytest.raises(RaftkitError, match="exists and is not a build-dataset output"):
+    with pytest.raises(RaftkitError, match="exists and is not a raftkit dataset folder"):
         build_dataset(make_cfg(tmp_path), corpus, stranger, generator=StubGenerator(), index=index, overwrite=True)
     assert [p.name for p in stranger.iterdir()] == ["notes.txt"]
 
@@ -182,7 +182,7 @@ def test_overwrite_rebuilds_with_new_settings(full, corpus, index, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(full[1], out)
     dd = build_dataset(make_cfg(tmp_path, "assembly.absent_target=memorize", "assembly.distractors=random"),
-                       corpus, out, generator=StubGenerator(), index=index, overwrite=True)
+                       corpus, out, generator=StubGenerator(), index=index, overwrite=True).dataset
     assert config.read_yaml(out / "config.yaml")["assembly"]["absent_target"] == "memorize"
     assert all(r["cot_answer"].count("##begin_quote##") for r in dd["train"])
 
@@ -192,13 +192,10 @@ def test_config_lists_every_problem_at_once():
         config.load(RaftBuildConfig, overrides=["assembly.oracle_p=1.5", "assembly.num_distractors=-1",
                                                 "questions.per_chunk=0", "checkpoint_every=0",
                                                 "assembly.distractors=nearest"])
-    assert str(e.value) == ("config: assembly.distractors: 'nearest' is not one of 'random', 'hard'")
-    with pytest.raises(ConfigError) as e:
-        config.load(RaftBuildConfig, overrides=["assembly.oracle_p=1.5", "assembly.num_distractors=-1",
-                                                "questions.per_chunk=0", "checkpoint_every=0"])
     assert e.value.problems == ["questions.per_chunk (0) must be at least 1",
                                 "assembly.num_distractors (-1) must not be negative",
                                 "assembly.oracle_p (1.5) must be in [0, 1]",
+                                "assembly.distractors: 'nearest' is not one of 'random', 'hard'",
                                 "checkpoint_every (0) must be at least 1"]
 
 
@@ -229,7 +226,7 @@ QA = [
 
 def test_cli_with_qa_writes_deterministic_cots_without_a_model(built_index, docs_dir, tmp_path, capsys):
     qa = tmp_path / "qa.jsonl"
-    atomic.write_jsonl(qa, QA)
+    files.write_jsonl(qa, QA)
     out = tmp_path / "out"
     args = ["build-dataset", str(docs_dir), "--qa", str(qa), "--out", str(out),
             "--set", f"retrieval.indexes_dir={built_index.path.parent}", "--set", "index_name=assets",
@@ -242,7 +239,7 @@ def test_cli_with_qa_writes_deterministic_cots_without_a_model(built_index, docs
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["index"] == {"name": "assets", "path": str(built_index.path), "action": "reused"}
     assert manifest["models"]["generator"] is None  # given answers need no model
-    rows = atomic.read_jsonl(out / "preference_train.jsonl") + atomic.read_jsonl(out / "preference_eval.jsonl")
+    rows = files.read_jsonl(out / "preference_train.jsonl") + files.read_jsonl(out / "preference_eval.jsonl")
     assert len(rows) == 4
     from datasets import load_from_disk
 
@@ -304,13 +301,13 @@ def test_too_small_corpus_fails_before_any_generation_and_writes_nothing(built_i
 
 def test_qa_lines_without_answers_are_answered_by_the_generator(built_index, docs_dir, tmp_path):
     qa = tmp_path / "qa.jsonl"
-    atomic.write_jsonl(qa, [{"id": "g1", "question": "How many seismometers does the Skarn Observatory use?",
+    files.write_jsonl(qa, [{"id": "g1", "question": "How many seismometers does the Skarn Observatory use?",
                              "doc_ids": ["volcanoes.md"]},
                             {"id": "g2", "question": "Who founded the library?", "answer": "Piet Haldor",
                              "doc_ids": ["lib-2"]}])
     gen = StubGenerator()
     cfg = config.load(RaftBuildConfig, overrides=["assembly.num_distractors=2", "assembly.eval_fraction=0"])
-    dd = build_dataset(cfg, docs_dir, tmp_path / "out", qa=qa, generator=gen, index=built_index)
+    dd = build_dataset(cfg, docs_dir, tmp_path / "out", qa=qa, generator=gen, index=built_index).dataset
     assert gen.calls == [("answers", 1)]  # only the line without an answer reaches the model
     rows = {r["id"]: r for r in dd["train"]}
     assert rows["g1"]["oracle_id"] == "volcanoes.md#0" and rows["g1"]["answer"] == "seismometers."

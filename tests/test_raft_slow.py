@@ -11,6 +11,7 @@ from raftkit.raft.config import RaftBuildConfig
 @pytest.mark.slow
 def test_real_model_writes_grounded_examples_for_two_chunks(built_index, docs_dir, tmp_path):
     from raftkit.generate import make_generator
+    from raftkit.models import runtime
 
     cfg = config.load(RaftBuildConfig, overrides=[
         "questions.max_chunks=2", "questions.per_chunk=1", "questions.max_new_tokens=24",
@@ -19,19 +20,18 @@ def test_real_model_writes_grounded_examples_for_two_chunks(built_index, docs_di
     calls = []
 
     class Counting:  # the real generator, with its calls recorded
-        inner = make_generator(cfg.generation)
+        inner = make_generator(cfg.generation, runtime(cfg.runtime))
 
         def chat(self, conversations, max_new_tokens=None, desc=""):
             calls.append((desc, len(conversations), max_new_tokens))
             return self.inner.chat(conversations, max_new_tokens=max_new_tokens, desc=desc)
 
-    dd = build_dataset(cfg, docs_dir, tmp_path / "out", generator=Counting(), index=built_index)
+    result = build_dataset(cfg, docs_dir, tmp_path / "out", generator=Counting(), index=built_index)
+    dd = result.dataset
     # One batched call per stage: both chunks' question prompts together, then every answer prompt.
     assert calls[0] == ("questions", 2, 24)
     assert calls[1][0] == "answers" and calls[1][1] <= 2 and len(calls) == 2
-    import json
-
-    s = json.loads((tmp_path / "out" / "manifest.json").read_text())["summary"]
+    s = result.summary
     assert s["chunks_asked"] == 2 and s["questions"] == calls[1][1]
     assert s["quote_verified_share"] + s["quote_repaired_share"] + s["dropped_share"] == pytest.approx(1.0)
     text = {c.id: c.text for c in built_index.chunks}

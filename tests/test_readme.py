@@ -34,9 +34,22 @@ def test_readme_has_the_two_commands_on_top():
 
 
 @pytest.mark.parametrize("line", [c for c in COMMANDS if c.startswith("raftkit ")])
-def test_every_raftkit_line_parses(line):
-    args = build_parser().parse_args(shlex.split(line)[1:])  # argparse exits (SystemExit) on a bad line
-    assert callable(args.func)
+def test_every_raftkit_line_parses_and_its_config_validates(line):
+    """Each line parses (argparse exits on a bad one), reaches its command's handler, and its recipe with
+    its --set values loads without a config error."""
+    from raftkit import cli, config
+
+    argv = shlex.split(line)[1:]
+    args = build_parser().parse_args(argv)
+    words = [w for w in argv[:2] if not w.startswith("-")]
+    expected = "cmd_" + "_".join(words[:2] if words[0] == "index" else words[:1]).replace("-", "_")
+    assert args.func is getattr(cli, expected)
+    schema = {"build-dataset": "raftkit.raft.config:RaftBuildConfig", "train": "raftkit.train.config:TrainConfig",
+              "compare": "raftkit.compare.config:CompareConfig"}.get(words[0])
+    if schema and getattr(args, "config", None):
+        module, _, name = schema.partition(":")
+        cls = getattr(__import__(module, fromlist=[name]), name)
+        config.load(cls, ROOT / args.config, args.set)
 
 
 @pytest.mark.parametrize("line", [c for c in COMMANDS if c.startswith("make ")])

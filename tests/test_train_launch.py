@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from raftkit import config
+
 from raftkit.cli import main
 from raftkit.errors import RaftkitError
 from raftkit.train.launch import launch_command
@@ -79,4 +81,7 @@ def test_launcher_checks_before_spawning(monkeypatch, tmp_path, capsys):
     assert "already exists: pass --overwrite" in capsys.readouterr().err
     assert main(argv + ["--set", "data.path=nope.jsonl"]) == 2 and not seen
     assert main(argv + ["--overwrite"]) == 0 and len(seen) == 1
-    assert not (tmp_path / "run").exists()  # cleared once by the launcher, before the ranks start
+    # the ranks train beside the old run; the launcher swaps the new run in once they succeed
+    assert seen[0][-2:] == ["--set", f"output_dir={tmp_path / '.run.overwrite'}"]
+    assert not (tmp_path / "run" / "run.json").exists() and not (tmp_path / ".run.overwrite").exists()
+    assert config.read_yaml(tmp_path / "run" / "config.yaml")["output_dir"] == f"{tmp_path}/run"

@@ -13,46 +13,8 @@ RECIPES = Path(__file__).parents[1] / "recipes"
 TRAIN_ASSETS = Path(__file__).parent / "assets" / "train"
 
 
-def tensors(path: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
-
-
-def assert_trained(run: Path, base: Path) -> None:
-    """Trainable parameters changed: LoRA B matrices left zero init, or full weights differ from the base."""
-    model = run / "model"
-    if (model / "adapter_config.json").is_file():
-        lora_b = {k: v for k, v in tensors(model / "adapter_model.safetensors").items() if "lora_B" in k}
-        assert lora_b, "adapter holds no lora_B weights"
-        assert any(v.abs().sum() > 0 for v in lora_b.values()), "LoRA B matrices are still zero: nothing trained"
-        assert json.loads((model / "adapter_config.json").read_text())["base_model_name_or_path"] == str(base)
-    else:
-        new, old = tensors(model / "model.safetensors"), tensors(base / "model.safetensors")
-        shared = [k for k in new if k in old and new[k].shape == old[k].shape]
-        assert shared and any(not new[k].equal(old[k]) for k in shared), "full weights unchanged"
-
-
-def assert_run_folder(run: Path, stage: str, method: str) -> dict:
-    for name in ("config.yaml", "metrics.jsonl", "loss.png", "run.json", "model"):
-        assert (run / name).exists(), f"{name} missing from the run folder"
-    assert (run / "loss.png").read_bytes()[:4] == b"\x89PNG"
-    summary = json.loads((run / "run.json").read_text())
-    assert (summary["stage"], summary["method"]) == (stage, method)
-    assert summary["steps"] > 0 and summary["tokens"] > 0 and summary["tokens_per_s"] > 0
-    assert summary["peak_mem_mb"] > 0 and summary["wall_s"] > 0
-    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert any("loss" in m for m in metrics)
-    return summary
-
-
-def train_tiny(recipe: str, tiny_llama: Path, run: Path, *extra: str) -> int:
-    return main(["train", "--config", str(RECIPES / recipe), "--set", f"model={tiny_llama}",
-                 "--set", f"output_dir={run}", *[a for x in extra for a in ("--set", x)]])
-
-
 @pytest.mark.parametrize("method", ["lora", "full", "qlora"])
-def test_sft_tiny_recipes_train(method, tiny_llama, tmp_path):
+def test_sft_tiny_recipes_train(method, tiny_llama, tmp_path, train_tiny, assert_run_folder, assert_trained):
     run = tmp_path / "run"
     assert train_tiny(f"sft_{method}_tiny.yaml", tiny_llama, run, "optim.max_steps=3", "optim.save_steps=2") == 0
     summary = assert_run_folder(run, "sft", method)
@@ -60,7 +22,7 @@ def test_sft_tiny_recipes_train(method, tiny_llama, tmp_path):
     assert_trained(run, tiny_llama)
 
 
-def test_sft_resume_and_overwrite(tiny_llama, tmp_path, capsys):
+def test_sft_resume_and_overwrite(tiny_llama, tmp_path, capsys, train_tiny):
     run = tmp_path / "run"
     assert train_tiny("sft_lora_tiny.yaml", tiny_llama, run, "optim.max_steps=2", "optim.save_steps=1") == 0
     # the same command again must not clobber the run
@@ -82,35 +44,61 @@ def test_sft_resume_and_overwrite(tiny_llama, tmp_path, capsys):
     assert not (run / "checkpoint-3").exists()
 
 
-def test_sft_loss_is_on_the_answer_only(tiny_llama, tokenizer):
-    """The labels SFTTrainer trains on cover the assistant answer, never the documents of the prompt."""
-    from trl import SFTConfig, SFTTrainer
-
-    from raftkit import atomic
-    from raftkit.train.common import load_data, load_model
+def _sft_trainer(tiny_llama, tmp_path, *sets):
     from raftkit.train.run import load_config
+    from raftkit.train.stages.sft import sft_trainer
 
-    cfg = load_config(str(RECIPES / "sft_lora_tiny.yaml"), [f"model={tiny_llama}", "output_dir=/nonexistent"])
-    train, _ = load_data(cfg)
-    model, tok, _ = load_model(cfg)
-    args = SFTConfig(output_dir="/tmp/unused", use_cpu=True, bf16=False, report_to="none", max_length=1024,
-                     completion_only_loss=True, packing=False)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train.select(range(2)), processing_class=tok)
-    batch = trainer.data_collator([trainer.train_dataset[0]])
+    cfg = load_config(str(RECIPES / "sft_lora_tiny.yaml"), [f"model={tiny_llama}", f"output_dir={tmp_path}/run",
+                                                            "runtime.dtype=float32", *sets])
+    return sft_trainer(cfg)
+
+
+def test_raftkit_sft_trainer_trains_on_the_answer_only(tiny_llama, tmp_path):
+    """The batches raftkit's SFT trainer feeds: packed rows whose labels cover the answers, never the documents."""
+    from raftkit import files
+
+    trainer, tok, _ = _sft_trainer(tiny_llama, tmp_path, "data.max_length=2048")
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["input_ids"].shape[0] == 1  # on CPU: one packed row per micro-batch
     labels = batch["labels"][0]
-    answer = tok.decode(labels[labels != -100])
-    row = atomic.read_jsonl(TRAIN_ASSETS / "raft_train.jsonl")[0]
-    assert row["completion"][0]["content"] in answer
-    assert "<DOCUMENT>" not in answer and "Question:" not in answer
+    answers = tok.decode(labels[labels != -100])
+    rows = files.read_jsonl(TRAIN_ASSETS / "raft_train.jsonl")
+    assert any(r["completion"][0]["content"] in answers for r in rows)
+    assert "<DOCUMENT>" not in answers and "Question:" not in answers
+    assert len(trainer.train_dataset) < len(rows)  # whole examples packed best-fit into fewer rows
 
 
-def test_same_seed_same_weights_other_seed_other_weights(tiny_llama, tmp_path):
+def test_cpu_trainer_loss_equals_trls_on_the_same_batch(tiny_llama, tmp_path):
+    """The CPU trainer's plain cross-entropy is TRL's loss, not an approximation of it."""
+    import torch
+    from trl import SFTTrainer
+
+    trainer, _, _ = _sft_trainer(tiny_llama, tmp_path)
+    assert type(trainer) is not SFTTrainer and isinstance(trainer, SFTTrainer)
+    batch = next(iter(trainer.get_train_dataloader()))
+    n = int((batch["labels"] != -100).sum())
+    with torch.no_grad():
+        ours = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=n)
+        theirs = SFTTrainer.compute_loss(trainer, trainer.model, dict(batch), num_items_in_batch=n)
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-4)
+
+
+def test_bf16_runtime_trains_with_autocast_and_float32_weights(tiny_llama, tmp_path, train_tiny, read_tensors):
+    run = tmp_path / "run"
+    assert train_tiny("sft_lora_tiny.yaml", tiny_llama, run, "optim.max_steps=2", "runtime.dtype=bfloat16") == 0
+    summary = json.loads((run / "run.json").read_text())
+    assert (summary["dtype"], summary["precision"]) == ("bfloat16", "bfloat16 autocast, float32 weights")
+    weights = read_tensors(run / "model" / "adapter_model.safetensors")
+    assert {str(w.dtype) for w in weights.values()} == {"torch.float32"}
+
+
+def test_same_seed_same_weights_other_seed_other_weights(tiny_llama, tmp_path, train_tiny, read_tensors):
     """The seed covers the LoRA initialisation too, not only what the Trainer draws."""
     runs = {}
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
         assert train_tiny("sft_lora_tiny.yaml", tiny_llama, tmp_path / name, "optim.max_steps=2",
                           "optim.save_steps=1000", f"seed={seed}") == 0
-        runs[name] = tensors(tmp_path / name / "model" / "adapter_model.safetensors")
+        runs[name] = read_tensors(tmp_path / name / "model" / "adapter_model.safetensors")
     assert runs["a"].keys() == runs["b"].keys()
     assert all(runs["a"][k].equal(runs["b"][k]) for k in runs["a"])
     assert any(not runs["a"][k].equal(runs["c"][k]) for k in runs["a"])

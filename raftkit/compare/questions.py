@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from raftkit.compare.config import CompareConfig
-from raftkit.compare.freshness import status_from_period
 from raftkit.errors import RaftkitError
+from raftkit.files import scan_jsonl
 
 STATUSES = ("unchanged", "changed", "added", "unanswerable")
+
+
+def status_from_period(period: str | None) -> str:
+    """RealTimeQA-style `period`: v1 facts were known at training time (unchanged), v2 ones are added."""
+    return {"v1": "unchanged", "v2": "added"}.get(period or "", "unchanged")
 
 
 @dataclass
@@ -65,7 +69,8 @@ def _from_row(row: dict, n: int, cfg: CompareConfig, where: str) -> Question:
         answer_v1=row.get(fr.answer_v1_field), answer_index_v1=row.get(fr.answer_index_v1_field))
 
 
-def _rows(path: Path) -> tuple[list[dict], str]:
+def _rows(path: Path) -> tuple[list[tuple[int, dict]], str]:
+    """(line number, row) pairs of a QA .jsonl, or of a build-dataset folder's eval split."""
     if path.is_dir():
         ds_path = path / "dataset" if (path / "dataset").is_dir() else path
         try:
@@ -74,23 +79,20 @@ def _rows(path: Path) -> tuple[list[dict], str]:
             split = load_from_disk(str(ds_path))["eval"]
         except Exception as e:
             raise RaftkitError(f"{path}: not a build-dataset output with an 'eval' split ({type(e).__name__})") from None
-        return [dict(r) for r in split], f"{ds_path} (eval split)"
+        return list(enumerate((dict(r) for r in split), 1)), f"{ds_path} (eval split)"
     if not path.is_file():
         raise RaftkitError(f"questions file not found: {path}")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise RaftkitError(f"{path}: line {n} is not JSON") from None
-    return rows, str(path)
+    lines = scan_jsonl(path)
+    if lines.bad:
+        n, why = lines.bad[0]
+        raise RaftkitError(f"{path}: line {n} is {why}")
+    return lines.rows, str(path)
 
 
 def load_questions(cfg: CompareConfig) -> list[Question]:
     """The questions of `cfg.questions`, seeded sample, plus holdout copies; raises RaftkitError on bad rows."""
     rows, where = _rows(Path(cfg.questions.path))
-    questions = [q for n, r in enumerate(rows, 1) if (q := _from_row(r, n, cfg, where)) is not None]
+    questions = [q for n, r in rows if (q := _from_row(r, n, cfg, where)) is not None]
     ids = [q.id for q in questions]
     if len(set(ids)) != len(ids):
         raise RaftkitError(f"{where}: question ids must be unique")

@@ -1,5 +1,6 @@
 """The comparison report: results.json, per_question.csv, report.md and a self-contained report.html.
 
+Every table, plot, definition and CSV column comes from the metric registry (raftkit/compare/metrics.py).
 Plots are matplotlib (Agg) bar charts with bootstrap error bars, embedded as base64 PNGs so the HTML
 file opens anywhere without network access or companion files.
 """
@@ -11,29 +12,19 @@ import csv
 import html
 import io
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from raftkit import atomic
+from raftkit import files
+from raftkit.compare.metrics import GROUPS, METRICS, REGISTRY, Metric, Stat
+from raftkit.compare.scoring import ScoredRow
 
-ACCURACY = ("accuracy", "em", "f1", "substring", "mc_loglik_accuracy", "mc_generated_accuracy")
-HALLUCINATION = ("confident_wrong_rate", "unanswerable_answered_rate", "unsupported_quote_rate", "abstention_rate")
-FRESHNESS = ("accuracy_unchanged", "accuracy_changed", "accuracy_added", "stale_rate")
-RAGAS = ("ragas_string_similarity", "ragas_rouge_l", "ragas_context_precision", "ragas_context_recall",
-         "ragas_faithfulness", "ragas_answer_correctness")
-LABELS = {
-    "accuracy": "Accuracy", "em": "Exact match", "f1": "Token F1", "substring": "Substring match",
-    "mc_loglik_accuracy": "MC accuracy (log-likelihood)", "mc_generated_accuracy": "MC accuracy (generated)",
-    "confident_wrong_rate": "Confident-wrong", "unanswerable_answered_rate": "Unanswerable answered",
-    "unsupported_quote_rate": "Unsupported quotes", "abstention_rate": "Abstention",
-    "accuracy_unchanged": "Accuracy: unchanged facts", "accuracy_changed": "Accuracy: changed facts",
-    "accuracy_added": "Accuracy: added facts", "stale_rate": "Stale (v1 answer to a changed fact)",
-    "ragas_string_similarity": "ragas string similarity", "ragas_rouge_l": "ragas ROUGE-L",
-    "ragas_context_precision": "ragas context precision", "ragas_context_recall": "ragas context recall",
-    "ragas_faithfulness": "ragas faithfulness", "ragas_answer_correctness": "ragas answer correctness",
-}
-CSV_FIELDS = ("qid", "system", "status", "question", "reference", "answer", "correct", "abstained", "em", "f1",
-              "substring", "mc_loglik_pick", "mc_generated_pick", "stale", "quotes", "quotes_unsupported",
-              "retrieved")
+ROW_FIELDS = ("qid", "system", "status", "question", "reference", "answer", "mc_loglik_pick", "mc_generated_pick",
+              "quotes", "quotes_unsupported", "retrieved")
+SECTION_TITLES = {"accuracy": "Accuracy", "hallucination": "Hallucination", "freshness": "Freshness", "ragas": "ragas"}
+PLOTS = (("accuracy", ("accuracy",), "Accuracy"),
+         ("hallucination", None, "Hallucination (lower is better, except abstention)"),
+         ("freshness", None, "Freshness: v1 -> v2"))
 CSS = """
 body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#1d2330;margin:0;background:#f6f7f9}
 main{max-width:1080px;margin:0 auto;padding:28px 32px 60px;background:#fff;box-shadow:0 0 24px #0001}
@@ -46,25 +37,59 @@ td .ci{color:#7a8394;font-size:12px;display:block}.best{font-weight:700;color:#0
 dl{display:grid;grid-template-columns:230px 1fr;gap:6px 14px;font-size:14px}dt{font-weight:600}dd{margin:0;color:#3b4352}
 code,pre{font:13px ui-monospace,SFMono-Regular,Menlo,monospace;background:#f3f4f7;border-radius:4px}
 pre{padding:10px;overflow-x:auto}code{padding:1px 4px}.note{color:#8a5a00}
+.verdict{background:#f3f7ff;border-left:4px solid #3866d6;padding:10px 14px;margin:14px 0}.verdict li{margin:3px 0}
 """
-LOWER_IS_BETTER = {"confident_wrong_rate", "unanswerable_answered_rate", "unsupported_quote_rate", "stale_rate"}
 
 
-def _pct(stat: dict | None, ci: bool = True) -> str:
-    if not stat or stat.get("value") is None:
-        return "–"
-    text = f"{100 * stat['value']:.1f}%"
-    if ci and stat.get("ci"):
-        lo, hi = stat["ci"]
-        text += f" [{100 * lo:.1f}, {100 * hi:.1f}]"
-    return text
+@dataclass
+class SystemResult:
+    """One system's part of the report: what it is, how fast it ran, and its metrics."""
+
+    name: str
+    model: str
+    mode: str
+    index: str
+    top_k: int
+    model_info: dict
+    questions: int
+    speed: dict
+    metrics: dict[str, Stat] = field(default_factory=dict)
+    paired: dict[str, Stat] = field(default_factory=dict)  # against the baseline (empty for the baseline itself)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "model": self.model, "mode": self.mode, "index": self.index, "top_k": self.top_k,
+                "model_info": self.model_info, "questions": self.questions, "speed": self.speed,
+                "metrics": {k: s.to_json() for k, s in self.metrics.items()},
+                "paired": {k: s.to_json() for k, s in self.paired.items()}}
 
 
-def _present(results: dict, keys: tuple) -> list[str]:
-    return [k for k in keys if any(k in s["metrics"] for s in results["systems"])]
+def points(value: float, metric: Metric, signed: bool = False) -> str:
+    """A value as the report shows it: '77.5%' for a share, '-30.0' for a score (x100), '+12.5' for a difference."""
+    text = f"{100 * value:+.1f}" if signed else f"{100 * value:.1f}"
+    return text if signed or metric.score else text + "%"
 
 
-def _figure(results: dict, keys: list[str], title: str) -> str:
+def cell(stat: Stat | None, metric: Metric, signed: bool = False) -> tuple[str, str]:
+    """(value, interval) texts of a statistic; ('–', '') when there is none."""
+    if stat is None or stat.value is None:
+        return "–", ""
+    ci = f"[{points(stat.ci[0], metric, signed)}, {points(stat.ci[1], metric, signed)}]" if stat.ci else ""
+    return points(stat.value, metric, signed), ci
+
+
+def present(systems: list[SystemResult], group: str) -> list[Metric]:
+    """The metrics of `group` that some system has a value for, in registry order."""
+    return [m for m in METRICS if m.group == group and any(m.name in s.metrics for s in systems)]
+
+
+def _best(systems: list[SystemResult], m: Metric) -> float | None:
+    known = [s.metrics[m.name].value for s in systems if m.name in s.metrics]
+    if len(set(known)) < 2:  # a column of equal values has no winner
+        return None
+    return min(known) if m.lower_is_better else max(known)
+
+
+def _figure(systems: list[SystemResult], metrics: list[Metric], title: str) -> str:
     """A grouped bar chart (systems on x, one bar per metric) with CI error bars, as a base64 PNG."""
     import matplotlib
 
@@ -72,25 +97,25 @@ def _figure(results: dict, keys: list[str], title: str) -> str:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    systems = [s["name"] for s in results["systems"]]
     fig, ax = plt.subplots(figsize=(6.4, 3.9), dpi=110)
-    width = 0.8 / max(1, len(keys))
+    width = 0.8 / max(1, len(metrics))
     colors = ["#3866d6", "#e0833a", "#3aa26b", "#c94361", "#8a62c9", "#6d7687"]
     x = np.arange(len(systems))
-    for j, key in enumerate(keys):
-        stats = [s["metrics"].get(key) for s in results["systems"]]
-        vals = [100 * st["value"] if st and st["value"] is not None else 0.0 for st in stats]
-        err = [[max(0.0, v - 100 * st["ci"][0]) if st and st.get("ci") else 0.0 for v, st in zip(vals, stats)],
-               [max(0.0, 100 * st["ci"][1] - v) if st and st.get("ci") else 0.0 for v, st in zip(vals, stats)]]
-        ax.bar(x + (j - (len(keys) - 1) / 2) * width, vals, width, yerr=err, capsize=3, label=LABELS[key],
+    for j, m in enumerate(metrics):
+        stats = [s.metrics.get(m.name) for s in systems]
+        vals = [100 * st.value if st else 0.0 for st in stats]
+        err = [[max(0.0, v - 100 * st.ci[0]) if st and st.ci else 0.0 for v, st in zip(vals, stats)],
+               [max(0.0, 100 * st.ci[1] - v) if st and st.ci else 0.0 for v, st in zip(vals, stats)]]
+        ax.bar(x + (j - (len(metrics) - 1) / 2) * width, vals, width, yerr=err, capsize=3, label=m.label,
                color=colors[j % len(colors)], error_kw={"elinewidth": 1, "ecolor": "#333"})
-    ax.set_xticks(x, systems, fontsize=9)
-    ax.set_ylim(0, 102)
+    ax.set_xticks(x, [s.name for s in systems], fontsize=9)
+    low = min([0.0] + [100 * s.metrics[m.name].value for s in systems for m in metrics if m.name in s.metrics])
+    ax.set_ylim(low - 2 if low < 0 else 0, 102)
     ax.set_ylabel("%")
     ax.set_title(title, fontsize=11)
     ax.grid(axis="y", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
-    if len(keys) > 1:  # below the axes: bars reach 100% and would hide a legend inside
+    if len(metrics) > 1:  # below the axes: bars reach 100% and would hide a legend inside
         ax.legend(fontsize=7.5, ncol=2, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.1))
     fig.tight_layout()
     buf = io.BytesIO()
@@ -99,53 +124,24 @@ def _figure(results: dict, keys: list[str], title: str) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _table_rows(results: dict, keys: list[str]) -> list[tuple[str, list[str], list[bool]]]:
-    rows = []
-    for key in keys:
-        stats = [s["metrics"].get(key) for s in results["systems"]]
-        vals = [st["value"] if st and st["value"] is not None else None for st in stats]
-        known = [v for v in vals if v is not None]
-        # Mark a winner only where systems differ: a column of equal values has none.
-        best = (min(known) if key in LOWER_IS_BETTER else max(known)) if len(set(known)) > 1 else None
-        rows.append((key, [_pct(st) for st in stats], [v is not None and v == best for v in vals]))
+# ----------------------------------------------------------------------------- tables
+def metric_rows(systems: list[SystemResult], group: str) -> list[tuple[Metric, list[tuple[str, str]], list[bool]]]:
+    """Per metric of `group`: the (value, interval) cell of each system and whether it is the best."""
+    out = []
+    for m in present(systems, group):
+        best = _best(systems, m)
+        stats = [s.metrics.get(m.name) for s in systems]
+        out.append((m, [cell(st, m) for st in stats], [st is not None and st.value == best for st in stats]))
+    return out
+
+
+def systems_table(systems: list[SystemResult]) -> list[list[str]]:
+    rows = [["system", "model", "mode", "index", "top_k", "questions", "questions/s"]]
+    for s in systems:
+        qps = s.speed.get("questions_per_s")
+        rows.append([s.name, s.model, s.mode, s.index or "–", str(s.top_k) if s.mode == "rag" else "–",
+                     str(s.questions), f"{qps:.2f}" if qps else "–"])
     return rows
-
-
-def _sections(results: dict) -> list[tuple[str, list[str]]]:
-    out = [("Accuracy", _present(results, ACCURACY)), ("Hallucination", _present(results, HALLUCINATION)),
-           ("Freshness", _present(results, FRESHNESS)), ("ragas", _present(results, RAGAS))]
-    return [(title, keys) for title, keys in out if keys]
-
-
-def _systems_table(results: dict) -> list[list[str]]:
-    head = ["system", "model", "mode", "index", "top_k", "questions", "questions/s"]
-    rows = [head]
-    for s in results["systems"]:
-        qps = s["speed"].get("questions_per_s")
-        rows.append([s["name"], s["model"], s["mode"], s["index"] or "–", str(s["top_k"]) if s["mode"] == "rag"
-                     else "–", str(s["questions"]), f"{qps:.2f}" if qps else "–"])
-    return rows
-
-
-def render_markdown(results: dict) -> str:
-    """report.md: the same tables as the HTML report, without plots."""
-    names = [s["name"] for s in results["systems"]]
-    q = results["questions"]
-    lines = [f"# raftkit comparison: {', '.join(names)}", "",
-             f"{q['count']} questions from `{q['source']}` ({', '.join(f'{k}: {v}' for k, v in q['by_status'].items())})."
-             f" Values are percentages with bootstrap {int(100 * results['bootstrap']['level'])}% intervals "
-             f"({results['bootstrap']['samples']} resamples of the questions, seed {results['bootstrap']['seed']}).", ""]
-    lines += ["## Systems", ""] + _md_table(_systems_table(results))
-    for title, keys in _sections(results):
-        table = [["metric", *names]] + [[LABELS[k], *cells] for k, cells, _ in _table_rows(results, keys)]
-        lines += ["", f"## {title}", ""] + _md_table(table)
-    lines += ["", "## Definitions", ""]
-    lines += [f"- **{LABELS.get(k, k)}** (`{k}`): {v}" for k, v in results["definitions"].items()]
-    lines += ["", "## Reproduction", "", "```", results["reproduce"]["command"], "```", "",
-              "```json", json.dumps({k: v for k, v in results["reproduce"].items() if k != "command"}, indent=2), "```"]
-    for note in results.get("notes", []):
-        lines += ["", f"> {note}"]
-    return "\n".join(lines) + "\n"
 
 
 def _md_table(rows: list[list[str]]) -> list[str]:
@@ -153,42 +149,73 @@ def _md_table(rows: list[list[str]]) -> list[str]:
     return out + ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows[1:]]
 
 
-def _html_table(rows: list[list[str]], best: list[list[bool]] | None = None) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
-    body = []
-    for i, r in enumerate(rows[1:]):
-        cells = []
-        for j, c in enumerate(r):
-            value, _, ci = c.partition(" [")
-            inner = html.escape(value) + (f"<span class=ci>[{html.escape(ci)}</span>" if ci else "")
-            cls = " class=best" if best and j > 0 and best[i][j - 1] else ""
-            cells.append(f"<td{cls}>{inner}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def render_html(results: dict) -> str:
-    """report.html: tables, plots (embedded PNGs), definitions and reproduction details in one file."""
-    names = [s["name"] for s in results["systems"]]
-    q = results["questions"]
+def _html_table(head: list[str], body: list[list[tuple[str, str]]], best: list[list[bool]] | None = None) -> str:
     e = html.escape
-    plots = [("accuracy", _present(results, ("accuracy",)), "Accuracy"),
-             ("hallucination", _present(results, HALLUCINATION), "Hallucination (lower is better, except abstention)"),
-             ("freshness", _present(results, FRESHNESS), "Freshness: v1 -> v2")]
-    imgs = "".join(f'<img alt="{e(name)} per system" src="data:image/png;base64,{_figure(results, keys, title)}">'
-                   for name, keys, title in plots if keys)
+    rows = []
+    for i, r in enumerate(body):
+        cells = []
+        for j, (value, ci) in enumerate(r):
+            cls = " class=best" if best and j > 0 and best[i][j - 1] else ""
+            cells.append(f"<td{cls}>{e(value)}" + (f"<span class=ci>{e(ci)}</span>" if ci else "") + "</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (f"<table><thead><tr>{''.join(f'<th>{e(c)}</th>' for c in head)}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _intro(results: dict) -> str:
+    q, b = results["questions"], results["bootstrap"]
+    return (f"{q['count']} questions from `{q['source']}` ({', '.join(f'{k}: {v}' for k, v in q['by_status'].items())}). "
+            f"Values are percentages with bootstrap {int(100 * b['level'])}% intervals ({b['samples']} resamples of "
+            f"the questions, seed {b['seed']}).")
+
+
+def render_markdown(results: dict, systems: list[SystemResult]) -> str:
+    """report.md: the same tables as the HTML report, without plots."""
+    names = [s.name for s in systems]
+    lines = [f"# raftkit comparison: {', '.join(names)}", "", _intro(results), ""]
+    if results.get("verdict"):
+        lines += ["## Verdict", ""] + [f"- {v}" for v in results["verdict"]] + [""]
+    lines += ["## Systems", ""] + _md_table(systems_table(systems))
+    for group in GROUPS:
+        rows = metric_rows(systems, group)
+        if rows:
+            table = [["metric", *names]] + [[m.label, *[f"{v} {ci}".strip() for v, ci in cells]] for m, cells, _ in rows]
+            lines += ["", f"## {SECTION_TITLES[group]}", ""] + _md_table(table)
+    lines += ["", "## Definitions", ""] + [f"- **{REGISTRY[k].label}** (`{k}`): {v}"
+                                           for k, v in results["definitions"].items()]
+    lines += ["", "## Reproduction", "", "```", results["reproduce"]["command"], "```", "",
+              "```json", json.dumps({k: v for k, v in results["reproduce"].items() if k != "command"}, indent=2), "```"]
+    lines += [line for note in results.get("notes", []) for line in ("", f"> {note}")]
+    return "\n".join(lines) + "\n"
+
+
+def render_html(results: dict, systems: list[SystemResult]) -> str:
+    """report.html: verdict, tables, plots (embedded PNGs), definitions and reproduction details in one file."""
+    e = html.escape
+    names, q = [s.name for s in systems], results["questions"]
+    imgs = ""
+    for group, only, title in PLOTS:
+        metrics = [m for m in present(systems, group) if only is None or m.name in only]
+        if metrics:
+            imgs += f'<img alt="{e(group)} per system" src="data:image/png;base64,{_figure(systems, metrics, title)}">'
     parts = [f"<h1>raftkit comparison</h1><p class=sub>{e(', '.join(names))} &middot; {q['count']} questions from "
              f"<code>{e(q['source'])}</code> ({e(', '.join(f'{k}: {v}' for k, v in q['by_status'].items()))}) "
-             f"&middot; {e(results['created'])}</p>",
-             "<h2>Systems</h2>" + _html_table(_systems_table(results)),
-             f"<h2>Plots</h2><p class=sub>Bars: value; whiskers: bootstrap {int(100 * results['bootstrap']['level'])}% "
-             f"interval over questions.</p><div class=plots>{imgs}</div>"]
-    for title, keys in _sections(results):
-        rows = _table_rows(results, keys)
-        table = [["metric", *names]] + [[LABELS[k], *cells] for k, cells, _ in rows]
-        parts.append(f"<h2>{e(title)}</h2>" + _html_table(table, [b for _, _, b in rows]))
+             f"&middot; {e(results['created'])}</p>"]
+    if results.get("verdict"):
+        parts.append("<div class=verdict><b>Verdict</b><ul>" + "".join(f"<li>{e(v)}</li>" for v in results["verdict"])
+                     + "</ul></div>")
+    parts += ["<h2>Systems</h2>" + _html_table(systems_table(systems)[0],
+                                               [[(c, "") for c in r] for r in systems_table(systems)[1:]]),
+              f"<h2>Plots</h2><p class=sub>Bars: value; whiskers: bootstrap {int(100 * results['bootstrap']['level'])}% "
+              f"interval over questions.</p><div class=plots>{imgs}</div>"]
+    for group in GROUPS:
+        rows = metric_rows(systems, group)
+        if rows:
+            body = [[(m.label, ""), *cells] for m, cells, _ in rows]
+            parts.append(f"<h2>{e(SECTION_TITLES[group])}</h2>" + _html_table(["metric", *names], body,
+                                                                               [b for _, _, b in rows]))
     parts.append("<h2>Definitions</h2><dl>" + "".join(
-        f"<dt>{e(LABELS.get(k, k))}</dt><dd>{e(v)}</dd>" for k, v in results["definitions"].items()) + "</dl>")
+        f"<dt>{e(REGISTRY[k].label)}</dt><dd>{e(v)}</dd>" for k, v in results["definitions"].items()) + "</dl>")
     repro = {k: v for k, v in results["reproduce"].items() if k != "command"}
     parts.append(f"<h2>Reproduction</h2><pre>{e(results['reproduce']['command'])}</pre>"
                  f"<pre>{e(json.dumps(repro, indent=2))}</pre>")
@@ -198,19 +225,28 @@ def render_html(results: dict) -> str:
             f"<body><main>{''.join(parts)}</main></body></html>\n")
 
 
-def write_csv(path: Path, rows: list[dict]) -> Path:
+def csv_fields() -> list[str]:
+    """per_question.csv's columns: who and what was asked, then one column per metric that has per-question values."""
+    return list(ROW_FIELDS) + [m.column for m in METRICS if m.column and m.group != "ragas"] + \
+        [m.column for m in METRICS if m.column and m.group == "ragas"]
+
+
+def write_csv(path: Path, rows: list[ScoredRow]) -> Path:
     """per_question.csv: one line per (question, system); retrieved chunk ids joined with ' '."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=csv_fields(), lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({**r, "retrieved": " ".join(r["retrieved"])})
-    return atomic.write_text(path, buf.getvalue())
+        line = {f: getattr(r, f) for f in ROW_FIELDS}
+        line["retrieved"] = " ".join(r.retrieved)
+        line.update({m.column: "" if (v := m.value(r)) is None else v for m in METRICS if m.column})
+        writer.writerow(line)
+    return files.write_text(path, buf.getvalue())
 
 
-def write_report(out: Path, results: dict, rows: list[dict]) -> dict[str, Path]:
+def write_report(out: Path, results: dict, systems: list[SystemResult], rows: list[ScoredRow]) -> dict[str, Path]:
     """Write the four report files into `out` (each atomically); returns their paths."""
-    return {"results.json": atomic.write_json(out / "results.json", results),
+    return {"results.json": files.write_json(out / "results.json", results),
             "per_question.csv": write_csv(out / "per_question.csv", rows),
-            "report.md": atomic.write_text(out / "report.md", render_markdown(results)),
-            "report.html": atomic.write_text(out / "report.html", render_html(results))}
+            "report.md": files.write_text(out / "report.md", render_markdown(results, systems)),
+            "report.html": files.write_text(out / "report.html", render_html(results, systems))}

@@ -1,62 +1,53 @@
-"""`raftkit compare`: answer the same questions with every system, score them, write the report."""
+"""`raftkit compare`: answer the same questions with every system, score them, write the report.
+
+The report folder is locked while a comparison runs. A rerun of the same config resumes from the
+per-system checkpoints; `--overwrite` compares in `.OUT.overwrite` beside it and swaps the new report
+in when it is complete, so an interrupted rerun leaves the old report as it was.
+"""
 
 from __future__ import annotations
 
 import collections
 import hashlib
 import json
-import platform
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
-from raftkit import __version__, atomic, config
-from raftkit.compare import results as res
+from raftkit import __version__, config, outputs
+from raftkit.compare import extras, metrics
 from raftkit.compare import systems as sysrun
 from raftkit.compare.config import CompareConfig
 from raftkit.compare.questions import Question, load_questions
-from raftkit.compare.report import write_report
+from raftkit.compare.report import SystemResult, cell, write_report
+from raftkit.compare.scoring import ScoredRow, score_record
 from raftkit.errors import RaftkitError
+from raftkit.provenance import now, versions
 from raftkit.ui import say
 
-REPORT_FILES = ("results.json", "per_question.csv", "report.md", "report.html")
 WORK = ".work"
-PACKAGES = ("torch", "transformers", "peft", "trl", "sentence-transformers", "faiss-cpu", "ragas", "numpy",
-            "matplotlib")
 
 
 @dataclass
 class ComparisonReport:
     out: Path
     results: dict  # what results.json holds
-    rows: list[dict] = field(default_factory=list)  # per_question.csv, one per (question, system)
+    systems: list[SystemResult] = field(default_factory=list)
+    rows: list[ScoredRow] = field(default_factory=list)  # per_question.csv, one per (question, system)
     files: dict[str, Path] = field(default_factory=dict)
 
     def metric(self, system: str, name: str) -> float | None:
         """The value of metric `name` for `system` (None when it does not apply)."""
-        s = next(s for s in self.results["systems"] if s["name"] == system)
-        return (s["metrics"].get(name) or {}).get("value")
-
-
-def _versions() -> dict:
-    out = {"python": platform.python_version(), "raftkit": __version__}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+        stat = next(s for s in self.systems if s.name == system).metrics.get(name)
+        return stat.value if stat else None
 
 
 def _model_info(name: str) -> dict:
     """What identifies a system's model: the name, and for a `raftkit train` run its run.json essentials."""
     info: dict = {"model": name}
     path = Path(name).expanduser()
-    run_json = path / "run.json"
-    if run_json.is_file():
-        run = json.loads(run_json.read_text())
+    if (path / "run.json").is_file():
+        run = json.loads((path / "run.json").read_text())
         info["run_id"] = path.resolve().name
         info["run"] = {k: run[k] for k in ("stage", "method", "base_model", "dataset", "steps") if k in run}
     elif path.is_dir():
@@ -71,22 +62,24 @@ def _index_info(index) -> dict:
             "embedder": m["embedder"]["model"], "counts": m["counts"], "documents_sha256": digest.hexdigest()[:16]}
 
 
-def _prepare_out(out: Path, cfg: CompareConfig, overwrite: bool) -> Path:
-    """The work folder; refuses to mix a finished report or a different config into `out`."""
-    work = out / WORK
-    saved = work / "config.yaml"
-    if (out / "results.json").exists() and not overwrite:
-        raise RaftkitError(f"{out} already holds a report; use --overwrite to replace it")
-    if overwrite:
-        shutil.rmtree(work, ignore_errors=True)
-        for name in REPORT_FILES + ("config.yaml",):
-            (out / name).unlink(missing_ok=True)
-    elif saved.is_file() and config.read_yaml(saved) != config.to_dict(cfg):
-        raise RaftkitError(f"{out} holds an unfinished comparison with another config; rerun with the same "
-                           f"config to resume, or use --overwrite to start again")
-    work.mkdir(parents=True, exist_ok=True)
-    config.save_resolved(cfg, work)
-    return work
+def workspace(out: Path, cfg: CompareConfig, overwrite: bool) -> Path:
+    """The folder this run writes (OUT, or its staging folder with --overwrite); refuses to mix reports."""
+    outputs.check_replaceable(out, "report", "--out")
+    if overwrite and out.exists() and not outputs.is_empty_dir(out):
+        where = outputs.staging(out)
+        shutil.rmtree(where, ignore_errors=True)
+    else:
+        where = out
+        saved = out / WORK / "config.yaml"
+        if (out / "results.json").exists():
+            raise RaftkitError(f"{out} already holds a report; use --overwrite to replace it")
+        if saved.is_file() and config.read_yaml(saved) != config.to_dict(cfg):
+            raise RaftkitError(f"{out} holds an unfinished comparison with another config; rerun with the same "
+                               f"config to resume, or use --overwrite to start again")
+    (where / WORK).mkdir(parents=True, exist_ok=True)
+    outputs.mark(where, "report")
+    config.save_resolved(cfg, where / WORK)
+    return where
 
 
 def _reference_contexts(questions: list[Question], index) -> dict[str, list[str]]:
@@ -98,11 +91,11 @@ def _reference_contexts(questions: list[Question], index) -> dict[str, list[str]
 
 def _check_models(cfg: CompareConfig) -> None:
     """Resolve every model before anything is written, naming the system whose model is unusable."""
-    from raftkit.models import resolve_generator
+    from raftkit.models import resolve_path
 
     for s in cfg.systems:
         try:
-            resolve_generator(s.model)
+            resolve_path(s.model)
         except RaftkitError as e:
             raise RaftkitError(f"system '{s.name}': {e}") from None
 
@@ -118,82 +111,115 @@ def compare(cfg: CompareConfig, out: str | Path, overwrite: bool = False, *, gen
     indexes = sysrun.load_indexes(cfg)
     if generator_factory is None and cfg.generation.backend == "hf":
         _check_models(cfg)
-    work = _prepare_out(out, cfg, overwrite)
-    retrieved = sysrun.retrieve(cfg, questions, indexes)
-    records = sysrun.run_all(cfg, questions, retrieved, work, generator_factory)
+    with outputs.lock(out, "report"):
+        where = workspace(out, cfg, overwrite)
+        retrieved = sysrun.retrieve(cfg, questions, indexes)
+        records = sysrun.run_all(cfg, questions, retrieved, where / WORK, generator_factory)
+        rows, notes = _score(cfg, questions, records, retrieved, indexes)
+        systems = _results(cfg, rows, where / WORK)
+        results = _results_json(cfg, questions, systems, indexes, notes, command or
+                                f"raftkit compare --config {out / 'config.yaml'} --out {out}")
+        config.save_resolved(cfg, where)
+        written = write_report(where, results, systems, [r for s in cfg.systems for r in rows[s.name]])
+        if where != out:
+            outputs.swap(where, out)
+    say(f"wrote {', '.join(written)} to {out}")
+    return ComparisonReport(out, results, systems, [r for s in cfg.systems for r in rows[s.name]],
+                            {k: out / v.name for k, v in written.items()})
+
+
+def _score(cfg: CompareConfig, questions, records, retrieved, indexes) -> tuple[dict[str, list[ScoredRow]], list[str]]:
+    """{system: scored rows} (ragas added when on) and the notes on what could not be scored."""
     by_id = {q.id: q for q in questions}
-    llm = res.judge_llm(cfg) if cfg.scoring.ragas and cfg.scoring.judge.kind != "none" else None
+    llm = extras.judge_llm(cfg) if cfg.scoring.ragas else None
     refs = {name: _reference_contexts(questions, index) for name, index in indexes.items()}
-    all_rows, systems, notes = [], [], []
+    rows, notes = {}, []
     for s in cfg.systems:
-        rows = [res.score_record(by_id[r["qid"]], r, s, cfg.scoring.mc) for r in records[s.name]]
+        rows[s.name] = [score_record(by_id[r["qid"]], r, s.name, cfg.scoring.mc) for r in records[s.name]]
         if cfg.scoring.ragas:
             contexts = {q: r.texts[:s.top_k] for q, r in retrieved.get(s.index, {}).items()}
-            if not res.add_ragas(rows, s, contexts, refs.get(s.index, {}), cfg, llm):
-                notes.append(f"ragas metrics are missing for {s.name} (failed or over scoring.ragas_timeout_s).")
-            elif llm is not None and not res.summarize(rows, cfg).keys() & {"ragas_answer_correctness",
-                                                                             "ragas_faithfulness"}:
-                notes.append(f"the judge gave no usable verdict for {s.name} (every judged score is NaN: "
-                             f"a small judge rarely writes the JSON ragas parses).")
-        all_rows += rows
-        systems.append({"name": s.name, "model": s.model, "mode": s.mode, "index": s.index, "top_k": s.top_k,
-                        "model_info": _model_info(s.model), "questions": len(rows),
-                        "speed": sysrun.speed(work, s.name), "metrics": res.summarize(rows, cfg)})
+            note = extras.add_ragas(rows[s.name], s, contexts, refs.get(s.index, {}), cfg, llm)
+            notes += [note] if note else []
+    return rows, notes
+
+
+def _results(cfg: CompareConfig, rows: dict[str, list[ScoredRow]], work: Path) -> list[SystemResult]:
+    b = cfg.bootstrap
+    out = []
+    for s in cfg.systems:
+        stats = metrics.summarize(rows[s.name], b.samples, b.seed, b.level)
+        paired = {}
+        if cfg.baseline and s.name != cfg.baseline:
+            paired = metrics.paired(rows[s.name], rows[cfg.baseline], list(stats), b.samples, b.seed, b.level)
+        out.append(SystemResult(s.name, s.model, s.mode, s.index, s.top_k, _model_info(s.model), len(rows[s.name]),
+                                sysrun.speed(work, s.name), stats, paired))
+    return out
+
+
+def verdict(systems: list[SystemResult], baseline: str) -> list[str]:
+    """One line per group (accuracy, hallucination, freshness): who wins its verdict metric, and each
+    system's paired difference against the baseline, with whether its interval excludes 0."""
+    lines = []
+    for group in ("accuracy", "hallucination", "freshness"):
+        m = next((m for m in metrics.METRICS if m.group == group and m.verdict
+                  and any(m.name in s.metrics for s in systems)), None)
+        if m is None:
+            continue
+        have = [s for s in systems if m.name in s.metrics]
+        best = (min if m.lower_is_better else max)(have, key=lambda s: s.metrics[m.name].value)
+        line = f"{group}: {m.label.lower()}, best {best.name} ({cell(best.metrics[m.name], m)[0]})"
+        diffs = []
+        for s in have:
+            d = s.paired.get(m.name)
+            if d is None or d.ci is None:
+                continue
+            better = d.value < 0 if m.lower_is_better else d.value > 0
+            clear = d.ci[0] > 0 or d.ci[1] < 0
+            value, ci = cell(d, m, signed=True)
+            diffs.append(f"{s.name} {value} points {ci} ({('better' if better else 'worse') if clear else 'no clear difference'})")
+        if diffs:
+            line += f"; against {baseline}: " + ", ".join(diffs)
+        lines.append(line)
+    return lines
+
+
+def _results_json(cfg: CompareConfig, questions, systems: list[SystemResult], indexes, notes, command) -> dict:
+    from raftkit.models import runtime
+
     counts = collections.Counter("holdout" if q.holdout else q.status for q in questions)
-    results = {
-        "raftkit_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    used = {m for s in systems for m in s.metrics}
+    return {
+        "raftkit_version": __version__, "created": now(),
         "questions": {"source": cfg.questions.path, "count": len(questions), "by_status": dict(sorted(counts.items())),
                       "ids": [q.id for q in questions]},
         "bootstrap": config.to_dict(cfg.bootstrap),
-        "systems": systems,
-        "definitions": {k: v for k, v in res.DEFINITIONS.items()
-                        if any(k in s["metrics"] for s in systems) or not k.startswith("ragas_")},
+        "runtime": {"device": runtime(cfg.runtime).device, "dtype": runtime(cfg.runtime).dtype},
+        "baseline": cfg.baseline or None,
+        "verdict": verdict(systems, cfg.baseline) if cfg.baseline else [],
+        "systems": [s.to_json() for s in systems],
+        "definitions": {m.name: m.definition for m in metrics.METRICS if m.name in used},
         "reproduce": {
-            "command": command or f"raftkit compare --config {out / 'config.yaml'} --out {out}",
-            "models": {s["name"]: s["model_info"] for s in systems},
+            "command": command,
+            "models": {s.name: s.model_info for s in systems},
             "indexes": {name: _index_info(index) for name, index in indexes.items()},
             "seeds": {"generation": cfg.generation.seed, "questions": cfg.questions.seed,
                       "bootstrap": cfg.bootstrap.seed, "holdout": cfg.unanswerable.seed},
             "generation": {k: v for k, v in config.to_dict(cfg.generation).items() if k not in ("model", "api_key_env")},
-            "versions": _versions(),
+            "runtime": config.to_dict(cfg.runtime),
+            "versions": versions(),
         },
         "config": config.to_dict(cfg),
         "notes": notes,
     }
-    config.save_resolved(cfg, out)
-    files = write_report(out, results, all_rows)
-    say(f"wrote {', '.join(files)} to {out}")
-    return ComparisonReport(out, results, all_rows, files)
 
 
-def command(args) -> None:
-    """CLI handler of `raftkit compare --config C --out DIR [--set k=v] [--overwrite]`."""
-    cfg = config.load(CompareConfig, args.config, args.set)
-    sets = "".join(f" --set {s}" for s in args.set)
-    cmd = f"raftkit compare --config {args.config}{sets} --out {args.out}" + (" --overwrite" if args.overwrite else "")
-    report = compare(cfg, args.out, overwrite=args.overwrite, command=cmd)
-    print(f"report: {report.out / 'report.html'}")
-    print(summary_table(report.results))
-
-
-# The few numbers a person reads first; the report has the rest with their intervals.
-SUMMARY = [("accuracy", "accuracy"), ("accuracy_changed", "changed facts"), ("stale_rate", "stale"),
-           ("accuracy_added", "added facts"), ("unanswerable_answered_rate", "unanswerable answered"),
-           ("confident_wrong_rate", "confident wrong")]
-
-
-def summary_table(results: dict) -> str:
+def summary_table(systems: list[SystemResult]) -> str:
     """A plain-text table of the headline metrics (%), one row per system; metrics nobody has are left out."""
-    systems = results["systems"]
-    cols = [(k, label) for k, label in SUMMARY
-            if any((s["metrics"].get(k) or {}).get("value") is not None for s in systems)]
-    width = max(len(s["name"]) for s in systems) + 2
-    lines = ["  " + "system".ljust(width) + "".join(label.rjust(len(label) + 3) for _, label in cols)]
+    cols = sorted((m for m in metrics.METRICS if m.headline and any(m.name in s.metrics for s in systems)),
+                  key=lambda m: m.headline_at)
+    width = max(len(s.name) for s in systems) + 2
+    lines = ["  " + "system".ljust(width) + "".join(m.headline.rjust(len(m.headline) + 3) for m in cols)]
     for s in systems:
-        cells = []
-        for k, label in cols:
-            v = (s["metrics"].get(k) or {}).get("value")
-            cells.append(("–" if v is None else f"{100 * v:.1f}%").rjust(len(label) + 3))
-        lines.append("  " + s["name"].ljust(width) + "".join(cells))
+        cells = [cell(s.metrics.get(m.name), m)[0].rjust(len(m.headline) + 3) for m in cols]
+        lines.append("  " + s.name.ljust(width) + "".join(cells))
     return "\n".join(lines)

@@ -1,62 +1,24 @@
-"""Deterministic, offline scores of one reply: open-answer matches, multiple choice, abstention, CIs.
+"""Deterministic, offline scores of one reply, gathered into one typed row per (question, system).
 
 Open answers are compared after SQuAD normalisation (lower case, no punctuation, no articles, single
 spaces): exact match (EM), token F1 and substring match. An open answer is *correct* when it is an
 exact match or the reference occurs in it as whole words (small models pad their answers: "The port is
 7421."). Multiple choice is scored twice: the choice with the highest log-likelihood after the prompt
-(Ovadia et al. 2023; robust for a 135M model) and the choice the generated answer names.
+(Ovadia et al. 2023; robust for a 135M model) and the choice the generated answer names. A *stale*
+answer to a changed fact is its v1 answer.
 """
 
 from __future__ import annotations
 
 import collections
 import re
-import string
+from dataclasses import dataclass, field
 
-from raftkit import prompts
+from raftkit.compare.questions import Question
+from raftkit.prompts import is_abstention, normalize_answer
 
-# Every refusal the prompts ask for, plus the usual paraphrases; an answer span holding one abstains.
-ABSTENTIONS = (
-    prompts.ABSTAIN,  # the RAG template's refusal
-    "I don't know",  # the closed-book template's refusal
-    "I do not know",
-    "the documents do not contain",
-    "the document does not contain",
-    "the documents don't contain",
-    "the context does not contain",
-    "not contained in the documents",
-    "cannot answer",
-    "can't answer",
-    "unable to answer",
-    "cannot be answered",
-    "not enough information",
-    "no information",
-    "not mentioned",
-    "not explicitly mentioned",
-    "does not mention",
-    "do not mention",
-    "unanswerable",
-)
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = str.maketrans("", "", string.punctuation)
 # A bare option letter: "B", "(b)", "C.", "A) 7421"; not the article of "A record".
 _LETTER = re.compile(r"^\(?([A-Za-z])(\)|\.|:|$)")
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD normalisation: lower case, punctuation and articles removed, whitespace collapsed."""
-    text = (text or "").lower().translate(_PUNCT)
-    return " ".join(_ARTICLES.sub(" ", text).split())
-
-
-_NORMALIZED_ABSTENTIONS = tuple(normalize_answer(a) for a in ABSTENTIONS)
-
-
-def is_abstention(answer: str) -> bool:
-    """Whether an answer span refuses (contains one of ABSTENTIONS, after normalisation)."""
-    norm = f" {normalize_answer(answer)} "
-    return any(f" {a} " in norm for a in _NORMALIZED_ABSTENTIONS)
 
 
 def exact_match(prediction: str, reference: str) -> float:
@@ -126,21 +88,81 @@ def choices_text(choices: list[str]) -> str:
     return "  ".join(f"{chr(ord('A') + i)}) {c}" for i, c in enumerate(choices))
 
 
-def mean(values: list[float]) -> float | None:
-    """The mean of `values`, None when there are none."""
-    return sum(values) / len(values) if values else None
+def is_stale_open(answer: str, answer_v1: str | None, answer_v2: str | None) -> bool:
+    """Whether an open answer gives the v1 answer of a changed fact (and not the v2 one)."""
+    return matches(answer, answer_v1) and not matches(answer, answer_v2)
 
 
-def bootstrap_ci(values: list[float], samples: int = 1000, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of the mean, resampling questions with a fixed seed; None if empty."""
-    import numpy as np
+def is_stale_mc(pick: int | None, answer_index_v1: int | None) -> bool:
+    """Whether the multiple-choice pick is the v1 choice of a changed fact."""
+    return pick is not None and answer_index_v1 is not None and pick == answer_index_v1
 
-    if not len(values):
-        return None
-    x = np.asarray(values, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(samples, len(x)))].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(means, [tail, 100 - tail])
-    return float(lo), float(hi)
+
+@dataclass
+class ScoredRow:
+    """One system's answer to one question, scored (a line of per_question.csv)."""
+
+    system: str
+    qid: str
+    question: str
+    status: str  # unchanged | changed | added | unanswerable (holdout copies are unanswerable)
+    holdout: bool  # re-asked over the index without its documents
+    answerable: bool  # False when the evidence is absent: an answer is then a hallucination
+    reference: str | None
+    answer: str  # the `<ANSWER>:` span
+    reply: str
+    abstained: bool
+    correct: bool | None  # the primary correctness (None when not answerable)
+    primary: str  # what `correct` is: loglik | generate | open
+    gen_correct: bool | None  # the generated answer is right
+    em: float | None = None
+    f1: float | None = None
+    substring: float | None = None
+    mc_loglik_pick: int | None = None
+    mc_loglik_correct: bool | None = None
+    mc_generated_pick: int | None = None
+    mc_generated_correct: bool | None = None
+    stale: bool | None = None
+    quotes: int = 0
+    quotes_unsupported: int = 0
+    retrieved: list[str] = field(default_factory=list)
+    retrieved_doc_ids: list[str] = field(default_factory=list)
+    ragas: dict[str, float] = field(default_factory=dict)  # ragas_* scores, when ragas ran
+
+
+def _primary(q: Question, mc: str, ll_ok: bool | None, gen_ok: bool | None, opened: dict | None):
+    """(correct, what it is): the log-likelihood pick, the named choice, or the open answer."""
+    mcq = bool(q.choices) and q.answer_index is not None
+    if mcq and ll_ok is not None and mc in ("loglik", "both"):
+        return ll_ok, "loglik"
+    if mcq and mc == "generate":
+        return gen_ok, "generate"
+    return (bool(opened["correct"]) if opened else None), "open"
+
+
+def score_record(q: Question, rec: dict, system: str, mc: str) -> ScoredRow:
+    """One scored row of system `system` on question `q` from its raw record (the checkpoint line)."""
+    answer = rec["answer"]
+    mcq = bool(q.choices) and q.answer_index is not None
+    ll_pick = loglik_pick(rec["loglik"]) if rec.get("loglik") else None
+    gen_pick = generated_choice(answer, q.choices) if q.choices else None
+    opened = open_scores(answer, q.answer) if q.answer is not None and q.answerable else None
+    ll_ok = (ll_pick == q.answer_index) if mcq and ll_pick is not None else None
+    gen_ok = (gen_pick == q.answer_index) if mcq else None
+    correct, primary = _primary(q, mc, ll_ok, gen_ok, opened)
+    gen_correct = bool(opened["correct"]) if opened else gen_ok
+    stale = None
+    if q.status == "changed" and q.answerable:
+        stale = (is_stale_mc(ll_pick if primary == "loglik" else gen_pick, q.answer_index_v1)
+                 if primary != "open" else is_stale_open(answer, q.answer_v1, q.answer))
+    if not q.answerable:
+        correct = gen_correct = ll_ok = gen_ok = None
+    return ScoredRow(
+        system=system, qid=q.id, question=q.question, status="unanswerable" if q.holdout else q.status,
+        holdout=q.holdout, answerable=q.answerable, reference=q.answer, answer=answer, reply=rec["reply"],
+        abstained=is_abstention(answer), correct=correct, primary=primary, gen_correct=gen_correct,
+        em=opened["em"] if opened else None, f1=opened["f1"] if opened else None,
+        substring=opened["substring"] if opened else None, mc_loglik_pick=ll_pick, mc_loglik_correct=ll_ok,
+        mc_generated_pick=gen_pick, mc_generated_correct=gen_ok, stale=stale, quotes=rec["quotes"],
+        quotes_unsupported=rec["quotes_unsupported"], retrieved=rec["retrieved"],
+        retrieved_doc_ids=rec.get("retrieved_doc_ids", []))

@@ -1,5 +1,6 @@
 """Run every system on every question: retrieval once per question and index, each model loaded once,
-batched generation and choice log-likelihoods, results checkpointed per system so a rerun resumes.
+batched generation with the choice log-likelihoods read off the same prefill, results checkpointed per
+system so a rerun resumes.
 
 Checkpoint: OUT/.work/<system>.jsonl, one record per answered question, rewritten atomically after each
 block of questions; OUT/.work/<system>.meta.json holds the seconds spent, for questions/s.
@@ -9,11 +10,11 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from raftkit import atomic, prompts
+from raftkit import files, prompts
 from raftkit.compare.config import CompareConfig, SystemConfig
 from raftkit.compare.questions import Question
 from raftkit.compare.scoring import choices_text
@@ -32,27 +33,12 @@ class Retrieved:
     texts: list[str]
     titles: list[str]
 
-    def top(self, k: int) -> "Retrieved":
+    def top(self, k: int) -> Retrieved:
         return Retrieved(self.ids[:k], self.doc_ids[:k], self.texts[:k], self.titles[:k])
 
 
-def _holdout_copy(index, doc_ids: set[str]):
-    """An in-memory copy of `index` without the chunks of `doc_ids` (their evidence is absent)."""
-    import numpy as np
-
-    from raftkit.retrieval.index import FaissIndex, make_faiss
-
-    keep = [i for i, c in enumerate(index.chunks) if c.doc_id not in doc_ids]
-    if not keep:
-        raise RaftkitError(f"index '{index.name}': holding out {len(doc_ids)} documents leaves nothing to search")
-    vectors = np.ascontiguousarray(index.vectors[keep])
-    faiss_index, _ = make_faiss(vectors, index.cfg.retrieval.index)
-    return FaissIndex(index.path, index.manifest, index.cfg, [index.chunks[i] for i in keep], vectors,
-                      faiss_index, index._embedder)
-
-
 def load_indexes(cfg: CompareConfig) -> dict:
-    """{index name: FaissIndex} of every index a rag system names; raises RaftkitError if one is missing."""
+    """{index name: FaissIndex} of every index a rag system names (missing ones in `build_indexes` are built)."""
     from raftkit import config
     from raftkit.config import RaftkitConfig
     from raftkit.retrieval.index import MANIFEST, build_index, index_path, load_index
@@ -63,12 +49,18 @@ def load_indexes(cfg: CompareConfig) -> dict:
             if not Path(docs).exists():
                 raise RaftkitError(f"build_indexes.{name}: documents not found: {docs}")
             say(f"index '{name}' is missing: building it from {docs}")
-            build_index(docs, name, config.load(RaftkitConfig, overrides=[f"retrieval.indexes_dir={cfg.indexes_dir}"]))
-    return {name: load_index(name, cfg.indexes_dir) for name in names}
+            icfg = config.load(RaftkitConfig, data={"retrieval": {"indexes_dir": cfg.indexes_dir},
+                                                    "runtime": config.to_dict(cfg.runtime)})
+            build_index(docs, name, icfg)
+    runtime = [f"runtime.{k}={v}" for k, v in config.to_dict(cfg.runtime).items()]
+    return {name: load_index(name, cfg.indexes_dir, runtime) for name in names}
 
 
 def retrieve(cfg: CompareConfig, questions: list[Question], indexes: dict) -> dict[str, dict[str, Retrieved]]:
-    """{index name: {question id: top-k chunks}}, searched once per question at the largest top_k in use."""
+    """{index name: {question id: top-k chunks}}, searched once per question at the largest top_k in use.
+
+    Holdout copies are searched in a copy of the index without their documents: their evidence is absent.
+    """
     out: dict[str, dict[str, Retrieved]] = {}
     for name, index in indexes.items():
         k = max(s.top_k for s in cfg.systems if s.index == name)
@@ -78,9 +70,8 @@ def retrieve(cfg: CompareConfig, questions: list[Question], indexes: dict) -> di
         pairs = list(zip(normal, index.search([q.question for q in normal], k)))
         if held:
             gone = {d for q in held for d in q.doc_ids}
-            copy = _holdout_copy(index, gone)
             say(f"holdout: {len(held)} questions re-asked over '{name}' without their {len(gone)} documents")
-            pairs += zip(held, copy.search([q.question for q in held], k))
+            pairs += zip(held, index.without(gone).search([q.question for q in held], k))
         out[name] = {q.id: Retrieved([h.chunk.id for h in hits], [h.chunk.doc_id for h in hits],
                                      [h.chunk.text for h in hits], [h.chunk.title for h in hits])
                      for q, hits in pairs}
@@ -100,65 +91,6 @@ def conversation(q: Question, system: SystemConfig, docs: Retrieved | None, show
     return prompts.closed_book_messages(text)
 
 
-def choice_continuation(choice: str) -> str:
-    """What a choice's log-likelihood is measured on: the final-answer line the prompts ask for."""
-    return f"{prompts.ANSWER_TAG} {choice}"
-
-
-def shared_prompt_loglik(model, tokenizer, conv: list[dict], continuations: list[str]) -> list[float]:
-    """Summed log-probabilities of each continuation after chat prompt `conv`.
-
-    The prompt runs once and its KV cache is shared by all continuations (one batched forward of the
-    short choices), so scoring 4 choices costs about one prompt pass instead of four.
-    """
-    import torch
-
-    prompt = tokenizer.apply_chat_template(conv, add_generation_prompt=True)
-    prompt = prompt if isinstance(prompt, list) else prompt["input_ids"]
-    conts = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    n, width, dev = len(conts), max(map(len, conts)), model.device
-    with torch.inference_mode():
-        out = model(input_ids=torch.tensor([prompt], device=dev), use_cache=True)
-        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(n)
-        # Right padding: a causal model never lets a continuation token see the pads after it.
-        ids = torch.tensor([c + [pad] * (width - len(c)) for c in conts], device=dev)
-        mask = torch.tensor([[1] * (len(prompt) + len(c)) + [0] * (width - len(c)) for c in conts], device=dev)
-        positions = torch.arange(len(prompt), len(prompt) + width, device=dev).expand(n, width)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache).logits
-        logp = torch.log_softmax(logits.float(), dim=-1)
-    scores = []
-    for i, c in enumerate(conts):
-        rest = logp[i, :len(c) - 1].gather(1, ids[i, 1:len(c), None]).sum() if len(c) > 1 else 0.0
-        scores.append(float(first[c[0]] + rest))
-    return scores
-
-
-def choice_logliks(generator, conversations: list[list[dict]], choices: list[list[str]],
-                   prefixes: list[str] | None = None) -> list[list[float]] | None:
-    """Per question, the log-likelihood of each choice; None when the backend cannot score (OpenAI).
-
-    `prefixes` (one per question) go before every choice's answer line: the system's own reasoning.
-    They add the same amount to each choice of a question, so they move which choice wins, not by how much.
-    """
-    prefixes = prefixes or [""] * len(conversations)
-    conts = [[p + choice_continuation(x) for x in ch] for p, ch in zip(prefixes, choices)]
-    if hasattr(generator, "model") and hasattr(generator, "tokenizer"):
-        return [shared_prompt_loglik(generator.model, generator.tokenizer, conv, cs) if cs else []
-                for conv, cs in zip(conversations, conts)]
-    if not hasattr(generator, "loglikelihood"):
-        return None
-    convs = [c for c, cs in zip(conversations, conts) for _ in cs]
-    flat = generator.loglikelihood(convs, [x for cs in conts for x in cs]) if convs else []
-    out, pos = [], 0
-    for ch in choices:
-        out.append(flat[pos:pos + len(ch)])
-        pos += len(ch)
-    return out
-
-
 def _quote_counts(reply: str, texts: list[str]) -> tuple[int, int]:
     quotes = prompts.extract_quotes(reply)
     return len(quotes), sum(not prompts.quote_in(q, texts) for q in quotes)
@@ -168,11 +100,30 @@ def checkpoint_path(work: Path, system: str) -> Path:
     return work / f"{system}.jsonl"
 
 
+def _answer_block(system: SystemConfig, generator, part: list[Question], retrieved, cfg: CompareConfig) -> list[dict]:
+    """The raw records of one block of questions: replies, choice log-likelihoods, retrieved ids, quote counts."""
+    docs = [retrieved[q.id].top(system.top_k) if retrieved is not None else None for q in part]
+    convs = [conversation(q, system, d, cfg.scoring.show_choices) for q, d in zip(part, docs)]
+    # Choices of unanswerable questions are never scored: no forward for them.
+    scored = cfg.scoring.mc in ("loglik", "both")
+    choices = [q.choices if q.answerable and scored else [] for q in part]
+    answers = generator.answer(convs, choices, after_reply=cfg.scoring.mc_after == "reply",
+                               desc=f"{system.name} answers")
+    records = []
+    for q, d, a in zip(part, docs, answers):
+        n_quotes, unsupported = _quote_counts(a.reply, d.texts if d else [])
+        records.append({"qid": q.id, "reply": a.reply, "answer": prompts.extract_answer(a.reply),
+                        "loglik": a.logliks or None, "retrieved": d.ids if d else [],
+                        "retrieved_doc_ids": d.doc_ids if d else [], "quotes": n_quotes,
+                        "quotes_unsupported": unsupported})
+    return records
+
+
 def run_system(system: SystemConfig, generator, questions: list[Question], retrieved: dict[str, Retrieved] | None,
                cfg: CompareConfig, work: Path) -> list[dict]:
     """Answer (and score choices of) every question not yet in the system's checkpoint; returns all records."""
     path, meta_path = checkpoint_path(work, system.name), work / f"{system.name}.meta.json"
-    records = atomic.read_jsonl(path) if path.is_file() else []
+    records = files.read_jsonl(path) if path.is_file() else []
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"seconds": 0.0, "answered": 0}
     done = {r["qid"] for r in records}
     todo = [q for q in questions if q.id not in done]
@@ -180,33 +131,17 @@ def run_system(system: SystemConfig, generator, questions: list[Question], retri
         return records
     if done:
         say(f"{system.name}: resuming, {len(done)} of {len(done) + len(todo)} questions already answered")
-    bs = cfg.generation.batch_size
-    block = bs * BLOCK_BATCHES
-    use_loglik = cfg.scoring.mc in ("loglik", "both")
+    block = cfg.generation.batch_size * BLOCK_BATCHES
     bar = progress(range(0, len(todo), block), total=(len(todo) + block - 1) // block,
                    desc=f"{system.name}", unit="block")
     for start in bar:
         part = todo[start:start + block]
         t0 = time.perf_counter()
-        docs = [retrieved[q.id].top(system.top_k) if retrieved is not None else None for q in part]
-        convs = [conversation(q, system, d, cfg.scoring.show_choices) for q, d in zip(part, docs)]
-        replies = generator.chat(convs, desc=f"{system.name} answers")
-        t1 = time.perf_counter()
-        # Choices of unanswerable questions are never scored: skip their forwards.
-        choices = [q.choices if q.answerable else [] for q in part]
-        prefixes = [prompts.reasoning(r) for r in replies] if cfg.scoring.mc_after == "reply" else None
-        logliks = (choice_logliks(generator, convs, choices, prefixes) if use_loglik
-                   else None) or [None] * len(part)
-        for q, d, reply, ll in zip(part, docs, replies, logliks):
-            n_quotes, unsupported = _quote_counts(reply, d.texts if d else [])
-            records.append({"qid": q.id, "reply": reply, "answer": prompts.extract_answer(reply), "loglik": ll,
-                            "retrieved": d.ids if d else [], "retrieved_doc_ids": d.doc_ids if d else [],
-                            "quotes": n_quotes, "quotes_unsupported": unsupported})
+        records += _answer_block(system, generator, part, retrieved, cfg)
         meta["seconds"] += time.perf_counter() - t0
-        meta["generate_seconds"] = meta.get("generate_seconds", 0.0) + t1 - t0
         meta["answered"] += len(part)
-        atomic.write_jsonl(path, records)
-        atomic.write_json(meta_path, meta)
+        files.write_jsonl(path, records)
+        files.write_json(meta_path, meta)
     return records
 
 
@@ -219,20 +154,20 @@ def run_all(cfg: CompareConfig, questions: list[Question], retrieved: dict[str, 
             generator_factory: GeneratorFactory | None = None) -> dict[str, list[dict]]:
     """{system name: records}, loading each distinct model once and running all of its systems with it."""
     from raftkit.generate import make_generator
+    from raftkit.models import runtime
 
-    factory = generator_factory or make_generator
+    factory = generator_factory or (lambda gcfg: make_generator(gcfg, runtime(cfg.runtime)))
     by_model: dict[str, list[SystemConfig]] = {}
     for s in cfg.systems:
         by_model.setdefault(s.model, []).append(s)
     out = {}
     for model, systems in by_model.items():
         pending = [s for s in systems
-                   if len(_done_ids(work, s.name) & {q.id for q in system_questions(s, questions)})
-                   < len(system_questions(s, questions))]
+                   if not {q.id for q in system_questions(s, questions)} <= _done_ids(work, s.name)]
         generator = None
         if pending:
             say(f"loading {model} for {', '.join(s.name for s in systems)}")
-            generator = factory(replace(cfg.generation, model=model))
+            generator = factory(cfg.generation.model_copy(update={"model": model}))
         for s in systems:
             qs = system_questions(s, questions)
             recs = run_system(s, generator, qs, retrieved.get(s.index) if s.mode == "rag" else None, cfg, work)
@@ -244,7 +179,7 @@ def run_all(cfg: CompareConfig, questions: list[Question], retrieved: dict[str, 
 
 def _done_ids(work: Path, system: str) -> set[str]:
     path = checkpoint_path(work, system)
-    return {r["qid"] for r in atomic.read_jsonl(path)} if path.is_file() else set()
+    return {r["qid"] for r in files.read_jsonl(path)} if path.is_file() else set()
 
 
 def speed(work: Path, system: str) -> dict:

@@ -8,17 +8,18 @@ its last line. What cannot be repaired is dropped; the build reports all three r
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 
 from raftkit.prompts import ANSWER_TAG, BEGIN_QUOTE, END_QUOTE, extract_answer, extract_quotes, quote_in
+from raftkit.provenance import stable_hash
 
 SYSTEM = (f"Answer the question using the text. First copy the sentence of the text that contains the "
           f"answer between {BEGIN_QUOTE} and {END_QUOTE}. Then explain in one sentence and finish with "
           f"a line `{ANSWER_TAG} <short answer>`.")
-_SHOT_TEXT = ("The Larkspur Bakery opens at 6:30 every weekday and closes at 14:00. Its rye loaf is baked "
-              "by Mira Olsen and costs 4 euros.")
+# The one few-shot text of build-dataset's prompts (questions.py asks about it too).
+SHOT_TEXT = ("The Larkspur Bakery opens at 6:30 every weekday and closes at 14:00. Its rye loaf is baked "
+             "by Mira Olsen and costs 4 euros.")
 _SHOT_Q = "Who bakes the rye loaf?"
 _SHOT_A = (f"The text says: {BEGIN_QUOTE}Its rye loaf is baked by Mira Olsen and costs 4 euros.{END_QUOTE} "
            f"So the rye loaf is baked by Mira Olsen.\n{ANSWER_TAG} Mira Olsen")
@@ -48,7 +49,7 @@ class Grounded:
 def answer_messages(question: str, text: str) -> list[dict]:
     """A one-shot chat asking for a quoted, reasoned answer to `question` from `text` alone."""
     return [{"role": "system", "content": SYSTEM},
-            {"role": "user", "content": f"Text: {_SHOT_TEXT}\nQuestion: {_SHOT_Q}"},
+            {"role": "user", "content": f"Text: {SHOT_TEXT}\nQuestion: {_SHOT_Q}"},
             {"role": "assistant", "content": _SHOT_A},
             {"role": "user", "content": f"Text: {text}\nQuestion: {question}"}]
 
@@ -162,7 +163,7 @@ def _drop_stray_tags(text: str) -> tuple[str, bool]:
 
 
 def _pick(key: str, n: int) -> int:
-    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % n
+    return stable_hash(key, bits=32) % n
 
 
 def deterministic_cot(question: str, answer: str, text: str, key: str, reason: str = "") -> Grounded:

@@ -11,27 +11,33 @@ each split (chosen by hash), not in a Bernoulli(P) draw, so the share is P up to
 
 from __future__ import annotations
 
-import hashlib
-import random
 from dataclasses import dataclass
 
 import numpy as np
 
 from raftkit.errors import RaftkitError
 from raftkit.prompts import ABSTAIN, ANSWER_TAG
+from raftkit.provenance import rng_for, stable_hash
 from raftkit.raft.answers import distractor_cot
 from raftkit.raft.config import AssemblyConfig
+from raftkit.raft.records import RaftExample, Record
 from raftkit.retrieval.chunking import Chunk
 
 
-def stable_hash(*parts: object) -> int:
-    """A 64-bit hash of `parts` that is the same in every process (unlike hash())."""
-    return int(hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:16], 16)
+def too_few_chunks(k: int, doc: str, have: int) -> RaftkitError:
+    """The error for a corpus with fewer than k+1 chunks outside document `doc`."""
+    return RaftkitError(f"{k} distractors (+1 to replace a dropped oracle) need {k + 1} chunks outside '{doc}', "
+                        f"the corpus has {have}; lower assembly.num_distractors or add documents")
 
 
-def rng_for(seed: int, key: str) -> random.Random:
-    """A Random seeded by (seed, key): one independent stream per example."""
-    return random.Random(stable_hash(seed, key))
+def check_enough_chunks(chunks: list[Chunk], k: int) -> None:
+    """Fail before any generation when some document has fewer than k+1 chunks outside it."""
+    per_doc: dict[str, int] = {}
+    for c in chunks:
+        per_doc[c.doc_id] = per_doc.get(c.doc_id, 0) + 1
+    doc, n = max(per_doc.items(), key=lambda kv: (kv[1], kv[0]))
+    if len(chunks) - n < k + 1:
+        raise too_few_chunks(k, doc, len(chunks) - n)
 
 
 def split_documents(doc_ids: list[str], eval_fraction: float, seed: int) -> dict[str, str]:
@@ -70,10 +76,7 @@ class DistractorPicker:
         pool = np.flatnonzero(others & (self._eval == self._eval[o]))
         if len(pool) < need:
             if int(others.sum()) < need:
-                raise RaftkitError(
-                    f"{need - 1} distractors (+1 to replace a dropped oracle) need {need} chunks outside "
-                    f"'{self.chunks[o].doc_id}', the corpus has {int(others.sum())}; lower "
-                    f"assembly.num_distractors or add documents")
+                raise too_few_chunks(need - 1, self.chunks[o].doc_id, int(others.sum()))
             self.fallbacks += 1
             # Borrow only what is missing, nearest/sampled the same way, so the split stays as clean as it can.
             rest = np.flatnonzero(others & (self._eval != self._eval[o]))
@@ -97,46 +100,39 @@ def oracle_flags(ids: list[str], p: float, seed: int) -> dict[str, bool]:
     return {i: n < keep for n, i in enumerate(order)}
 
 
-def assemble(records: list[dict], picker: DistractorPicker, cfg: AssemblyConfig) -> dict[str, list[dict]]:
+def assemble(records: list[Record], picker: DistractorPicker, cfg: AssemblyConfig) -> dict[str, list[RaftExample]]:
     """RAFT examples per split from grounded records; returns {'train': [...], 'eval': [...]}.
 
-    A record holds id, question, answer, cot, oracle_id, doc_id, status, choices and optionally a
-    generated `rejected` CoT; without one, the rejected CoT is derived from the first distractor.
+    A record without a generated `rejected` CoT gets one derived from its first distractor.
     """
-    out: dict[str, list[dict]] = {"train": [], "eval": []}
-    by_split: dict[str, list[dict]] = {"train": [], "eval": []}
+    out: dict[str, list[RaftExample]] = {"train": [], "eval": []}
+    by_split: dict[str, list[Record]] = {"train": [], "eval": []}
     for r in records:
-        by_split[picker.splits.get(r["doc_id"], "train")].append(r)
+        by_split[picker.splits.get(r.doc_id, "train")].append(r)
     for split, recs in by_split.items():
-        flags = oracle_flags([r["id"] for r in recs], cfg.oracle_p, cfg.seed)
-        for r in recs:
-            out[split].append(_example(r, picker, cfg, flags[r["id"]]))
+        flags = oracle_flags([r.id for r in recs], cfg.oracle_p, cfg.seed)
+        out[split] = [_example(r, picker, cfg, flags[r.id]) for r in recs]
     return out
 
 
-def _example(r: dict, picker: DistractorPicker, cfg: AssemblyConfig, keep_oracle: bool) -> dict:
-    picked = picker.pick(r["oracle_id"], r["id"])
+def _example(r: Record, picker: DistractorPicker, cfg: AssemblyConfig, keep_oracle: bool) -> RaftExample:
+    picked = picker.pick(r.oracle_id, r.id)
     distractors, filler = picked[:cfg.num_distractors], picked[cfg.num_distractors]
-    shown = [picker.by_id[r["oracle_id"]] if keep_oracle else filler] + distractors
-    rng_for(cfg.seed, f"shuffle:{r['id']}").shuffle(shown)
+    shown = [picker.by_id[r.oracle_id] if keep_oracle else filler] + distractors
+    rng_for(cfg.seed, f"shuffle:{r.id}").shuffle(shown)
     if keep_oracle or cfg.absent_target == "memorize":
-        cot, target = r["cot"], r["answer"]
+        cot, target = r.cot, r.answer
     else:
         cot, target = f"{ANSWER_TAG} {ABSTAIN}", ABSTAIN
     first = picker.chunks[distractors[0] if distractors else filler]
-    rejected = r.get("rejected") or distractor_cot(
-        r["question"], r["answer"], first.text, r.get("choices"), r["id"]).cot
+    rejected = r.rejected or distractor_cot(r.question, r.answer, first.text, r.choices, r.id).cot
     chunks = [picker.chunks[i] for i in shown]
-    return {
-        "id": r["id"], "question": r["question"], "answer": r["answer"], "target_answer": target,
-        "cot_answer": cot,
-        "doc_id": r["doc_id"], "oracle_id": r["oracle_id"],
-        "context_ids": [c.id for c in chunks], "context": [c.text for c in chunks],
-        "oracle_present": keep_oracle, "distractor_ids": [picker.chunks[i].id for i in distractors],
-        "quote_status": r["status"], "rejected_cot": rejected, "choices": r.get("choices") or [],
-        "answer_index": _index_of(r["answer"], r.get("choices") or []),
-        "_titles": [c.title for c in chunks],
-    }
+    return RaftExample(
+        id=r.id, question=r.question, answer=r.answer, target_answer=target, cot_answer=cot, doc_id=r.doc_id,
+        oracle_id=r.oracle_id, context_ids=[c.id for c in chunks], context=[c.text for c in chunks],
+        titles=[c.title for c in chunks], oracle_present=keep_oracle,
+        distractor_ids=[picker.chunks[i].id for i in distractors], quote_status=r.status.value,
+        rejected_cot=rejected, choices=r.choices, answer_index=_index_of(r.answer, r.choices))
 
 
 def _index_of(answer: str, choices: list[str]) -> int | None:

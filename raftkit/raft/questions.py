@@ -10,10 +10,10 @@ import re
 
 import numpy as np
 
+from raftkit.raft.answers import SHOT_TEXT
+
 SYSTEM = ("You write questions about a text. Each question must be answerable from the text alone. "
           "Write one question per line and nothing else.")
-_EXAMPLE_TEXT = ("The Larkspur Bakery opens at 6:30 every weekday and closes at 14:00. Its rye loaf is "
-                 "baked by Mira Olsen and costs 4 euros.")
 _EXAMPLE_QUESTIONS = ["When does the Larkspur Bakery open on weekdays?", "Who bakes the rye loaf?",
                       "How much does the rye loaf cost?"]
 
@@ -25,7 +25,7 @@ def question_messages(text: str, n: int) -> list[dict]:
     """A few-shot chat asking for `n` questions about `text`."""
     shots = _EXAMPLE_QUESTIONS[:min(n, len(_EXAMPLE_QUESTIONS))]
     return [{"role": "system", "content": SYSTEM},
-            {"role": "user", "content": f"Text: {_EXAMPLE_TEXT}\nWrite {len(shots)} questions."},
+            {"role": "user", "content": f"Text: {SHOT_TEXT}\nWrite {len(shots)} questions."},
             {"role": "assistant", "content": "\n".join(shots)},
             {"role": "user", "content": f"Text: {text}\nWrite {n} questions."}]
 

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 from raftkit.config import ChunkingConfig
 from raftkit.retrieval.loaders import Document
+from raftkit.ui import progress
 
 
 @dataclass
@@ -43,7 +44,7 @@ def chunk_documents(docs: list[Document], cfg: ChunkingConfig, splitter=None) ->
     """Chunks of every document, in document order, with ids, titles, dates and offsets."""
     splitter = splitter or make_splitter(cfg)
     chunks = []
-    for doc in docs:
+    for doc in progress(docs, total=len(docs), desc="chunking", unit="doc"):
         pieces = splitter.create_documents([doc.text])
         for n, piece in enumerate(pieces):
             start = piece.metadata.get("start_index", -1)

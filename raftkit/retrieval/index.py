@@ -1,35 +1,36 @@
 """A FAISS index of chunk embeddings, persisted under indexes/NAME/ and updated in place.
 
-Folder layout (written whole through a staged folder, so a failed run leaves the old index intact):
+Folder layout (written whole through a staged folder and a crash-safe swap, see raftkit/outputs.py):
   manifest.json   embedder, dimension, chunker and index settings, per-document hashes, counts, times
   config.yaml     the resolved config the index was built with
   chunks.jsonl    one chunk per line, in vector order
   vectors.npy     the normalised embeddings, so an update re-embeds only changed documents
   index.faiss     the search structure (Flat, HNSW or IVF-PQ), rebuilt from vectors.npy on update
+
+The whole lifecycle lives here: build, update, load, `ensure_index` (reuse, update or build the index
+of a folder) and `FaissIndex.without` (a copy lacking some documents: their evidence is absent).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from raftkit import __version__, atomic, config
+from raftkit import __version__, config, files, outputs
 from raftkit.config import IndexConfig, RaftkitConfig
 from raftkit.errors import RaftkitError
+from raftkit.provenance import now
 from raftkit.retrieval.chunking import Chunk, chunk_documents
 from raftkit.retrieval.embedding import Embedder
 from raftkit.retrieval.loaders import Document, load_documents
 from raftkit.ui import say
 
 MANIFEST, CONFIG, CHUNKS, VECTORS, FAISS = "manifest.json", "config.yaml", "chunks.jsonl", "vectors.npy", "index.faiss"
-_NAME = re.compile(r"^[\w.-]+$")
 
 
 @dataclass
@@ -51,13 +52,11 @@ class UpdateStats:
 
 
 def index_path(name: str, indexes_dir: str | Path = "indexes") -> Path:
-    """The folder of index `name`: a path to an index folder, or a name under `indexes_dir`."""
+    """Where index `name` lives: a plain name under `indexes_dir`, or (to read) the path of an index folder."""
     path = Path(name)
-    if (path / MANIFEST).is_file() or "/" in name:
+    if (path / MANIFEST).is_file() and ("/" in name or not Path(indexes_dir, name).exists()):
         return path
-    if not _NAME.match(name):
-        raise RaftkitError(f"index name '{name}' may hold only letters, digits, '.', '_' and '-'")
-    return Path(indexes_dir) / name
+    return Path(indexes_dir) / outputs.plain_name(name, "index name")
 
 
 def available(indexes_dir: str | Path = "indexes") -> list[str]:
@@ -75,9 +74,7 @@ def make_faiss(vectors: np.ndarray, cfg: IndexConfig):
     import faiss
 
     n, d = vectors.shape
-    kind = cfg.kind
-    if kind == "ivfpq" and n < 1000:
-        kind = "flat"
+    kind = "flat" if cfg.kind == "ivfpq" and n < 1000 else cfg.kind
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(d, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = max(40, cfg.hnsw_m * 2)
@@ -86,8 +83,7 @@ def make_faiss(vectors: np.ndarray, cfg: IndexConfig):
         if d % cfg.pq_m:
             raise RaftkitError(f"retrieval.index.pq_m ({cfg.pq_m}) must divide the embedding dimension ({d})")
         nlist = cfg.ivf_nlist or max(1, min(int(4 * math.sqrt(n)), n // 39))
-        quantizer = faiss.IndexFlatIP(d)
-        index = faiss.IndexIVFPQ(quantizer, d, nlist, cfg.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, nlist, cfg.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
         index.train(vectors)
         index.nprobe = min(cfg.ivf_nprobe, nlist)
     else:
@@ -112,11 +108,15 @@ class FaissIndex:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = Embedder(self.cfg.retrieval.embedding)
+            from raftkit.models import runtime
+
+            self._embedder = Embedder(self.cfg.retrieval.embedding, runtime(self.cfg.runtime))
         return self._embedder
 
     def search(self, queries: list[str], k: int = 5) -> list[list[Hit]]:
         """The top-k chunks for each query, best first, with inner-product (cosine) scores."""
+        if k < 1:
+            raise RaftkitError(f"-k (chunks to return) must be at least 1, got {k}")
         return self.search_vectors(self.embedder.encode(queries), k)
 
     def search_vectors(self, q: np.ndarray, k: int = 5) -> list[list[Hit]]:
@@ -126,23 +126,27 @@ class FaissIndex:
         return [[Hit(r + 1, float(s), self.chunks[i]) for r, (s, i) in enumerate(zip(row_s, row_i)) if i >= 0]
                 for row_s, row_i in zip(scores, ids)]
 
-    def save(self, path: Path | None = None) -> Path:
-        """Write the whole index folder atomically (staged folder, then rename)."""
+    def without(self, doc_ids: set[str]) -> FaissIndex:
+        """An in-memory copy lacking the chunks of `doc_ids` (their evidence is absent); never saved."""
+        keep = [i for i, c in enumerate(self.chunks) if c.doc_id not in doc_ids]
+        if not keep:
+            raise RaftkitError(f"index '{self.name}': holding out {len(doc_ids)} documents leaves nothing to search")
+        vectors = np.ascontiguousarray(self.vectors[keep])
+        index, _ = make_faiss(vectors, self.cfg.retrieval.index)
+        return FaissIndex(self.path, self.manifest, self.cfg, [self.chunks[i] for i in keep], vectors, index,
+                          self.embedder)
+
+    def save(self) -> Path:
+        """Write the whole index folder through a staged folder and a crash-safe swap (hold its lock)."""
         import faiss
 
-        path = path or self.path
-        with atomic.staged_dir(path) as tmp:
+        with outputs.staged(self.path, "index") as tmp:
             faiss.write_index(self.index, str(tmp / FAISS))
             np.save(tmp / VECTORS, self.vectors)
-            atomic.write_jsonl(tmp / CHUNKS, [c.to_dict() for c in self.chunks])
+            files.write_jsonl(tmp / CHUNKS, [c.to_dict() for c in self.chunks])
             config.save_resolved(self.cfg, tmp, CONFIG)
-            atomic.write_json(tmp / MANIFEST, self.manifest)
-        self.path = path
-        return path
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+            files.write_json(tmp / MANIFEST, self.manifest)
+        return self.path
 
 
 def _manifest(name: str, cfg: RaftkitConfig, docs: list[Document], chunks: list[Chunk], dim: int,
@@ -152,10 +156,7 @@ def _manifest(name: str, cfg: RaftkitConfig, docs: list[Document], chunks: list[
         per_doc[c.doc_id] = per_doc.get(c.doc_id, 0) + 1
     r = cfg.retrieval
     return {
-        "name": name,
-        "raftkit_version": __version__,
-        "created": created or _now(),
-        "updated": _now(),
+        "name": name, "raftkit_version": __version__, "created": created or now(), "updated": now(),
         "source": source,
         "embedder": {"model": r.embedding.model, "dimension": dim},
         "chunking": config.to_dict(r.chunking),
@@ -166,57 +167,75 @@ def _manifest(name: str, cfg: RaftkitConfig, docs: list[Document], chunks: list[
     }
 
 
-def _load_docs(docs_path: str | Path) -> list[Document]:
-    result = load_documents(docs_path)
+def _load_docs(docs_path: str | Path, cfg: RaftkitConfig) -> list[Document]:
+    result = load_documents(docs_path, cfg.retrieval.limits)
     for path, reason in result.skipped:
         say(f"skipped {path}: {reason}")
     return result.documents
 
 
 def build_index(docs_path: str | Path, name: str, cfg: RaftkitConfig, overwrite: bool = False) -> FaissIndex:
-    """Load, chunk and embed every document under `docs_path` into index `name`.
+    """Load, chunk and embed every document under `docs_path` into index `name` (under retrieval.indexes_dir).
 
-    Raises RaftkitError if the index exists (without `overwrite`) or the documents are unusable.
+    Raises RaftkitError if the index exists (without `overwrite`), if the folder there is not an index,
+    if another process holds it, or if the documents are unusable. The old index stays until the new one is whole.
     """
-    path = index_path(name, cfg.retrieval.indexes_dir)
-    if path.exists() and not overwrite:
-        raise RaftkitError(f"index '{name}' already exists at {path}; use --overwrite to rebuild it "
-                           f"or `raftkit index update` to refresh it")
-    docs = _load_docs(docs_path)
+    path = Path(cfg.retrieval.indexes_dir) / outputs.plain_name(name, "index name")
+    with outputs.lock(path, f"index '{name}'"):
+        if path.exists() and not overwrite:
+            raise RaftkitError(f"index '{name}' already exists at {path}; use --overwrite to rebuild it "
+                               f"or `raftkit index update` to refresh it")
+        outputs.check_replaceable(path, "index", "index folder")
+        return _build_locked(docs_path, path, cfg)
+
+
+def _build_locked(docs_path: str | Path, path: Path, cfg: RaftkitConfig) -> FaissIndex:
+    docs = _load_docs(docs_path, cfg)
     chunks = chunk_documents(docs, cfg.retrieval.chunking)
     say(f"embedding {len(chunks)} chunks of {len(docs)} documents with {cfg.retrieval.embedding.model}")
-    embedder = Embedder(cfg.retrieval.embedding)
-    vectors = embedder.encode([c.embedding_text for c in chunks], progress=True)
-    index, kind = make_faiss(vectors, cfg.retrieval.index)
-    manifest = _manifest(path.name, cfg, docs, chunks, embedder.dimension, kind, str(docs_path))
-    built = FaissIndex(path, manifest, cfg, chunks, vectors, index, embedder)
+    built = FaissIndex(path, {}, cfg, chunks, np.zeros((0, 0), np.float32), None)
+    built.vectors = built.embedder.encode([c.embedding_text for c in chunks], progress=True)
+    built.index, kind = make_faiss(built.vectors, cfg.retrieval.index)
+    built.manifest = _manifest(path.name, cfg, docs, chunks, built.embedder.dimension, kind, str(docs_path))
     built.save()
     return built
 
 
+def _legacy(data: dict) -> dict:
+    """An index config written before `runtime` existed: its per-section devices are dropped."""
+    data = json.loads(json.dumps(data))
+    data.get("retrieval", {}).get("embedding", {}).pop("device", None)
+    data.get("generation", {}).pop("device", None)
+    return data
+
+
 def load_index(name: str, indexes_dir: str | Path = "indexes", overrides: list[str] | None = None) -> FaissIndex:
-    """Open index `name`; its own config is the default, `overrides` may change search settings only.
+    """Open index `name`; its own config is the default, `overrides` may change search and runtime settings.
 
     Raises RaftkitError when it is missing or corrupt, or when an override asks for another embedder
-    or chunker than the index was built with.
+    or chunker than the index was built with. A swap a crash interrupted is finished first.
     """
+    path = index_path(name, indexes_dir)
+    with outputs.try_lock(path):
+        return _read_index(path, name, indexes_dir, overrides)
+
+
+def _read_index(path: Path, name: str, indexes_dir, overrides) -> FaissIndex:
     import faiss
 
-    path = index_path(name, indexes_dir)
     if not path.is_dir():
         names = available(indexes_dir)
         hint = f" (available: {', '.join(names)})" if names else "; build it with `raftkit index build DOCS --name NAME`"
         raise RaftkitError(f"index '{name}' not found at {path}{hint}")
-    corrupt = f"index '{name}' at {path} is corrupt"
-    fix = "rebuild it with `raftkit index build DOCS --name NAME --overwrite`"
+    corrupt, fix = f"index '{name}' at {path} is corrupt", "rebuild it with `raftkit index build DOCS --name NAME --overwrite`"
     for fname in (MANIFEST, CONFIG, CHUNKS, VECTORS, FAISS):
         if not (path / fname).is_file():
             raise RaftkitError(f"{corrupt}: {fname} is missing; {fix}")
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-        cfg = config.load(RaftkitConfig, data=config.read_yaml(path / CONFIG), overrides=overrides)
+        cfg = config.load(RaftkitConfig, data=_legacy(config.read_yaml(path / CONFIG)), overrides=overrides)
         _check_same_settings(manifest, cfg, name)
-        chunks = [Chunk(**row) for row in atomic.read_jsonl(path / CHUNKS)]
+        chunks = [Chunk(**row) for row in files.read_jsonl(path / CHUNKS)]
         vectors = np.load(path / VECTORS)
         index = faiss.read_index(str(path / FAISS))
     except RaftkitError:
@@ -247,10 +266,15 @@ def update_index(docs_path: str | Path, name: str, indexes_dir: str | Path = "in
     """Bring index `name` in line with `docs_path`, re-embedding only added or changed documents.
 
     Documents are compared by content hash; deleted documents lose their chunks. The FAISS structure
-    is rebuilt from the stored vectors, which costs far less than embedding.
+    is rebuilt from the stored vectors, which costs far less than embedding. Holds the index's lock.
     """
-    old = load_index(name, indexes_dir, overrides)
-    docs = _load_docs(docs_path)
+    path = Path(indexes_dir) / outputs.plain_name(name, "index name")
+    with outputs.lock(path, f"index '{name}'"):
+        old = _read_index(path, name, indexes_dir, overrides)
+        return _updated(old, _load_docs(docs_path, old.cfg), str(docs_path))
+
+
+def _updated(old: FaissIndex, docs: list[Document], source: str) -> tuple[FaissIndex, UpdateStats]:
     known = old.manifest["documents"]
     fresh = [d for d in docs if known.get(d.id, {}).get("hash") != d.hash]
     keep_ids = {d.id for d in docs} - {d.id for d in fresh}
@@ -258,23 +282,49 @@ def update_index(docs_path: str | Path, name: str, indexes_dir: str | Path = "in
     t0 = time.perf_counter()
     new_vectors = old.embedder.encode([c.embedding_text for c in new_chunks], progress=bool(new_chunks))
     embed_seconds = time.perf_counter() - t0
-    kept = [i for i, c in enumerate(old.chunks) if c.doc_id in keep_ids]
     # Chunks follow the documents' order in the folder, so an updated index matches a fresh build.
     by_doc: dict[str, list[tuple[Chunk, np.ndarray]]] = {}
-    for i in kept:
-        by_doc.setdefault(old.chunks[i].doc_id, []).append((old.chunks[i], old.vectors[i]))
+    for c, v in zip(old.chunks, old.vectors):
+        if c.doc_id in keep_ids:
+            by_doc.setdefault(c.doc_id, []).append((c, v))
     for c, v in zip(new_chunks, new_vectors):
         by_doc.setdefault(c.doc_id, []).append((c, v))
     pairs = [p for d in docs for p in by_doc.get(d.id, [])]
-    chunks = [c for c, _ in pairs]
-    dim = old.vectors.shape[1]
+    chunks, dim = [c for c, _ in pairs], old.vectors.shape[1]
     vectors = np.stack([v for _, v in pairs]).astype(np.float32) if pairs else np.zeros((0, dim), np.float32)
     index, kind = make_faiss(vectors, old.cfg.retrieval.index)
-    manifest = _manifest(old.name, old.cfg, docs, chunks, dim, kind, str(docs_path), old.manifest["created"])
-    updated = FaissIndex(old.path, manifest, old.cfg, chunks, vectors, index, old._embedder)
+    manifest = _manifest(old.name, old.cfg, docs, chunks, dim, kind, source, old.manifest["created"])
+    updated = FaissIndex(old.path, manifest, old.cfg, chunks, vectors, index, old.embedder)
     updated.save()
     stats = UpdateStats(
         added=sum(d.id not in known for d in fresh), changed=sum(d.id in known for d in fresh),
         deleted=len(set(known) - {d.id for d in docs}), unchanged=len(keep_ids),
         chunks_embedded=len(new_chunks), chunks_total=len(chunks), embed_seconds=embed_seconds)
     return updated, stats
+
+
+def ensure_index(docs: str | Path, name: str, cfg: RaftkitConfig,
+                 documents: list[Document] | None = None) -> tuple[FaissIndex, str]:
+    """The index `name` of folder `docs`: reused when it holds exactly its documents, updated when that
+    folder changed, built when missing. Returns (index, 'reused' | 'updated' | 'built').
+
+    An index of another folder, or with another embedder or chunking, is never touched: RaftkitError.
+    """
+    path = Path(cfg.retrieval.indexes_dir) / outputs.plain_name(name, "index name")
+    with outputs.lock(path, f"index '{name}'"):
+        if not (path / MANIFEST).is_file():
+            say(f"building index '{name}' of {docs}")
+            return _build_locked(docs, path, cfg), "built"
+        index = _read_index(path, name, cfg.retrieval.indexes_dir, None)
+        r, ir = cfg.retrieval, index.cfg.retrieval
+        if (r.embedding.model, config.to_dict(r.chunking)) != (ir.embedding.model, config.to_dict(ir.chunking)):
+            raise RaftkitError(f"index '{name}' at {index.path} was built with another embedder or chunking than "
+                               f"this config; set index_name to build a separate one")
+        documents = documents if documents is not None else _load_docs(docs, cfg)
+        if {k: v["hash"] for k, v in index.manifest["documents"].items()} == {d.id: d.hash for d in documents}:
+            return index, "reused"
+        if Path(index.manifest.get("source", "")).resolve() != Path(docs).resolve():
+            raise RaftkitError(f"index '{name}' at {index.path} holds other documents "
+                               f"({index.manifest.get('source')}); set index_name to build one for {docs}")
+        say(f"updating index '{name}': the documents changed")
+        return _updated(index, documents, str(docs))[0], "updated"

@@ -1,18 +1,21 @@
 """Load a folder of documents (.txt .md .html .pdf, and .jsonl corpora) into Documents.
 
-A file that cannot be read is reported and skipped; it never stops the run.
+A file that cannot be read, a .jsonl line that is not a document and a document over the size limit
+are reported (with the line number) and skipped; they never stop the run, and when nothing is left
+the error says why each file was dropped.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
+from raftkit.config import LimitsConfig
 from raftkit.errors import RaftkitError
+from raftkit.files import scan_jsonl
 
 SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf", ".jsonl")
 
@@ -79,10 +82,10 @@ def _markdown_title(text: str, fallback: str) -> str:
     return m.group(1).strip() if m else fallback
 
 
-def _read_file(path: Path, doc_id: str) -> list[Document]:
+def _read_file(path: Path, doc_id: str, skipped: list) -> list[Document]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        return _read_jsonl(path, doc_id)
+        return _read_jsonl(path, doc_id, skipped)
     if suffix == ".pdf":
         from pypdf import PdfReader
 
@@ -99,56 +102,77 @@ def _read_file(path: Path, doc_id: str) -> list[Document]:
     return [Document(doc_id, _markdown_title(text, path.stem), text, source=str(path))]
 
 
-def _read_jsonl(path: Path, doc_id: str) -> list[Document]:
+def _read_jsonl(path: Path, doc_id: str, skipped: list) -> list[Document]:
+    """One Document per line with a `text` field; other lines are reported as skipped, by line number."""
+    lines = scan_jsonl(path)
+    skipped += [(f"{path}:{n}", why) for n, why in lines.bad]
     docs = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                text = row["text"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"line {n}: {'no text field' if isinstance(e, KeyError) else 'not valid JSON'}") from None
-            docs.append(Document(
-                id=str(row.get("id") or f"{doc_id}:{n}"),
-                title=str(row.get("title") or ""),
-                text=str(text),
-                date=row.get("date"),
-                source=f"{path}:{n}",
-            ))
+    for n, row in lines.rows:
+        if not isinstance(row.get("text"), str):
+            skipped.append((f"{path}:{n}", "no text field"))
+            continue
+        docs.append(Document(id=str(row.get("id") or f"{doc_id}:{n}"), title=str(row.get("title") or ""),
+                             text=row["text"], date=row.get("date"), source=f"{path}:{n}"))
     return docs
 
 
-def load_documents(root: str | Path) -> LoadResult:
+def _files(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+def _too_big(size_bytes: int, limits: LimitsConfig) -> str:
+    mb = size_bytes / 1e6
+    if mb <= limits.max_document_mb:
+        return ""
+    return (f"{mb:.1f} MB is over retrieval.limits.max_document_mb ({limits.max_document_mb:g}); "
+            f"raise it to index this document")
+
+
+def _keep(doc: Document, seen: set[str], limits: LimitsConfig) -> str:
+    """Why `doc` is skipped ('' to keep it)."""
+    if not doc.text.strip():
+        return "no text"
+    if doc.id in seen:
+        return f"duplicate document id '{doc.id}'"
+    return _too_big(len(doc.text.encode("utf-8")), limits)
+
+
+def load_documents(root: str | Path, limits: LimitsConfig | None = None) -> LoadResult:
     """Every readable document under `root` (a folder, searched recursively, or one file).
 
-    Raises RaftkitError when `root` is missing or holds no readable document.
+    Raises RaftkitError when `root` is missing or holds no readable document (naming why each was skipped).
     """
-    root = Path(root)
+    root, limits = Path(root), limits or LimitsConfig()
     if not root.exists():
         raise RaftkitError(f"documents folder not found: {root}")
-    files = [root] if root.is_file() else sorted(
-        p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    files = _files(root)
     result = LoadResult([])
     seen: set[str] = set()
     for path in files:
         doc_id = path.name if root.is_file() else path.relative_to(root).as_posix()
+        big = _too_big(path.stat().st_size, limits) if path.suffix.lower() not in (".jsonl", ".pdf") else ""
+        if big:
+            result.skipped.append((str(path), big))
+            continue
         try:
-            docs = _read_file(path, doc_id)
+            docs = _read_file(path, doc_id, result.skipped)
         except Exception as e:  # a bad file is reported and skipped, never fatal
             result.skipped.append((str(path), f"{type(e).__name__}: {e}".splitlines()[0][:200]))
             continue
         for doc in docs:
-            if not doc.text.strip():
-                result.skipped.append((doc.source, "no text"))
-            elif doc.id in seen:
-                result.skipped.append((doc.source, f"duplicate document id '{doc.id}'"))
+            why = _keep(doc, seen, limits)
+            if why:
+                result.skipped.append((doc.source, why))
             else:
                 seen.add(doc.id)
                 result.documents.append(doc)
     if not result.documents:
-        what = "readable documents" if files else f"documents ({' '.join(SUFFIXES)})"
-        raise RaftkitError(f"no {what} found in {root}")
+        if not files:
+            raise RaftkitError(f"no documents ({' '.join(SUFFIXES)}) found in {root}")
+        reasons = "; ".join(f"{p}: {why}" for p, why in result.skipped[:5])
+        more = f" (and {len(result.skipped) - 5} more)" if len(result.skipped) > 5 else ""
+        raise RaftkitError(f"no readable documents found in {root}: {reasons}{more}")
     return result

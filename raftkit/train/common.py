@@ -1,5 +1,5 @@
 """What every stage shares: the dataset (opened and checked before any model), the model (full, LoRA
-or 4-bit QLoRA from the same code path), TRL arguments for CPU or CUDA, and the run folder record."""
+or 4-bit QLoRA from the same code path), TRL arguments for the runtime, and the run folder record."""
 
 from __future__ import annotations
 
@@ -8,81 +8,117 @@ import os
 import resource
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from raftkit import atomic, models
+from raftkit import files, hub, models, outputs
 from raftkit.errors import RaftkitError
-from raftkit.train.config import TrainConfig
 
-# The columns each stage reads; alternatives in order of preference.
-STAGE_COLUMNS = {
-    "sft": [("prompt", "completion"), ("messages",)],
-    "dpo": [("prompt", "chosen", "rejected")],
-    "reward": [("prompt", "chosen", "rejected")],
-    "rlhf": [("prompt",)],
-}
-RLHF_EXTRA = ("answer", "target_answer", "context")  # used by the rule rewards when present
+if TYPE_CHECKING:
+    from raftkit.train.config import TrainConfig
+
+
+def runtime_of(cfg: TrainConfig) -> models.Runtime:
+    return models.runtime(cfg.runtime)
 
 
 # ----------------------------------------------------------------------------- data
-def _open(path: str, split_files: dict | None = None):
-    """A DatasetDict from a build-dataset folder, a save_to_disk folder, .jsonl files or an HF id."""
+def _json_file(path: str) -> bool:
+    """Whether `path` is a .jsonl/.json file (read as one train split)."""
+    return path.endswith((".jsonl", ".json")) and Path(path).is_file()
+
+
+def _open(path: str, what: str):
+    """A DatasetDict from a build-dataset folder, a save_to_disk folder, a .jsonl file or a Hub id."""
     import datasets
 
     datasets.disable_progress_bars()
     p = Path(path).expanduser()
-    if split_files:
-        return datasets.load_dataset("json", data_files=split_files)
+    if _json_file(path):
+        return datasets.DatasetDict({"train": _read_json_split(path, what)})
     if p.is_dir():
         target = p / "dataset" if (p / "dataset").is_dir() else p
         try:
             ds = datasets.load_from_disk(str(target))
         except FileNotFoundError:
-            raise RaftkitError(f"data.path {path}: not a build-dataset or save_to_disk folder") from None
+            raise RaftkitError(f"{what} {path}: not a build-dataset or save_to_disk folder") from None
         return ds if isinstance(ds, datasets.DatasetDict) else datasets.DatasetDict({"train": ds})
-    if p.suffix in (".jsonl", ".json"):
-        raise RaftkitError(f"data.path {path}: file not found")
+    if hub.explicit_id(path) or hub.looks_like_id(path):
+        return _hub_dataset(path, what)
+    raise RaftkitError(f"{what} {path}: not found (a build-dataset folder, a .jsonl file, or hf://org/name "
+                       f"for a Hub dataset)")
+
+
+def _hub_dataset(path: str, what: str):
+    import datasets
+
+    local = hub.snapshot(path, kind="dataset", what=what)  # the HF cache, or a download for hf://
     try:
-        return datasets.load_dataset(path)
+        return datasets.load_dataset(local)
     except Exception as e:
-        raise RaftkitError(f"data.path {path}: not a local dataset and not loadable from the Hub "
-                           f"({type(e).__name__})") from None
+        raise RaftkitError(f"{what} {path}: cannot be read as a dataset ({type(e).__name__})") from None
+
+
+def _read_json_split(path: str, what: str):
+    """One .jsonl file as a Dataset; a file that datasets cannot read is one clear error."""
+    import datasets
+
+    try:
+        return datasets.load_dataset("json", data_files=path, split="train")
+    except Exception as e:
+        cause = str(e.__cause__ or e).splitlines()[0][:160]
+        raise RaftkitError(f"{what} {path}: cannot be read as JSON lines ({cause})") from None
+
+
+def pick_columns(stage: str, have: list[str], where: str) -> list[str]:
+    """The first column set of `stage` that `have` covers; else RaftkitError naming what is missing."""
+    from raftkit.train.stages import registry
+
+    s = registry()[stage]
+    for option in s.columns:
+        if all(c in have for c in option):
+            return list(option) + [c for c in s.extra_columns if c in have]
+    wanted = " or ".join("+".join(o) for o in s.columns)
+    missing = [c for c in s.columns[0] if c not in have]
+    hint = f" ({s.column_hint})" if s.column_hint else ""
+    raise RaftkitError(f"dataset {where} lacks column(s) {', '.join(missing)} needed by stage '{stage}'{hint}: "
+                       f"it needs {wanted}; it has {', '.join(have) or 'none'}")
 
 
 def load_data(cfg: TrainConfig):
     """(train, eval or None) datasets holding only the columns `cfg.stage` needs; raises RaftkitError naming missing ones."""
     d = cfg.data
-    files = _json_file(d.path)
-    if files and d.eval_path:
-        if not Path(d.eval_path).is_file():
-            raise RaftkitError(f"data.eval_path {d.eval_path}: file not found")
-        files["eval"] = d.eval_path
-    ds = _open(d.path, files)
-    train_split = "train" if files else d.train_split
-    if train_split not in ds:
-        raise RaftkitError(f"data.path {d.path}: no split '{train_split}' (has: {', '.join(ds)})")
-    train = ds[train_split]
-    eval_split = "eval" if files else d.eval_split
-    evals = ds[eval_split] if eval_split in ds else None
+    ds = _open(d.path, "data.path")
+    split = "train" if _json_file(d.path) else d.train_split
+    if split not in ds:
+        raise RaftkitError(f"data.path {d.path}: no split '{split}' (has: {', '.join(ds)})")
+    train = ds[split]
     columns = pick_columns(cfg.stage, train.column_names, d.path)
-    if cfg.stage == "rlhf":
-        columns += [c for c in RLHF_EXTRA if c in train.column_names]
+    evals = _eval_split(cfg, ds, columns)
     if d.max_samples:
         train = train.select(range(min(d.max_samples, len(train))))
         evals = evals.select(range(min(d.max_samples, len(evals)))) if evals is not None else None
     if len(train) == 0:
-        raise RaftkitError(f"data.path {d.path}: the '{train_split}' split is empty")
+        raise RaftkitError(f"data.path {d.path}: the '{split}' split is empty")
     train = train.select_columns(columns)
-    if d.mix:
-        train = _mixed(train, d.mix, columns)
-    if evals is not None:
+    return (_mixed(train, d.mix, columns) if d.mix else train), evals
+
+
+def _eval_split(cfg: TrainConfig, ds, columns: list[str]):
+    """The eval split (data.eval_path, else the dataset's eval split) with the train columns, else None."""
+    d = cfg.data
+    if d.eval_path:
+        if not Path(d.eval_path).is_file():
+            raise RaftkitError(f"data.eval_path {d.eval_path}: file not found")
+        evals = _read_json_split(d.eval_path, "data.eval_path")
         missing = [c for c in columns if c not in evals.column_names]
-        evals = None if missing or len(evals) == 0 else evals.select_columns(columns)
-    return train, evals
-
-
-def _json_file(path: str) -> dict | None:
-    """{"train": path} when `path` is a .jsonl/.json file (read as one train split), else None."""
-    return {"train": path} if path.endswith((".jsonl", ".json")) and Path(path).is_file() else None
+        if missing:
+            raise RaftkitError(f"data.eval_path {d.eval_path}: missing column(s) {', '.join(missing)} that "
+                               f"data.path has")
+    else:
+        evals = ds.get(d.eval_split) if not _json_file(d.path) else None
+        if evals is None or any(c not in evals.column_names for c in columns):
+            return None
+    return evals.select_columns(columns) if len(evals) else None
 
 
 def _mixed(train, paths: list[str], columns: list[str]):
@@ -91,7 +127,7 @@ def _mixed(train, paths: list[str], columns: list[str]):
 
     parts = [train]
     for path in paths:
-        ds = _open(path, _json_file(path))
+        ds = _open(path, "data.mix")
         if "train" not in ds:
             raise RaftkitError(f"data.mix {path}: no split 'train' (has: {', '.join(ds)})")
         missing = [c for c in columns if c not in ds["train"].column_names]
@@ -101,89 +137,62 @@ def _mixed(train, paths: list[str], columns: list[str]):
     return concatenate_datasets(parts)
 
 
-def pick_columns(stage: str, have: list[str], where: str) -> list[str]:
-    """The first column set of `stage` that `have` covers; else RaftkitError naming what is missing."""
-    for option in STAGE_COLUMNS[stage]:
-        if all(c in have for c in option):
-            return list(option)
-    wanted = " or ".join("+".join(o) for o in STAGE_COLUMNS[stage])
-    missing = [c for c in STAGE_COLUMNS[stage][0] if c not in have]
-    hint = " (reward and dpo need preference pairs)" if stage in ("dpo", "reward") else ""
-    raise RaftkitError(f"dataset {where} lacks column(s) {', '.join(missing)} needed by stage '{stage}'{hint}: "
-                       f"it needs {wanted}; it has {', '.join(have) or 'none'}")
-
-
 # ----------------------------------------------------------------------------- model
-def on_cuda(cfg: TrainConfig) -> bool:
-    return models.device(cfg.device) == "cuda"
-
-
-def base_and_adapter(name: str) -> tuple[str, str | None]:
-    """(user-facing base model name, adapter folder or None) for a model name or a previous LoRA run."""
-    path = Path(models.resolve_generator(name))
-    cfg_file = path / "adapter_config.json"
-    if cfg_file.is_file():
-        return json.loads(cfg_file.read_text())["base_model_name_or_path"], str(path)
-    return name, None
-
-
 def load_model(cfg: TrainConfig, head: str = "causal"):
     """(model, tokenizer, base name): the model ready for the trainer (PEFT-wrapped for lora/qlora).
 
     A previous LoRA run as `model` is continued (its adapter trained further) for lora/qlora and
     merged first for full. `head` is 'causal' or 'score' (a 1-label sequence-classification head).
+    On CUDA the weights load in the runtime dtype; on a CPU they stay float32 (the master weights of
+    bf16 autocast, measured faster there than a bf16 base with float32 adapters).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, BitsAndBytesConfig
 
-    base, adapter = base_and_adapter(cfg.model)
-    tok = models.load_tokenizer(base)
-    tok.padding_side = "right"  # training pads on the right; generation (GRPO) sets its own
-    cuda = on_cuda(cfg)
-    dtype = torch.bfloat16 if cuda else torch.float32
-    kwargs = {"dtype": dtype}
+    ref = models.resolve(cfg.model)
+    tok = models.load_tokenizer(ref.base, padding_side="right")  # generation (GRPO) sets its own
+    rt = runtime_of(cfg)
+    dtype = rt.torch_dtype if rt.cuda else torch.float32
+    kwargs = {}
     if cfg.quantized:
-        compute = {"auto": dtype, "bfloat16": torch.bfloat16, "float32": torch.float32}[cfg.quant.compute_dtype]
+        compute = rt.torch_dtype if cfg.quant.compute_dtype == "auto" else getattr(torch, cfg.quant.compute_dtype)
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type=cfg.quant.quant_type,
             bnb_4bit_use_double_quant=cfg.quant.double_quant, bnb_4bit_compute_dtype=compute)
         # one whole copy per rank: each accelerate rank sits on its LOCAL_RANK GPU
-        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0")) if cuda else "cpu"}
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0")) if rt.cuda else "cpu"}
     cls = AutoModelForCausalLM if head == "causal" else AutoModelForSequenceClassification
     if head == "score":
         kwargs.update(num_labels=1, pad_token_id=tok.pad_token_id)
-    model = cls.from_pretrained(models.resolve_generator(base), **kwargs)
+    model = models.load_pretrained(ref, cls, dtype, merge=cfg.method == "full", **kwargs)
     model.config.pad_token_id = tok.pad_token_id
     if cfg.method == "full":
-        if adapter:
-            from peft import PeftModel
+        return model, tok, ref.base
+    return _with_adapter(cfg, model, ref, head), tok, ref.base
 
-            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-        return model, tok, base
+
+def _with_adapter(cfg: TrainConfig, model, ref: models.ModelRef, head: str):
     from peft import LoraConfig, PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
 
     if cfg.quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.optim.gradient_checkpointing)
-    if adapter:
-        model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
-    else:
-        targets = cfg.lora.target_modules
-        lcfg = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                          target_modules=targets[0] if targets == ["all-linear"] else targets,
-                          task_type=TaskType.CAUSAL_LM if head == "causal" else TaskType.SEQ_CLS)
-        model = get_peft_model(model, lcfg)
-    return model, tok, base
+    if ref.adapter:
+        return PeftModel.from_pretrained(model, ref.adapter, is_trainable=True)
+    targets = cfg.lora.target_modules
+    lcfg = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=targets[0] if targets == ["all-linear"] else targets,
+                      task_type=TaskType.CAUSAL_LM if head == "causal" else TaskType.SEQ_CLS)
+    return get_peft_model(model, lcfg)
 
 
 # ----------------------------------------------------------------------------- trainer arguments
 def trainer_args(cfg: TrainConfig, config_cls, has_eval: bool, **extra):
-    """A TRL `config_cls` (SFTConfig, DPOConfig ...) from the recipe: fp32 + use_cpu on CPU, bf16 on CUDA."""
-    o = cfg.optim
-    cuda = on_cuda(cfg)
+    """A TRL `config_cls` (SFTConfig, DPOConfig ...) from the recipe; mixed precision from the runtime."""
+    o, rt = cfg.optim, runtime_of(cfg)
     eval_strategy = "steps" if has_eval and o.eval_steps else ("epoch" if has_eval else "no")
     args = dict(
         output_dir=cfg.output_dir, seed=cfg.seed, data_seed=cfg.seed,
-        use_cpu=not cuda, bf16=cuda, fp16=False,
+        use_cpu=not rt.cuda, bf16=rt.dtype == "bfloat16", fp16=rt.dtype == "float16",
         learning_rate=o.lr, num_train_epochs=o.epochs, max_steps=o.max_steps or -1,
         per_device_train_batch_size=o.batch_size, per_device_eval_batch_size=o.batch_size,
         gradient_accumulation_steps=o.grad_accum, warmup_steps=o.warmup, lr_scheduler_type=o.scheduler,
@@ -195,7 +204,7 @@ def trainer_args(cfg: TrainConfig, config_cls, has_eval: bool, **extra):
         dataloader_num_workers=o.dataloader_workers, report_to="none",
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=os.environ.get("RAFTKIT_QUIET") == "1",
-        optim="paged_adamw_8bit" if cfg.quantized and cuda else "adamw_torch")
+        optim="paged_adamw_8bit" if cfg.quantized and rt.cuda else "adamw_torch")
     return config_cls(**{**args, **extra})
 
 
@@ -206,7 +215,7 @@ def recorder():
     class MetricsRecorder(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero:
-                atomic.write_jsonl(Path(args.output_dir) / "metrics.jsonl", state.log_history)
+                files.write_jsonl(Path(args.output_dir) / "metrics.jsonl", state.log_history)
 
     return MetricsRecorder()
 
@@ -259,9 +268,8 @@ def plot_loss(history: list[dict], out: Path) -> None:
 
 def run_training(trainer, cfg: TrainConfig, tok, base: str, resume: bool, examples: int = 0) -> dict:
     """Train, then write RUN/model, metrics.jsonl, loss.png and run.json; returns the run.json summary."""
-    run = Path(cfg.output_dir)
-    cuda = on_cuda(cfg)
-    if cuda:
+    run, rt = Path(cfg.output_dir), runtime_of(cfg)
+    if rt.cuda:
         import torch
 
         torch.cuda.reset_peak_memory_stats()
@@ -272,42 +280,52 @@ def run_training(trainer, cfg: TrainConfig, tok, base: str, resume: bool, exampl
     start, cpu0 = time.perf_counter(), cpu_seconds()
     result = trainer.train(resume_from_checkpoint=last_checkpoint(run) if resume else None)
     wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu0
-    state = trainer.state
-    main = trainer.is_world_process_zero()
+    _save_model(trainer, run / "model", tok, base)
+    summary = _summary(trainer, cfg, base, result, wall, cpu, examples, resume)
+    if trainer.is_world_process_zero():
+        files.write_jsonl(run / "metrics.jsonl", trainer.state.log_history)
+        plot_loss(trainer.state.log_history, run / "loss.png")
+        files.write_json(run / "run.json", summary)
+    return summary
+
+
+def _save_model(trainer, model_dir: Path, tok, base: str) -> None:
     if trainer.args.world_size > 1:  # every rank takes part: FSDP/DeepSpeed gather the sharded weights
-        trainer.save_model(str(run / "model"))
-        if main:
-            _finish_model_dir(run / "model", tok, base)
-    else:
-        with atomic.staged_dir(run / "model") as tmp:
-            trainer.save_model(str(tmp))
-            _finish_model_dir(tmp, tok, base)
+        trainer.save_model(str(model_dir))
+        if trainer.is_world_process_zero():
+            _finish_model_dir(model_dir, tok, base)
+        return
+    with outputs.staged(model_dir) as tmp:
+        trainer.save_model(str(tmp))
+        _finish_model_dir(tmp, tok, base)
+
+
+def _summary(trainer, cfg: TrainConfig, base: str, result, wall: float, cpu: float, examples: int,
+             resume: bool) -> dict:
+    state, rt = trainer.state, runtime_of(cfg)
     history = state.log_history
     tokens = max([h.get("num_input_tokens_seen", 0) for h in history] + [h.get("num_tokens", 0) for h in history]
                  + [state.num_input_tokens_seen or 0])
     train_s = result.metrics.get("train_runtime", wall)
     losses = [h["loss"] for h in history if "loss" in h]
-    summary = {
+    return {
         "stage": cfg.stage, "method": cfg.method, "base_model": base, "dataset": cfg.data.path,
         "steps": state.global_step, "examples": examples or len(trainer.train_dataset),
         "tokens": int(tokens), "tokens_per_s": round(tokens / train_s, 1) if train_s else 0.0,
-        "peak_mem_mb": round(peak_memory_mb(cuda), 1), "wall_s": round(wall, 2),
-        "train_runtime_s": round(train_s, 2), "train_cpu_s": round(cpu, 2), "device": "cuda" if cuda else "cpu",
+        "peak_mem_mb": round(peak_memory_mb(rt.cuda), 1), "wall_s": round(wall, 2),
+        "train_runtime_s": round(train_s, 2), "train_cpu_s": round(cpu, 2),
+        "device": rt.device, "dtype": rt.dtype,
+        "precision": f"{rt.dtype} autocast, float32 weights" if not rt.cuda and rt.dtype != "float32" else rt.dtype,
         "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
         "resumed": bool(resume),
     }
-    if main:
-        atomic.write_jsonl(run / "metrics.jsonl", history)
-        plot_loss(history, run / "loss.png")
-        atomic.write_json(run / "run.json", summary)
-    return summary
 
 
 def _finish_model_dir(model_dir: Path, tok, base: str) -> None:
     """Add the tokenizer; point an adapter at the user-facing base name, resolvable on any machine."""
     tok.save_pretrained(str(model_dir))
-    adapter = model_dir / "adapter_config.json"
+    adapter = model_dir / models.ADAPTER
     if adapter.is_file():
         acfg = json.loads(adapter.read_text())
         acfg["base_model_name_or_path"] = base

@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from raftkit import atomic, models
+from raftkit import models, outputs
 from raftkit.errors import RaftkitError
 
 
@@ -17,49 +17,33 @@ def export_run(run: str | Path, out: str | Path, merge: bool = True, overwrite: 
     model_dir = run / "model"
     if not (run / "run.json").is_file() or not model_dir.is_dir():
         raise RaftkitError(f"{run}: not a finished `raftkit train` run (needs run.json and model/)")
-    if out.exists() and not overwrite:
-        raise RaftkitError(f"{out} already exists: pass --overwrite to replace it")
-    adapter = model_dir / "adapter_config.json"
     info = json.loads((run / "run.json").read_text())
-    if merge and not adapter.is_file():
+    ref = models.resolve(str(run))
+    if merge and not ref.adapter:
         raise RaftkitError(f"{run} is a '{info.get('method')}' run holding a full model, not a LoRA adapter: "
                            f"nothing to merge; use {model_dir} directly or export without --merge")
-    with atomic.staged_dir(out) as tmp:
-        if not merge:
-            shutil.copytree(model_dir, tmp, dirs_exist_ok=True)
-        else:
-            _merge(model_dir, info.get("stage"), tmp)
-        (tmp / "raftkit_export.json").write_text(json.dumps({"run": str(run.resolve()), "merged": merge,
-                                                             **{k: info.get(k) for k in ("stage", "method", "base_model")}}))
+    with outputs.lock(out, "export"):
+        if out.exists() and not overwrite:
+            raise RaftkitError(f"{out} already exists: pass --overwrite to replace it")
+        outputs.check_replaceable(out, "export", "--out")
+        with outputs.staged(out, "export") as tmp:
+            if merge:
+                _merge(ref, info.get("stage"), tmp)
+            else:
+                shutil.copytree(model_dir, tmp, dirs_exist_ok=True)
+            (tmp / "raftkit_export.json").write_text(json.dumps(
+                {"run": str(run.resolve()), "merged": merge, **{k: info.get(k) for k in ("stage", "method", "base_model")}}))
     return out
 
 
-def _merge(model_dir: Path, stage: str | None, tmp: Path) -> None:
+def _merge(ref: models.ModelRef, stage: str | None, tmp: Path) -> None:
     import torch
-    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    models.quiet_transformers()
-    base = json.loads((model_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
-    tok = models.load_tokenizer(base)
+    tok = models.load_tokenizer(ref.base)
     # The base is loaded in full precision even for QLoRA runs: merging into 4-bit weights would round
     # the adapter away, and a standalone model should not need bitsandbytes.
-    kwargs = {"dtype": torch.float32}
-    if stage == "reward":
-        cls = AutoModelForSequenceClassification
-        kwargs.update(num_labels=1, pad_token_id=tok.pad_token_id)
-    else:
-        cls = AutoModelForCausalLM
-    model = cls.from_pretrained(models.resolve_generator(base), **kwargs)
-    merged = PeftModel.from_pretrained(model, str(model_dir)).merge_and_unload()
-    merged.save_pretrained(tmp)
+    kwargs = {"num_labels": 1, "pad_token_id": tok.pad_token_id} if stage == "reward" else {}
+    cls = AutoModelForSequenceClassification if stage == "reward" else AutoModelForCausalLM
+    models.load_pretrained(ref, cls, torch.float32, **kwargs).save_pretrained(tmp)
     tok.save_pretrained(tmp)
-
-
-def command(args) -> None:
-    """CLI handler of `raftkit export`."""
-    import warnings
-
-    warnings.filterwarnings("ignore", category=FutureWarning)  # transformers v6 renames, not ours to fix
-    out = export_run(args.run, args.out, merge=args.merge, overwrite=args.overwrite)
-    print(f"exported {'merged model' if args.merge else 'model'} of {args.run} to {out}")

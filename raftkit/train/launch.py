@@ -9,8 +9,11 @@ from pathlib import Path
 from raftkit.errors import RaftkitError
 
 
-def launch_command(args) -> list[str]:
-    """The argv that runs `raftkit train` (same config, --set, flags) under accelerate; raises RaftkitError."""
+def launch_command(args, output_dir: str | None = None) -> list[str]:
+    """The argv that runs `raftkit train` (same config, --set, flags) under accelerate; raises RaftkitError.
+
+    `output_dir` sends the ranks to another folder (the staging folder of an --overwrite run).
+    """
     cfg = args.accelerate_config
     if not cfg:
         raise RaftkitError("--launcher accelerate needs --accelerate-config (e.g. recipes/accelerate/fsdp.yaml)")
@@ -20,7 +23,9 @@ def launch_command(args) -> list[str]:
            "-m", "raftkit.cli", "train", "--config", str(args.config)]
     for item in args.set or []:
         cmd += ["--set", item]
-    # --overwrite is not passed on: the launcher clears the run folder once, before the ranks start.
+    if output_dir:
+        cmd += ["--set", f"output_dir={output_dir}"]
+    # --overwrite is not passed on: the launcher stages and swaps the run folder once, around the ranks.
     if args.resume:
         cmd.append("--resume")
     return cmd  # the child keeps the default --launcher none, so it trains instead of launching again

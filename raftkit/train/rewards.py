@@ -6,10 +6,7 @@ reference answer when the dataset has one (`answer` column; None = no opinion, w
 
 from __future__ import annotations
 
-import re
-import string
-
-from raftkit.prompts import ABSTAIN, ANSWER_TAG, extract_answer, extract_quotes, quote_in
+from raftkit.prompts import ABSTAIN, ANSWER_TAG, extract_answer, extract_quotes, normalize_answer, quote_in
 
 
 def _text(message) -> str:
@@ -42,12 +39,6 @@ def quote_reward(prompts, completions, context=None, **_) -> list[float]:
 def format_reward(completions, **_) -> list[float]:
     """1.0 when the reply carries an `<ANSWER>:` line, else 0.0."""
     return [1.0 if ANSWER_TAG in _text(c) else 0.0 for c in completions]
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD-style normalisation: lower case, no punctuation, no articles, single spaces."""
-    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
-    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
 
 
 def answer_reward(completions, answer=None, target_answer=None, **_) -> list[float | None]:

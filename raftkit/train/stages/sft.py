@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
-from raftkit.train import common
-from raftkit.train.config import TrainConfig
+from typing import TYPE_CHECKING
+
+from raftkit.config import Section
+from raftkit.train.stage import Stage
+
+if TYPE_CHECKING:
+    from raftkit.train.config import TrainConfig
+
+
+class SFTSection(Section):
+    packing: bool = True  # best-fit packing of whole examples into max_length rows: no padding computed
+    completion_only: bool = True  # loss on the assistant answer only, never on the documents of the prompt
 
 
 def train_sft(cfg: TrainConfig, resume: bool = False) -> dict:
     """Fine-tune `cfg.model` on `cfg.data`; returns the run.json summary."""
+    from raftkit.train import common
+
+    trainer, tok, base = sft_trainer(cfg)
+    return common.run_training(trainer, cfg, tok, base, resume, examples=len(trainer.train_dataset))
+
+
+def sft_trainer(cfg: TrainConfig):
+    """(the configured TRL trainer, tokenizer, base model name) of an SFT recipe, ready to train."""
     from trl import SFTConfig, SFTTrainer
+
+    from raftkit.train import common
 
     train, evals = common.load_data(cfg)
     model, tok, base = common.load_model(cfg)
     prompt_completion = "completion" in train.column_names
-    cuda = common.on_cuda(cfg)
+    cuda = common.runtime_of(cfg).cuda
     batch = {}
     if cfg.sft.packing and not cuda:
         # Padding-free packing flattens a batch into one row; on CPU, attention then runs over all
@@ -32,14 +52,14 @@ def train_sft(cfg: TrainConfig, resume: bool = False) -> dict:
         completion_only_loss=cfg.sft.completion_only if prompt_completion else None,
         assistant_only_loss=cfg.sft.completion_only and not prompt_completion,
         dataset_num_proc=None, **batch)
-    trainer_cls = SFTTrainer if cuda else _cpu_trainer(SFTTrainer)
+    trainer_cls = SFTTrainer if cuda else cpu_trainer(SFTTrainer)
     trainer = trainer_cls(model=model, args=args, train_dataset=train, eval_dataset=evals,
                           processing_class=tok, callbacks=[common.recorder()])
-    return common.run_training(trainer, cfg, tok, base, resume, examples=len(train))
+    return trainer, tok, base
 
 
-def _cpu_trainer(base):
-    """`base` with the model's own cross-entropy as the loss.
+def cpu_trainer(base):
+    """`base` (a TRL trainer class) with the model's own cross-entropy as the loss.
 
     TRL's fused LM head scores every position on CPU (its compact path is Triton-only) and adds
     entropy and top-1 metrics; the plain loss is the same number and measured 1.2x faster per step.
@@ -51,3 +71,7 @@ def _cpu_trainer(base):
             return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     return CpuSFTTrainer
+
+
+STAGE = Stage(name="sft", order=0, columns=(("prompt", "completion"), ("messages",)), train=train_sft,
+              section=SFTSection)

@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
-from raftkit.train import common
-from raftkit.train.config import TrainConfig
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from raftkit.config import Section
+from raftkit.train.stage import Stage
+
+if TYPE_CHECKING:
+    from raftkit.train.config import TrainConfig
+
+PAIRS = ("prompt", "chosen", "rejected")
+
+
+class DPOSection(Section):
+    beta: float = Field(0.1, gt=0)  # strength of the pull towards the reference model
+    loss_type: str = "sigmoid"  # TRL's loss_type: sigmoid (DPO), ipo, hinge, ...
 
 
 def reference_model(cfg: TrainConfig, model):
@@ -14,18 +28,20 @@ def reference_model(cfg: TrainConfig, model):
     import copy
 
     from raftkit import models
+    from raftkit.train import common
 
-    _, adapter = common.base_and_adapter(cfg.model)
     if cfg.method == "full":
         return copy.deepcopy(model).eval()
-    if adapter:  # disabling a continued adapter would fall back past SFT to the raw base
-        return models.load_causal_lm(cfg.model, cfg.device)
+    if models.resolve(cfg.model).adapter:  # disabling a continued adapter would fall back past SFT to the raw base
+        return models.load_causal_lm(cfg.model, common.runtime_of(cfg))
     return None
 
 
 def train_dpo(cfg: TrainConfig, resume: bool = False) -> dict:
     """Preference-tune `cfg.model` on prompt/chosen/rejected pairs; returns the run.json summary."""
     from trl import DPOConfig, DPOTrainer
+
+    from raftkit.train import common
 
     train, evals = common.load_data(cfg)
     model, tok, base = common.load_model(cfg)
@@ -34,3 +50,7 @@ def train_dpo(cfg: TrainConfig, resume: bool = False) -> dict:
     trainer = DPOTrainer(model=model, ref_model=reference_model(cfg, model), args=args, train_dataset=train,
                          eval_dataset=evals, processing_class=tok, callbacks=[common.recorder()])
     return common.run_training(trainer, cfg, tok, base, resume, examples=len(train))
+
+
+STAGE = Stage(name="dpo", order=1, columns=(PAIRS,), train=train_dpo, section=DPOSection,
+              column_hint="reward and dpo need preference pairs")

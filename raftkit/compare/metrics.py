@@ -1,0 +1,229 @@
+"""The metric registry: every number `raftkit compare` reports, defined once.
+
+A metric is the mean over questions of a per-question value (`value(row)`; None = the question does
+not count), or a combination of other metrics (`combine`, e.g. an F1). From this one list come
+results.json, the per-question columns of per_question.csv, the report's tables, plots and
+definitions, the printed summary table and the verdict. Adding a metric is adding an entry here.
+
+Intervals are percentile bootstraps over questions with a fixed seed. Paired differences resample the
+questions two systems share, so both systems are measured on the same draw each time.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from raftkit.compare.scoring import ScoredRow
+
+GROUPS = ("accuracy", "hallucination", "freshness", "ragas")
+
+
+def _always(rows: list[ScoredRow]) -> bool:
+    return True
+
+
+def _fresh(rows: list[ScoredRow]) -> bool:
+    """Freshness metrics apply when some questions carry changed or added facts."""
+    return any(r.status in ("changed", "added") for r in rows)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    label: str
+    group: str  # one of GROUPS: the report section it is shown in
+    definition: str
+    value: Callable[[ScoredRow], float | bool | None] | None = None  # per question; None = does not count
+    lower_is_better: bool = False
+    column: str = ""  # its per-question column in per_question.csv ('' = none)
+    headline: str = ""  # its column in the printed summary table ('' = not there)
+    headline_at: int = 0  # where that column sits (the table mixes groups: accuracy, freshness, hallucination)
+    verdict: bool = False  # the verdict of its group is about the first such metric that applies
+    applies: Callable[[list[ScoredRow]], bool] = _always
+    combine: Callable[..., float] | None = None  # a function of the metrics named in `parts`
+    parts: tuple[str, ...] = ()
+    score: bool = False  # a signed score in [-1, 1] rather than a share; shown in points, not %
+
+
+def _answerable(get: Callable[[ScoredRow], object]) -> Callable[[ScoredRow], float | bool | None]:
+    """`get(row)` on answerable questions (None where it has no value); None on the others."""
+    def value(r: ScoredRow):
+        if not r.answerable:
+            return None
+        v = get(r)
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+    return value
+
+
+def _status(status: str):
+    return lambda r: r.correct if r.answerable and r.status == status else None
+
+
+def _ragas(name: str, label: str, definition: str) -> Metric:
+    return Metric(name, label, "ragas", definition, _answerable(lambda r: r.ragas.get(name)), column=name)
+
+
+METRICS: list[Metric] = [
+    Metric("accuracy", "Accuracy", "accuracy",
+           "Primary correctness over answerable questions: the highest log-likelihood choice when the question has "
+           "choices (Ovadia et al. 2023), else the open answer is correct (exact match, or the normalised reference "
+           "occurs as whole words in the normalised answer span).",
+           _answerable(lambda r: r.correct), column="correct", headline="accuracy", headline_at=1, verdict=True),
+    Metric("em", "Exact match", "accuracy",
+           "SQuAD exact match of the <ANSWER>: span (lower case, no punctuation or articles).",
+           _answerable(lambda r: r.em), column="em"),
+    Metric("f1", "Token F1", "accuracy", "SQuAD token F1 of the <ANSWER>: span against the reference.",
+           _answerable(lambda r: r.f1), column="f1"),
+    Metric("substring", "Substring match", "accuracy",
+           "The normalised reference occurs as whole words in the normalised <ANSWER>: span.",
+           _answerable(lambda r: r.substring), column="substring"),
+    Metric("mc_loglik_accuracy", "MC accuracy (log-likelihood)", "accuracy",
+           "Multiple choice: the choice with the highest summed log-probability of '<ANSWER>: <choice>' after the "
+           "system's prompt is the right one.", _answerable(lambda r: r.mc_loglik_correct)),
+    Metric("mc_generated_accuracy", "MC accuracy (generated)", "accuracy",
+           "Multiple choice: the choice the generated answer names (its text, or a bare letter) is the right one.",
+           _answerable(lambda r: r.mc_generated_correct)),
+    Metric("confident_wrong_rate", "Confident-wrong", "hallucination",
+           "Share of answerable questions the system answered (did not abstain) with a wrong generated answer.",
+           lambda r: (not r.abstained and not r.gen_correct) if r.answerable else None, lower_is_better=True,
+           column="confident_wrong", headline="confident wrong", headline_at=6),
+    Metric("unanswerable_answered_rate", "Unanswerable answered", "hallucination",
+           "Share of unanswerable questions (evidence in no document, or its documents removed from the index) that "
+           "the system answered instead of abstaining: each such answer is a hallucination.",
+           lambda r: None if r.answerable else not r.abstained, lower_is_better=True, column="hallucinated",
+           headline="unanswerable answered", headline_at=5, verdict=True),
+    Metric("unsupported_quote_rate", "Unsupported quotes", "hallucination",
+           "Mean, over replies holding at least one ##begin_quote## quote, of the share of their quotes not found "
+           "(whitespace-normalised) in the documents given to that system for that question. A closed-book system "
+           "is given no documents, so all of its quotes are unsupported.",
+           lambda r: r.quotes_unsupported / r.quotes if r.quotes else None, lower_is_better=True,
+           column="unsupported_quote_share"),
+    Metric("abstention_rate", "Abstention", "hallucination",
+           "Share of all questions whose answer span is a refusal (\"I don't know\", \"The documents do not contain "
+           "the answer.\", ...).", lambda r: r.abstained, column="abstained"),
+    Metric("accuracy_unchanged", "Accuracy: unchanged facts", "freshness",
+           "Accuracy on questions whose answer is the same in v1 and v2.", _status("unchanged"), applies=_fresh),
+    Metric("accuracy_changed", "Accuracy: changed facts", "freshness",
+           "Accuracy (against the v2 answer) on questions whose answer changed from v1 to v2.", _status("changed"),
+           applies=_fresh, headline="changed facts", headline_at=2, verdict=True),
+    Metric("accuracy_added", "Accuracy: added facts", "freshness",
+           "Accuracy on questions whose evidence exists only in v2.", _status("added"), applies=_fresh,
+           headline="added facts", headline_at=4, verdict=True),
+    Metric("stale_rate", "Stale (v1 answer to a changed fact)", "freshness",
+           "Share of changed questions answered with the v1 answer: for multiple choice the log-likelihood pick is "
+           "the v1 choice; for open answers the answer span matches answer_v1 and not the v2 answer.",
+           lambda r: r.stale if r.answerable and r.status == "changed" else None, lower_is_better=True,
+           column="stale", headline="stale", headline_at=3, applies=_fresh),
+    _ragas("ragas_string_similarity", "ragas string similarity",
+           "ragas NonLLMStringSimilarity (1 - normalised Levenshtein distance) of answer span and reference."),
+    _ragas("ragas_rouge_l", "ragas ROUGE-L", "ragas RougeScore (ROUGE-L F-measure) of answer span and reference."),
+    _ragas("ragas_context_precision", "ragas context precision",
+           "ragas NonLLMContextPrecisionWithReference: average precision of retrieved chunks that resemble "
+           "(Levenshtein similarity >= 0.5) a chunk of the evidence documents."),
+    _ragas("ragas_context_recall", "ragas context recall",
+           "ragas NonLLMContextRecall: share of evidence chunks resembled by a retrieved chunk."),
+    _ragas("ragas_faithfulness", "ragas faithfulness",
+           "ragas Faithfulness (judge LLM): share of the answer's claims supported by the context."),
+    _ragas("ragas_answer_correctness", "ragas answer correctness",
+           "ragas AnswerCorrectness (judge LLM, factual part only)."),
+]
+REGISTRY: dict[str, Metric] = {m.name: m for m in METRICS}
+
+
+# ----------------------------------------------------------------------------- statistics
+@dataclass
+class Stat:
+    value: float | None
+    ci: tuple[float, float] | None
+    n: int  # questions that count
+
+    def to_json(self) -> dict:
+        return {"value": self.value, "ci": list(self.ci) if self.ci else None, "n": self.n}
+
+
+def bootstrap_ci(values: list[float], samples: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of the mean, resampling the values with a fixed seed; None if empty."""
+    if not len(values):
+        return None
+    x = np.asarray(values, dtype=np.float64)
+    means = x[np.random.default_rng(seed).integers(0, len(x), size=(samples, len(x)))].mean(axis=1)
+    return _interval(means, level)
+
+
+def _interval(draws: np.ndarray, level: float) -> tuple[float, float] | None:
+    draws = draws[np.isfinite(draws)]
+    if not len(draws):
+        return None
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(draws, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def per_question(metric: Metric, rows: list[ScoredRow]) -> np.ndarray:
+    """The metric's per-question values (NaN where a question does not count)."""
+    out = [metric.value(r) for r in rows]
+    return np.array([np.nan if v is None else float(v) for v in out], dtype=np.float64)
+
+
+def _draws(metric: Metric, rows: list[ScoredRow], idx: np.ndarray) -> np.ndarray:
+    """The metric on each bootstrap draw of the rows (idx: draws x questions); NaN where nothing counts."""
+    if metric.combine:
+        parts = [_draws(REGISTRY[p], rows, idx) for p in metric.parts]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return metric.combine(*parts)
+    v = per_question(metric, rows)[idx]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a draw where nothing counts is NaN, dropped later
+        return np.nanmean(v, axis=-1)
+
+
+def _point(metric: Metric, rows: list[ScoredRow]) -> tuple[float | None, int]:
+    if metric.combine:
+        parts = [_point(REGISTRY[p], rows)[0] for p in metric.parts]
+        value = None if None in parts else float(metric.combine(*[np.float64(p) for p in parts]))
+        return (None if value is None or not math.isfinite(value) else value), len(rows)
+    v = per_question(metric, rows)
+    v = v[np.isfinite(v)]
+    return (float(v.mean()) if len(v) else None), len(v)
+
+
+def summarize(rows: list[ScoredRow], samples: int, seed: int, level: float) -> dict[str, Stat]:
+    """{metric: Stat} for one system's rows; metrics that do not apply or count no question are left out."""
+    out = {}
+    for m in METRICS:
+        if not m.applies(rows):
+            continue
+        value, n = _point(m, rows)
+        if value is None:
+            continue
+        if m.combine:
+            idx = np.random.default_rng(seed).integers(0, len(rows), size=(samples, len(rows)))
+            ci = _interval(_draws(m, rows, idx), level)
+        else:
+            v = per_question(m, rows)
+            ci = bootstrap_ci(list(v[np.isfinite(v)]), samples, seed, level)
+        out[m.name] = Stat(value, ci, n)
+    return out
+
+
+def paired(rows: list[ScoredRow], base: list[ScoredRow], names: list[str], samples: int, seed: int,
+           level: float) -> dict[str, Stat]:
+    """{metric: Stat of (system - baseline)} over the questions both answered, with a paired bootstrap."""
+    mine = {r.qid: r for r in rows}
+    shared = [q.qid for q in base if q.qid in mine]
+    a, b = [mine[q] for q in shared], [r for r in base if r.qid in mine]
+    idx = np.random.default_rng(seed).integers(0, len(shared), size=(samples, len(shared)))
+    out = {}
+    for name in names:
+        m = REGISTRY[name]
+        pa, pb = _point(m, a)[0], _point(m, b)[0]
+        if pa is None or pb is None:
+            continue
+        out[name] = Stat(pa - pb, _interval(_draws(m, a, idx) - _draws(m, b, idx), level), len(shared))
+    return out

@@ -1,0 +1,223 @@
+"""Output folders (indexes, datasets, run folders, reports, exports): whose they are, one writer at a
+time, and a replacement that a crash at any moment leaves recoverable.
+
+- **Ownership.** Every folder raftkit writes carries `.raftkit-output.json` naming its kind. A command
+  replaces or deletes only a folder of its own kind (or one with that kind's files, for outputs older
+  than the marker); anything else is refused, whatever `--overwrite` says.
+- **Locks.** An advisory `fcntl` lock on `.NAME.lock` beside the folder; a second writer gets an error
+  naming the holder's pid instead of mixing its files in.
+- **Swap.** A new folder is built under a temporary name, then: rename it to `.NAME.new` (complete),
+  move the old folder to `.NAME.old`, rename `.NAME.new` to NAME, delete `.NAME.old`. A kill between any
+  two steps leaves the old or the new folder under one of those names, and `recover()` (run by the next
+  command that takes the lock) finishes the swap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from raftkit.errors import RaftkitError
+from raftkit.files import umask, write_json
+
+MARKER = ".raftkit-output.json"
+_PLAIN = re.compile(r"^[\w][\w.-]*$")
+# Files that identify each kind of output written before the marker existed.
+SIGNATURES = {
+    "index": ("manifest.json", "chunks.jsonl"),
+    "dataset": ("manifest.json", "dataset"),
+    "run": ("run.json",),
+    "report": ("results.json",),
+    "export": ("raftkit_export.json",),
+}
+_rename = os.replace  # every step of a swap goes through here (the crash tests hook it)
+
+
+def plain_name(name: str, what: str) -> str:
+    """`name` when it is a plain folder name (no '/', not '.' or '..'); else RaftkitError."""
+    if not _PLAIN.match(name or "") or name in (".", ".."):
+        raise RaftkitError(f"{what} '{name}' must be a plain name: letters, digits, '.', '_' and '-', "
+                           f"not starting with '.' (no paths)")
+    return name
+
+
+def mark(folder: str | Path, kind: str) -> None:
+    """Record that `folder` is a raftkit output of `kind`."""
+    from datetime import datetime, timezone
+
+    from raftkit import __version__
+
+    write_json(Path(folder) / MARKER, {"kind": kind, "raftkit_version": __version__,
+                                       "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+
+
+def kind_of(folder: str | Path) -> str | None:
+    """The kind of raftkit output `folder` is (its marker, else its files), None when it is not one."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    try:
+        return json.loads((folder / MARKER).read_text(encoding="utf-8"))["kind"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    for kind, names in SIGNATURES.items():
+        if all((folder / n).exists() for n in names):
+            return kind
+    return None
+
+
+def is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
+def check_replaceable(path: str | Path, kind: str, what: str) -> None:
+    """Refuse (RaftkitError) to replace `path` unless it is missing, an empty folder or a `kind` output."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_symlink() or not path.is_dir():
+        raise RaftkitError(f"{what} {path} exists and is not a folder; raftkit replaces only its own outputs")
+    if is_empty_dir(path) or kind_of(path) == kind:
+        return
+    raise RaftkitError(f"{what} {path} exists and is not a raftkit {kind} folder; refusing to replace it "
+                       f"(choose another name or path)")
+
+
+def _side(path: Path, tag: str) -> Path:
+    return path.with_name(f".{path.name}.{tag}")
+
+
+def writable_parent(path: Path, what: str) -> Path:
+    """The parent folder of `path`, created if needed; RaftkitError when it cannot hold files."""
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise RaftkitError(f"{what}: {parent} is a file, not a folder")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RaftkitError(f"{what}: cannot create {parent} ({e.strerror})") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RaftkitError(f"{what}: cannot write to {parent} (permission denied)")
+    return parent
+
+
+@contextlib.contextmanager
+def lock(path: str | Path, what: str, wait: bool = False) -> Iterator[bool]:
+    """Hold the advisory lock of output `path` (file `.NAME.lock` beside it), after repairing a half-done swap.
+
+    Held by another process: RaftkitError naming its pid (or, with `wait`, block until it is free).
+    The lock goes when the block ends or the process dies.
+    """
+    path = Path(path)
+    writable_parent(path, what)
+    lock_file = _side(path, "lock")
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666 & ~umask())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise RaftkitError(f"{what} at {path} is in use by another raftkit process (pid {holder}); "
+                               f"wait for it to finish") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        recover(path)
+        yield True
+    finally:
+        os.close(fd)  # closing drops the flock
+
+
+@contextlib.contextmanager
+def try_lock(path: str | Path) -> Iterator[bool]:
+    """For readers: the lock when free (yields True, after repairing a half-done swap), else False."""
+    path = Path(path)
+    held, stack = False, contextlib.ExitStack()
+    if path.parent.is_dir() and os.access(path.parent, os.W_OK):  # read-only places have nobody writing
+        try:
+            held = stack.enter_context(lock(path, "output"))
+        except RaftkitError:
+            held = False  # a writer holds it: read what is there
+    with stack:
+        yield held
+
+
+def recover(path: str | Path) -> None:
+    """Finish (or undo) a swap of `path` that a crash interrupted; remove abandoned temp folders.
+
+    Call with the lock held. A complete `.NAME.new` wins: it is what the interrupted command built.
+    """
+    path = Path(path)
+    new, old = _side(path, "new"), _side(path, "old")
+    if new.is_dir():
+        if path.exists() and not old.exists():
+            _rename(path, old)
+        if not path.exists():
+            _rename(new, path)
+    if old.exists() and not path.exists():
+        _rename(old, path)  # the new folder vanished: put the old one back
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+    if new.exists():
+        shutil.rmtree(new, ignore_errors=True)
+    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def swap(new_folder: str | Path, path: str | Path) -> Path:
+    """Make the complete folder `new_folder` the folder `path` (replacing any old one) crash-safely."""
+    path, new_folder = Path(path), Path(new_folder)
+    new, old = _side(path, "new"), _side(path, "old")
+    for stale in (new, old):
+        if stale.exists():
+            shutil.rmtree(stale)
+    _rename(new_folder, new)
+    if path.exists():
+        _rename(path, old)
+    _rename(new, path)
+    shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def staging(path: str | Path) -> Path:
+    """Where `--overwrite` builds the replacement of `path` (beside it; swapped in when complete)."""
+    return _side(Path(path), "overwrite")
+
+
+def temp_folder(path: str | Path) -> Path:
+    """An empty folder beside `path` (removed by recover() if abandoned), with the umask's permissions."""
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    os.chmod(tmp, 0o777 & ~umask())
+    return tmp
+
+
+@contextlib.contextmanager
+def staged(path: str | Path, kind: str | None = None) -> Iterator[Path]:
+    """Yield an empty temp folder beside `path`; on success it replaces `path` whole (see swap()).
+
+    On any exception the temp folder is removed and `path` is left exactly as it was. With `kind`, the
+    new folder is marked as that kind of output.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_folder(path)
+    try:
+        yield tmp
+        if kind:
+            mark(tmp, kind)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    swap(tmp, path)
