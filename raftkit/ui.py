@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Iterable, TypeVar
+from collections.abc import Iterable
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -27,10 +28,19 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def progress(items: Iterable[T], total: int | None = None, desc: str = "", unit: str = "it",
-             initial: int = 0) -> Iterable[T]:
+def progress(
+    items: Iterable[T], total: int | None = None, desc: str = "", unit: str = "it", initial: int = 0
+) -> Iterable[T]:
     """A tqdm bar (count, rate, ETA) on stderr; silent when RAFTKIT_QUIET=1."""
     from tqdm.auto import tqdm
 
-    return tqdm(items, total=total, desc=desc, unit=unit, initial=initial, file=sys.stderr,
-                dynamic_ncols=True, disable=os.environ.get("RAFTKIT_QUIET") == "1")
+    return tqdm(
+        items,
+        total=total,
+        desc=desc,
+        unit=unit,
+        initial=initial,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        disable=os.environ.get("RAFTKIT_QUIET") == "1",
+    )

@@ -1,4 +1,5 @@
-"""Shared fixtures: offline settings, the real SmolLM2 tokenizer, a tiny random Llama, a small index."""
+"""Shared fixtures: offline settings, the real SmolLM2 tokenizer, a tiny random Llama, a small
+index."""
 
 from __future__ import annotations
 
@@ -35,16 +36,25 @@ def tokenizer():
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory, tokenizer) -> Path:
-    """A randomly initialised 2-layer Llama (hidden 64) with the real tokenizer, saved as a model folder."""
+    """A randomly initialised 2-layer Llama (hidden 64) with the real tokenizer, saved as a model
+    folder."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     cfg = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
     out = tmp_path_factory.mktemp("tiny-llama")
     LlamaForCausalLM(cfg).save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -76,24 +86,30 @@ def docs_copy(tmp_path, docs_dir) -> Path:
     return dst
 
 
-# ----------------------------------------------------------------------------- compare: a stub generator
+# ------------------------------------------------------------------------ compare: a stub generator
 from raftkit import prompts  # noqa: E402
 from raftkit.generate import Answer  # noqa: E402
 
 QA = "tests/assets/compare/qa.jsonl"
-# Hand-made replies per (mode, question id); the expected metrics below are computed from these by hand.
+# Hand-made replies per (mode, question id); the expected metrics below are computed from these by
+# hand.
 CLOSED = {
     "c-01": "<ANSWER>: 2,000 metres",
     "c-02": "<ANSWER>: I don't know.",
     "c-03": "<ANSWER>: 12",
     "c-04": "<ANSWER>: 10 books",
-    "c-05": f"{prompts.BEGIN_QUOTE} Piet Haldor founded it {prompts.END_QUOTE}\n<ANSWER>: Piet Haldor",
+    "c-05": (
+        f"{prompts.BEGIN_QUOTE} Piet Haldor founded it {prompts.END_QUOTE}\n<ANSWER>: Piet Haldor"
+    ),
     "c-06": "<ANSWER>: 212 kilometres",
     "c-07": "<ANSWER>: Anna Vell",
     "c-08": "<ANSWER>: Sundays",
 }
 RAG = {
-    "c-01": f"{prompts.BEGIN_QUOTE}The tallest, Mount Skarn, rises 3,412 metres{prompts.END_QUOTE}\n<ANSWER>: 3,412 metres",
+    "c-01": (
+        f"{prompts.BEGIN_QUOTE}The tallest, Mount Skarn, rises 3,412 metres{prompts.END_QUOTE}\n"
+        "<ANSWER>: 3,412 metres"
+    ),
     "c-02": "<ANSWER>: Gustav",
     "c-03": "<ANSWER>: 14",
     "c-04": "<ANSWER>: 12 books",
@@ -103,19 +119,26 @@ RAG = {
     "c-08": "<ANSWER>: Mondays",
 }
 # The choice each mode's log-likelihood favours.
-PICKS = {False: {"c-01": "1,987 metres", "c-03": "12", "c-05": "Piet Haldor"},
-         True: {"c-01": "3,412 metres", "c-03": "14", "c-05": "Piet Haldor"}}
+PICKS = {
+    False: {"c-01": "1,987 metres", "c-03": "12", "c-05": "Piet Haldor"},
+    True: {"c-01": "3,412 metres", "c-03": "14", "c-05": "Piet Haldor"},
+}
 
 
 class CompareStub:
-    """A generator answering from the tables above; optionally interrupted after `fail_after` chat calls."""
+    """A generator answering from the tables above; optionally interrupted after `fail_after` chat
+    calls."""
 
     def __init__(self, cfg, fail_after=None):
         self.cfg, self.fail_after, self.asked = cfg, fail_after, []
-        self.by_question = {json.loads(line)["question"]: json.loads(line)["id"] for line in open(QA)}
+        self.by_question = {
+            json.loads(line)["question"]: json.loads(line)["id"] for line in open(QA)
+        }
 
     def _key(self, conv):
-        return conv[0]["content"] == prompts.SYSTEM_RAG, self.by_question[conv[-1]["content"].rsplit("Question: ", 1)[1]]
+        return conv[0]["content"] == prompts.SYSTEM_RAG, self.by_question[
+            conv[-1]["content"].rsplit("Question: ", 1)[1]
+        ]
 
     def answer(self, conversations, choices=None, after_reply=False, desc=""):
         if self.fail_after is not None and len(self.asked) >= self.fail_after:
@@ -133,10 +156,17 @@ def make_compare_cfg(built_index, **extra):
     from raftkit import config
     from raftkit.compare.config import CompareConfig
 
-    data = {"systems": [{"name": "base", "model": "stub", "mode": "closed"},
-                        {"name": "base+rag", "model": "stub", "mode": "rag", "index": "assets", "top_k": 3}],
-            "questions": {"path": QA}, "indexes_dir": str(built_index.path.parent),
-            "generation": {"batch_size": 1}, "scoring": {"ragas": False}, "bootstrap": {"samples": 200}}
+    data = {
+        "systems": [
+            {"name": "base", "model": "stub", "mode": "closed"},
+            {"name": "base+rag", "model": "stub", "mode": "rag", "index": "assets", "top_k": 3},
+        ],
+        "questions": {"path": QA},
+        "indexes_dir": str(built_index.path.parent),
+        "generation": {"batch_size": 1},
+        "scoring": {"ragas": False},
+        "bootstrap": {"samples": 200},
+    }
     for section, values in extra.items():
         data[section] = {**data.get(section, {}), **values} if isinstance(values, dict) else values
     return config.load(CompareConfig, data=data)
@@ -150,13 +180,12 @@ def stub_generator():
 
 @pytest.fixture
 def compare_cfg():
-    """compare_cfg(built_index, **sections): a two-system CompareConfig over tests/assets/compare/qa.jsonl."""
+    """compare_cfg(built_index, **sections): a two-system CompareConfig over
+    tests/assets/compare/qa.jsonl."""
     return make_compare_cfg
 
 
-
-
-# ----------------------------------------------------------------------------- training: runs and checks
+# ------------------------------------------------------------------------ training: runs and checks
 RECIPES = Path(__file__).parents[1] / "recipes"
 
 
@@ -169,18 +198,35 @@ def tensors(path: Path) -> dict:
 def _train_tiny(recipe: str, model: Path, run: Path, *extra: str) -> int:
     from raftkit.cli import main
 
-    return main(["train", "--config", str(RECIPES / recipe), "--set", f"model={model}",
-                 "--set", f"output_dir={run}", *[a for x in extra for a in ("--set", x)]])
+    return main(
+        [
+            "train",
+            "--config",
+            str(RECIPES / recipe),
+            "--set",
+            f"model={model}",
+            "--set",
+            f"output_dir={run}",
+            *[a for x in extra for a in ("--set", x)],
+        ]
+    )
 
 
 def _assert_trained(run: Path, base: Path) -> None:
-    """Trainable parameters changed: LoRA B matrices left zero init, or full weights differ from the base."""
+    """Trainable parameters changed: LoRA B matrices left zero init, or full weights differ from the
+    base."""
     model = run / "model"
     if (model / "adapter_config.json").is_file():
-        lora_b = {k: v for k, v in tensors(model / "adapter_model.safetensors").items() if "lora_B" in k}
+        lora_b = {
+            k: v for k, v in tensors(model / "adapter_model.safetensors").items() if "lora_B" in k
+        }
         assert lora_b, "adapter holds no lora_B weights"
-        assert any(v.abs().sum() > 0 for v in lora_b.values()), "LoRA B matrices are still zero: nothing trained"
-        assert json.loads((model / "adapter_config.json").read_text())["base_model_name_or_path"] == str(base)
+        assert any(v.abs().sum() > 0 for v in lora_b.values()), (
+            "LoRA B matrices are still zero: nothing trained"
+        )
+        assert json.loads((model / "adapter_config.json").read_text())[
+            "base_model_name_or_path"
+        ] == str(base)
     else:
         new, old = tensors(model / "model.safetensors"), tensors(base / "model.safetensors")
         shared = [k for k in new if k in old and new[k].shape == old[k].shape]
@@ -202,7 +248,8 @@ def _assert_run_folder(run: Path, stage: str, method: str) -> dict:
 
 @pytest.fixture(scope="session")
 def train_tiny():
-    """train_tiny(recipe, model, run, *sets) -> exit code of `raftkit train` on a recipe with model/output_dir set."""
+    """train_tiny(recipe, model, run, *sets) -> exit code of `raftkit train` on a recipe with
+    model/output_dir set."""
     return _train_tiny
 
 

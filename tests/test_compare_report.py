@@ -1,4 +1,5 @@
-"""Report rendering in headless Chromium, batched choice log-likelihoods, recipes, the CLI, the real model."""
+"""Report rendering in headless Chromium, batched choice log-likelihoods, recipes, the CLI, the real
+model."""
 
 from __future__ import annotations
 
@@ -19,13 +20,17 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import screenshot_report  # noqa: E402
 
 
-def test_report_html_renders_with_plots_in_headless_chromium(tmp_path, built_index, stub_generator, compare_cfg):
+def test_report_html_renders_with_plots_in_headless_chromium(
+    tmp_path, built_index, stub_generator, compare_cfg
+):
     if screenshot_report.find_browser() is None:
         pytest.skip("no Chromium installed (apt-get install -y chromium) to render report.html")
     from PIL import Image
 
     report = compare(compare_cfg(built_index), tmp_path / "out", generator_factory=stub_generator)
-    png = screenshot_report.screenshot(report.files["report.html"], tmp_path / "shot.png", height=1400)
+    png = screenshot_report.screenshot(
+        report.files["report.html"], tmp_path / "shot.png", height=1400
+    )
     image = Image.open(png).convert("RGB")
     assert image.size == (1200, 1400)
     colors = {c for _, c in image.getcolors(maxcolors=1 << 20)}
@@ -60,14 +65,20 @@ def tiny_generator(tiny_llama, **cfg):
 
 def test_choice_logliks_from_the_generation_cache_equal_a_full_forward(tiny_llama):
     gen = tiny_generator(tiny_llama, max_new_tokens=5, batch_size=2)
-    convs = [prompts.closed_book_messages("How tall is Mount Skarn?"),
-             prompts.rag_messages("Who founded the library?", ["The library was founded by Piet Haldor in 1881."]),
-             prompts.closed_book_messages("Is it open on Sundays?")]  # three prompts of different lengths: padding
+    convs = [
+        prompts.closed_book_messages("How tall is Mount Skarn?"),
+        prompts.rag_messages(
+            "Who founded the library?", ["The library was founded by Piet Haldor in 1881."]
+        ),
+        prompts.closed_book_messages("Is it open on Sundays?"),
+    ]  # three prompts of different lengths: padding
     choices = [["3,412 metres", "2,000 m", "1"], ["Piet Haldor", "Ilse Marten"], ["yes", "no"]]
     answers = gen.answer(convs, choices)
     assert [len(a.logliks) for a in answers] == [3, 2, 2]
     for conv, ch, a in zip(convs, choices, answers):
-        want = full_forward_logliks(gen.model, gen.tokenizer, conv, [], [f"{prompts.ANSWER_TAG} {x}" for x in ch])
+        want = full_forward_logliks(
+            gen.model, gen.tokenizer, conv, [], [f"{prompts.ANSWER_TAG} {x}" for x in ch]
+        )
         assert a.logliks == pytest.approx(want, abs=1e-3)
 
 
@@ -78,17 +89,24 @@ def test_after_reply_the_choices_follow_the_generated_tokens(tiny_llama):
     conv = prompts.closed_book_messages("How tall is Mount Skarn?")
     choices = ["3,412 metres", "2,000 m"]
     (a,) = gen.answer([conv], [choices], after_reply=True)
-    prompt = gen.tokenizer.apply_chat_template(conv, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    prompt = gen.tokenizer.apply_chat_template(
+        conv, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     with torch.inference_mode():
-        out = gen.model.generate(**prompt, max_new_tokens=6, do_sample=False, pad_token_id=gen.tokenizer.pad_token_id)
+        out = gen.model.generate(
+            **prompt, max_new_tokens=6, do_sample=False, pad_token_id=gen.tokenizer.pad_token_id
+        )
     special = set(gen.tokenizer.all_special_ids)
     reply_ids = []
-    for t in out[0, prompt["input_ids"].shape[1]:].tolist():
+    for t in out[0, prompt["input_ids"].shape[1] :].tolist():
         if t in special:
             break
         reply_ids.append(t)
-    # a random model writes no <ANSWER>: tag: the whole reply is the reasoning, and the answer line follows it
-    want = full_forward_logliks(gen.model, gen.tokenizer, conv, reply_ids, [f"\n{prompts.ANSWER_TAG} {x}" for x in choices])
+    # a random model writes no <ANSWER>: tag: the whole reply is the reasoning, and the answer line
+    # follows it
+    want = full_forward_logliks(
+        gen.model, gen.tokenizer, conv, reply_ids, [f"\n{prompts.ANSWER_TAG} {x}" for x in choices]
+    )
     assert a.logliks == pytest.approx(want, abs=1e-3)
 
 
@@ -99,8 +117,9 @@ def test_reasoning_is_the_reply_before_its_answer_line():
     assert prompts.reasoning("It is 14. ") == "It is 14.\n"
 
 
-def test_compare_mc_after_reply_asks_the_generator_to_score_after_its_reply(tmp_path, built_index,
-                                                                           stub_generator, compare_cfg):
+def test_compare_mc_after_reply_asks_the_generator_to_score_after_its_reply(
+    tmp_path, built_index, stub_generator, compare_cfg
+):
     seen = []
 
     class Recording(stub_generator):
@@ -108,15 +127,24 @@ def test_compare_mc_after_reply_asks_the_generator_to_score_after_its_reply(tmp_
             seen.append(after_reply)
             return super().answer(conversations, choices, after_reply, desc)
 
-    compare(compare_cfg(built_index, scoring={"mc_after": "reply", "ragas": False}), tmp_path / "out",
-            generator_factory=Recording)
+    compare(
+        compare_cfg(built_index, scoring={"mc_after": "reply", "ragas": False}),
+        tmp_path / "out",
+        generator_factory=Recording,
+    )
     assert seen and all(seen)
 
 
-@pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("compare*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "recipe", sorted((ROOT / "recipes").glob("compare*.yaml")), ids=lambda p: p.name
+)
 def test_compare_recipes_load_and_name_their_command(recipe):
     cfg = config.load(CompareConfig, recipe)
-    assert recipe.read_text().splitlines()[0].startswith(f"# raftkit compare --config recipes/{recipe.name} --out ")
+    assert (
+        recipe.read_text()
+        .splitlines()[0]
+        .startswith(f"# raftkit compare --config recipes/{recipe.name} --out ")
+    )
     assert len({s.name for s in cfg.systems}) == len(cfg.systems) >= 2
     assert Path(ROOT / cfg.questions.path).exists()
 
@@ -124,8 +152,11 @@ def test_compare_recipes_load_and_name_their_command(recipe):
 def test_demo_recipe_has_the_four_standard_systems():
     cfg = config.load(CompareConfig, ROOT / "recipes" / "compare_demo.yaml")
     assert [(s.name, s.model, s.mode) for s in cfg.systems] == [
-        ("base", "smollm2-135m-instruct", "closed"), ("base+rag", "smollm2-135m-instruct", "rag"),
-        ("fine-tuned", "runs/demo-sft", "closed"), ("fine-tuned+rag", "runs/demo-sft", "rag")]
+        ("base", "smollm2-135m-instruct", "closed"),
+        ("base+rag", "smollm2-135m-instruct", "rag"),
+        ("fine-tuned", "runs/demo-sft", "closed"),
+        ("fine-tuned+rag", "runs/demo-sft", "rag"),
+    ]
 
 
 def test_cli_reports_bad_config_in_one_line(tmp_path, capsys):
@@ -133,7 +164,10 @@ def test_cli_reports_bad_config_in_one_line(tmp_path, capsys):
     bad.write_text("systems: []\nquestions: {path: nowhere.jsonl}\n")
     assert main(["compare", "--config", str(bad), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"error: {bad}: systems: name at least one system ({{name, model, mode, index, top_k}})"
+    assert (
+        err
+        == f"error: {bad}: systems: name at least one system ({{name, model, mode, index, top_k}})"
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -142,9 +176,23 @@ def test_compare_tiny_with_the_real_model(tmp_path, capsys, monkeypatch):
     """The recipe end to end through the CLI on the real 135M model (3 questions, short answers)."""
     monkeypatch.chdir(ROOT)
     out = tmp_path / "report"
-    code = main(["compare", "--config", "recipes/compare_tiny.yaml", "--out", str(out),
-                 "--set", f"indexes_dir={tmp_path / 'indexes'}", "--set", "questions.max_questions=3",
-                 "--set", "generation.max_new_tokens=16", "--set", "bootstrap.samples=200"])
+    code = main(
+        [
+            "compare",
+            "--config",
+            "recipes/compare_tiny.yaml",
+            "--out",
+            str(out),
+            "--set",
+            f"indexes_dir={tmp_path / 'indexes'}",
+            "--set",
+            "questions.max_questions=3",
+            "--set",
+            "generation.max_new_tokens=16",
+            "--set",
+            "bootstrap.samples=200",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err[-2000:]
     for name in ("results.json", "per_question.csv", "report.md", "report.html"):
@@ -161,13 +209,28 @@ def test_openai_judge_is_a_ragas_llm_without_network():
 
     from raftkit.compare.extras import judge_llm
 
-    cfg = config.load(CompareConfig, data={
-        "systems": [{"name": "a", "model": "m"}], "questions": {"path": "q.jsonl"},
-        "scoring": {"judge": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "judge"}}})
+    cfg = config.load(
+        CompareConfig,
+        data={
+            "systems": [{"name": "a", "model": "m"}],
+            "questions": {"path": "q.jsonl"},
+            "scoring": {
+                "judge": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "judge"}
+            },
+        },
+    )
     assert isinstance(judge_llm(cfg), BaseRagasLLM)
-    with pytest.raises(ConfigError, match="kind 'openai' needs base_url; scoring.judge.kind 'openai' needs model"):
-        config.load(CompareConfig, data={"systems": [{"name": "a", "model": "m"}], "questions": {"path": "q"},
-                                         "scoring": {"judge": {"kind": "openai"}}})
+    with pytest.raises(
+        ConfigError, match="kind 'openai' needs base_url; scoring.judge.kind 'openai' needs model"
+    ):
+        config.load(
+            CompareConfig,
+            data={
+                "systems": [{"name": "a", "model": "m"}],
+                "questions": {"path": "q"},
+                "scoring": {"judge": {"kind": "openai"}},
+            },
+        )
 
 
 def test_cli_summary_table_shows_headline_metrics_present():
@@ -176,10 +239,16 @@ def test_cli_summary_table_shows_headline_metrics_present():
     from raftkit.compare.run import summary_table
 
     def system(name, **values):
-        return SystemResult(name, "m", "closed", "", 5, {}, 8, {}, {k: Stat(v, None, 8) for k, v in values.items()})
+        return SystemResult(
+            name, "m", "closed", "", 5, {}, 8, {}, {k: Stat(v, None, 8) for k, v in values.items()}
+        )
 
-    table = summary_table([system("base", accuracy=0.25, stale_rate=0.5),
-                           system("fine-tuned+rag", accuracy=0.875, stale_rate=0.0)])
+    table = summary_table(
+        [
+            system("base", accuracy=0.25, stale_rate=0.5),
+            system("fine-tuned+rag", accuracy=0.875, stale_rate=0.0),
+        ]
+    )
     assert table.splitlines() == [
         "  system             accuracy   stale",
         "  base                  25.0%   50.0%",

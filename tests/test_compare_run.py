@@ -1,4 +1,5 @@
-"""`raftkit compare` end to end with a stub generator: exact metrics, the four files, resume, errors."""
+"""`raftkit compare` end to end with a stub generator: exact metrics, the four files, resume,
+errors."""
 
 from __future__ import annotations
 
@@ -16,18 +17,33 @@ from raftkit.retrieval.index import FaissIndex
 
 QA = "tests/assets/compare/qa.jsonl"
 
-def test_compare_exact_metrics_and_four_files(tmp_path, built_index, monkeypatch, stub_generator, compare_cfg):
+
+def test_compare_exact_metrics_and_four_files(
+    tmp_path, built_index, monkeypatch, stub_generator, compare_cfg
+):
     searches = []
     real_search = FaissIndex.search
-    monkeypatch.setattr(FaissIndex, "search", lambda self, qs, k=5: searches.append((len(qs), k)) or
-                        real_search(self, qs, k))
-    cfg = compare_cfg(built_index, systems=[{"name": "base", "model": "stub", "mode": "closed"},
-                                     {"name": "base+rag", "model": "stub", "mode": "rag", "index": "assets", "top_k": 3},
-                                     {"name": "base+rag1", "model": "stub", "mode": "rag", "index": "assets", "top_k": 1}])
+    monkeypatch.setattr(
+        FaissIndex,
+        "search",
+        lambda self, qs, k=5: searches.append((len(qs), k)) or real_search(self, qs, k),
+    )
+    cfg = compare_cfg(
+        built_index,
+        systems=[
+            {"name": "base", "model": "stub", "mode": "closed"},
+            {"name": "base+rag", "model": "stub", "mode": "rag", "index": "assets", "top_k": 3},
+            {"name": "base+rag1", "model": "stub", "mode": "rag", "index": "assets", "top_k": 1},
+        ],
+    )
     made = []
-    report = compare(cfg, tmp_path / "out", generator_factory=lambda g: made.append(g.model) or stub_generator(g))
+    report = compare(
+        cfg, tmp_path / "out", generator_factory=lambda g: made.append(g.model) or stub_generator(g)
+    )
     assert made == ["stub"]  # one model, loaded once for all three systems
-    assert searches == [(8, 3)]  # retrieval once per question, at the largest top_k, shared by both rag systems
+    assert searches == [
+        (8, 3)
+    ]  # retrieval once per question, at the largest top_k, shared by both rag systems
     for name in ("results.json", "per_question.csv", "report.md", "report.html", "config.yaml"):
         assert (tmp_path / "out" / name).is_file()
     m = lambda s, k: report.metric(s, k)  # noqa: E731
@@ -39,8 +55,14 @@ def test_compare_exact_metrics_and_four_files(tmp_path, built_index, monkeypatch
     assert m("base", "unanswerable_answered_rate") == 1.0
     assert m("base", "abstention_rate") == pytest.approx(1 / 8)
     assert m("base", "unsupported_quote_rate") == 1.0  # closed-book quotes are never supported
-    assert (m("base", "accuracy_unchanged"), m("base", "accuracy_changed"), m("base", "accuracy_added")) == (0.25, 0.0, 1.0)
-    assert m("base", "stale_rate") == 1.0  # c-03 loglik picks the v1 choice; c-04 answers the v1 "10"
+    assert (
+        m("base", "accuracy_unchanged"),
+        m("base", "accuracy_changed"),
+        m("base", "accuracy_added"),
+    ) == (0.25, 0.0, 1.0)
+    assert (
+        m("base", "stale_rate") == 1.0
+    )  # c-03 loglik picks the v1 choice; c-04 answers the v1 "10"
     assert m("base+rag", "accuracy") == pytest.approx(6 / 7)
     assert m("base+rag", "confident_wrong_rate") == 0.0
     assert m("base+rag", "unanswerable_answered_rate") == 0.0
@@ -50,14 +72,21 @@ def test_compare_exact_metrics_and_four_files(tmp_path, built_index, monkeypatch
     rag1 = next(r for r in report.rows if r.system == "base+rag1" and r.qid == "c-01")
     assert len(rag1.retrieved) == 1 and rag1.retrieved[0].startswith("volcanoes.md#")
     results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert results["questions"]["by_status"] == {"added": 1, "changed": 2, "unanswerable": 1, "unchanged": 4}
+    assert results["questions"]["by_status"] == {
+        "added": 1,
+        "changed": 2,
+        "unanswerable": 1,
+        "unchanged": 4,
+    }
     assert results["reproduce"]["indexes"]["assets"]["counts"]["documents"] == 5
     assert results["reproduce"]["versions"]["ragas"] == "0.4.3"
     acc = results["systems"][1]["metrics"]["accuracy"]
     assert acc["n"] == 7 and acc["ci"][0] <= acc["value"] <= acc["ci"][1]
     with open(tmp_path / "out" / "per_question.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 24 and {"question", "system", "answer", "correct", "retrieved"} <= set(rows[0])
+    assert len(rows) == 24 and {"question", "system", "answer", "correct", "retrieved"} <= set(
+        rows[0]
+    )
     html = (tmp_path / "out" / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3 and "Confident-wrong" in html
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html)
@@ -70,18 +99,29 @@ def test_compare_resumes_after_interruption(tmp_path, built_index, stub_generato
     cfg = compare_cfg(built_index)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
-        # batch_size 1 -> checkpoint blocks of 4 questions: base takes 2 calls, the rag system dies in its 2nd
+        # batch_size 1 -> checkpoint blocks of 4 questions: base takes 2 calls, the rag system dies
+        # in its 2nd
         compare(cfg, out, generator_factory=lambda g: stub_generator(g, fail_after=3))
     lines = lambda name: (out / ".work" / f"{name}.jsonl").read_text().splitlines()  # noqa: E731
-    assert len(lines("base")) == 8 and len(lines("base+rag")) == 4 and not (out / "results.json").exists()
+    assert (
+        len(lines("base")) == 8
+        and len(lines("base+rag")) == 4
+        and not (out / "results.json").exists()
+    )
     stubs = []
-    report = compare(cfg, out, generator_factory=lambda g: stubs.append(stub_generator(g)) or stubs[-1])
+    report = compare(
+        cfg, out, generator_factory=lambda g: stubs.append(stub_generator(g)) or stubs[-1]
+    )
     assert stubs[0].asked == [["c-05", "c-06", "c-07", "c-08"]]  # only what the checkpoint lacked
     fresh = compare(cfg, tmp_path / "fresh", generator_factory=stub_generator)
-    assert [s["metrics"] for s in report.results["systems"]] == [s["metrics"] for s in fresh.results["systems"]]
+    assert [s["metrics"] for s in report.results["systems"]] == [
+        s["metrics"] for s in fresh.results["systems"]
+    ]
 
 
-def test_compare_refuses_existing_report_and_other_config(tmp_path, built_index, stub_generator, compare_cfg):
+def test_compare_refuses_existing_report_and_other_config(
+    tmp_path, built_index, stub_generator, compare_cfg
+):
     out = tmp_path / "out"
     compare(compare_cfg(built_index), out, generator_factory=stub_generator)
     with pytest.raises(RaftkitError, match="already holds a report; use --overwrite"):
@@ -89,14 +129,22 @@ def test_compare_refuses_existing_report_and_other_config(tmp_path, built_index,
     compare(compare_cfg(built_index), out, overwrite=True, generator_factory=stub_generator)
     (out / "results.json").unlink()
     with pytest.raises(RaftkitError, match="unfinished comparison with another config"):
-        compare(compare_cfg(built_index, questions={"max_questions": 3}), out, generator_factory=stub_generator)
+        compare(
+            compare_cfg(built_index, questions={"max_questions": 3}),
+            out,
+            generator_factory=stub_generator,
+        )
 
 
-def test_holdout_questions_are_asked_without_their_documents(tmp_path, built_index, stub_generator, compare_cfg):
+def test_holdout_questions_are_asked_without_their_documents(
+    tmp_path, built_index, stub_generator, compare_cfg
+):
     cfg = compare_cfg(built_index, unanswerable={"holdout_docs": 0.3})
     report = compare(cfg, tmp_path / "out", generator_factory=stub_generator)
     held = [r for r in report.rows if r.holdout]
-    assert {r.system for r in held} == {"base+rag"} and len(held) == 2  # round(0.3 * 7), rag systems only
+    assert {r.system for r in held} == {"base+rag"} and len(
+        held
+    ) == 2  # round(0.3 * 7), rag systems only
     questions = {json.loads(x)["id"]: json.loads(x) for x in open(QA)}
     for r in held:
         assert not set(questions[r.qid.split("::")[0]]["doc_ids"]) & set(r.retrieved_doc_ids)
@@ -105,29 +153,54 @@ def test_holdout_questions_are_asked_without_their_documents(tmp_path, built_ind
 
 
 def test_ragas_metrics_run_offline(tmp_path, built_index, stub_generator, compare_cfg):
-    report = compare(compare_cfg(built_index, scoring={"ragas": True}), tmp_path / "out", generator_factory=stub_generator)
+    report = compare(
+        compare_cfg(built_index, scoring={"ragas": True}),
+        tmp_path / "out",
+        generator_factory=stub_generator,
+    )
     assert report.metric("base+rag", "ragas_rouge_l") > report.metric("base", "ragas_rouge_l")
     assert report.metric("base+rag", "ragas_context_recall") is not None
-    assert report.metric("base", "ragas_context_recall") is None  # closed-book systems retrieve nothing
+    assert (
+        report.metric("base", "ragas_context_recall") is None
+    )  # closed-book systems retrieve nothing
     row = next(r for r in report.rows if r.system == "base+rag" and r.qid == "c-02")
     assert row.ragas["ragas_string_similarity"] == 1.0 and row.ragas["ragas_rouge_l"] == 1.0
 
 
 def test_config_problems_are_listed_at_once():
     with pytest.raises(ConfigError) as e:
-        config.load(CompareConfig, data={
-            "systems": [{"name": "a", "model": "m", "mode": "rag"}, {"name": "a", "model": "", "top_k": 0}],
-            "scoring": {"mc": "vote"}})
+        config.load(
+            CompareConfig,
+            data={
+                "systems": [
+                    {"name": "a", "model": "m", "mode": "rag"},
+                    {"name": "a", "model": "", "top_k": 0},
+                ],
+                "scoring": {"mc": "vote"},
+            },
+        )
     msg = str(e.value)
     assert "scoring.mc: 'vote' is not one of 'loglik', 'generate', 'both'" in msg
     with pytest.raises(ConfigError) as e:
-        config.load(CompareConfig, data={
-            "systems": [{"name": "a", "model": "m", "mode": "rag"}, {"name": "a", "model": "", "top_k": 0}],
-            "unanswerable": {"holdout_docs": 2.0}})
+        config.load(
+            CompareConfig,
+            data={
+                "systems": [
+                    {"name": "a", "model": "m", "mode": "rag"},
+                    {"name": "a", "model": "", "top_k": 0},
+                ],
+                "unanswerable": {"holdout_docs": 2.0},
+            },
+        )
     msg = str(e.value)
-    for part in ("questions.path is required", "unanswerable.holdout_docs (2.0) must be in [0, 1]",
-                 "systems[0].mode 'rag' needs an index", "systems[1].model is required",
-                 "systems[1].top_k (0) must be at least 1", "systems: names must be unique (repeated: a)"):
+    for part in (
+        "questions.path is required",
+        "unanswerable.holdout_docs (2.0) must be in [0, 1]",
+        "systems[0].mode 'rag' needs an index",
+        "systems[1].model is required",
+        "systems[1].top_k (0) must be at least 1",
+        "systems: names must be unique (repeated: a)",
+    ):
         assert part in msg
 
 
@@ -135,10 +208,14 @@ def test_bad_questions_file_writes_nothing(tmp_path, built_index, stub_generator
     bad = tmp_path / "qa.jsonl"
     bad.write_text('{"id": "x", "question": "Where?"}\n')
     cfg = compare_cfg(built_index, questions={"path": str(bad)})
-    with pytest.raises(RaftkitError, match="line 1 has neither 'answer' nor 'choices' with 'answer_index'"):
+    with pytest.raises(
+        RaftkitError, match="line 1 has neither 'answer' nor 'choices' with 'answer_index'"
+    ):
         compare(cfg, tmp_path / "out", generator_factory=stub_generator)
     assert not (tmp_path / "out").exists()
-    cfg = compare_cfg(built_index, systems=[{"name": "r", "model": "stub", "mode": "rag", "index": "nope"}])
+    cfg = compare_cfg(
+        built_index, systems=[{"name": "r", "model": "stub", "mode": "rag", "index": "nope"}]
+    )
     with pytest.raises(RaftkitError, match="nope"):
         compare(cfg, tmp_path / "out", generator_factory=stub_generator)
     assert not (tmp_path / "out").exists()
@@ -149,19 +226,42 @@ def test_questions_from_a_build_dataset_output(tmp_path):
 
     from raftkit.compare.questions import load_questions
 
-    row = {"id": "e1", "question": "How tall is Mount Skarn?", "answer": "3,412 metres", "doc_id": "volcanoes.md",
-           "context": ["..."]}
-    DatasetDict({"train": Dataset.from_list([{**row, "id": "t1"}]),
-                 "eval": Dataset.from_list([row])}).save_to_disk(str(tmp_path / "out" / "dataset"))
-    cfg = config.load(CompareConfig, data={"systems": [{"name": "a", "model": "m"}],
-                                           "questions": {"path": str(tmp_path / "out")}})
+    row = {
+        "id": "e1",
+        "question": "How tall is Mount Skarn?",
+        "answer": "3,412 metres",
+        "doc_id": "volcanoes.md",
+        "context": ["..."],
+    }
+    DatasetDict(
+        {"train": Dataset.from_list([{**row, "id": "t1"}]), "eval": Dataset.from_list([row])}
+    ).save_to_disk(str(tmp_path / "out" / "dataset"))
+    cfg = config.load(
+        CompareConfig,
+        data={
+            "systems": [{"name": "a", "model": "m"}],
+            "questions": {"path": str(tmp_path / "out")},
+        },
+    )
     (q,) = load_questions(cfg)
-    assert (q.id, q.answer, q.doc_ids, q.status, q.answerable) == ("e1", "3,412 metres", ["volcanoes.md"],
-                                                                   "unchanged", True)
+    assert (q.id, q.answer, q.doc_ids, q.status, q.answerable) == (
+        "e1",
+        "3,412 metres",
+        ["volcanoes.md"],
+        "unchanged",
+        True,
+    )
 
 
-def test_missing_model_is_named_before_anything_is_written(tmp_path, built_index, stub_generator, compare_cfg):
-    cfg = compare_cfg(built_index, systems=[{"name": "fine-tuned", "model": str(tmp_path / "runs" / "nope"), "mode": "closed"}])
+def test_missing_model_is_named_before_anything_is_written(
+    tmp_path, built_index, stub_generator, compare_cfg
+):
+    cfg = compare_cfg(
+        built_index,
+        systems=[
+            {"name": "fine-tuned", "model": str(tmp_path / "runs" / "nope"), "mode": "closed"}
+        ],
+    )
     with pytest.raises(RaftkitError, match=r"^system 'fine-tuned': unknown model '.*nope'"):
         compare(cfg, tmp_path / "out")
     assert not (tmp_path / "out").exists()

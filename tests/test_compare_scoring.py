@@ -1,4 +1,5 @@
-"""Exact values of every compare metric on hand-made answers (no model), and what the intervals promise."""
+"""Exact values of every compare metric on hand-made answers (no model), and what the intervals
+promise."""
 
 from __future__ import annotations
 
@@ -33,20 +34,40 @@ def test_exact_match_f1_substring_values():
 def test_open_scores_correct_is_em_or_substring():
     # 4 predicted tokens, 1 shared: p=1/4, r=1, f1=0.4
     assert scoring.open_scores("It listens on 7421", "7421") == {
-        "em": 0.0, "f1": pytest.approx(0.4), "substring": 1.0, "correct": 1.0}
-    assert scoring.open_scores("7420", "7421") == {"em": 0.0, "f1": 0.0, "substring": 0.0, "correct": 0.0}
+        "em": 0.0,
+        "f1": pytest.approx(0.4),
+        "substring": 1.0,
+        "correct": 1.0,
+    }
+    assert scoring.open_scores("7420", "7421") == {
+        "em": 0.0,
+        "f1": 0.0,
+        "substring": 0.0,
+        "correct": 0.0,
+    }
     assert scoring.matches("7421", None) is False
 
 
 # ----------------------------------------------------------------------------- abstention
-@pytest.mark.parametrize("answer", [prompts.ABSTAIN, "I don't know.", "i do not know", "I cannot answer that",
-                                    "The name is not explicitly mentioned in the given text.",
-                                    "The documents do not contain this.", "Not enough information."])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        prompts.ABSTAIN,
+        "I don't know.",
+        "i do not know",
+        "I cannot answer that",
+        "The name is not explicitly mentioned in the given text.",
+        "The documents do not contain this.",
+        "Not enough information.",
+    ],
+)
 def test_abstentions_are_detected(answer):
     assert prompts.is_abstention(answer)
 
 
-@pytest.mark.parametrize("answer", ["7421", "Knowledge base", "no", "The answer is in the documents: 4 MiB"])
+@pytest.mark.parametrize(
+    "answer", ["7421", "Knowledge base", "no", "The answer is in the documents: 4 MiB"]
+)
 def test_answers_are_not_abstentions(answer):
     assert not prompts.is_abstention(answer)
 
@@ -63,39 +84,81 @@ def test_the_rlhf_reward_and_the_evaluation_normalise_alike():
     assert scoring.exact_match("The Port, 7421!", "port 7421") == 1.0
 
 
-# ----------------------------------------------------------------------------- multiple choice, staleness
+# ----------------------------------------------------------------------- multiple choice, staleness
 def test_loglik_pick_first_on_ties_and_none_without_choices():
     assert scoring.loglik_pick([-3.0, -1.0, -1.0, -5.0]) == 1
     assert scoring.loglik_pick([]) is None
 
 
-@pytest.mark.parametrize("answer,expected", [
-    ("7421", 1), ("It is 7421.", 1), ("B", 1), ("(c)", 2), ("D.", 3), ("A) 7420", 0),
-    ("7420 or 7421", None), ("I don't know", None), ("Z", None), ("4 MiB", 2)])
+@pytest.mark.parametrize(
+    "answer,expected",
+    [
+        ("7421", 1),
+        ("It is 7421.", 1),
+        ("B", 1),
+        ("(c)", 2),
+        ("D.", 3),
+        ("A) 7420", 0),
+        ("7420 or 7421", None),
+        ("I don't know", None),
+        ("Z", None),
+        ("4 MiB", 2),
+    ],
+)
 def test_generated_choice(answer, expected):
-    choices = ["7420", "7421", "4 MiB", "4"] if answer == "4 MiB" else ["7420", "7421", "7422", "9464"]
+    choices = (
+        ["7420", "7421", "4 MiB", "4"] if answer == "4 MiB" else ["7420", "7421", "7422", "9464"]
+    )
     assert scoring.generated_choice(answer, choices) == expected
 
 
 def test_stale_open_and_mc():
     assert scoring.is_stale_open("It is 1 MiB", "1 MiB", "4 MiB")
     assert not scoring.is_stale_open("4 MiB", "1 MiB", "4 MiB")
-    assert not scoring.is_stale_open("1 MiB or 4 MiB", "1 MiB", "4 MiB")  # hedging both is not stale
+    assert not scoring.is_stale_open(
+        "1 MiB or 4 MiB", "1 MiB", "4 MiB"
+    )  # hedging both is not stale
     assert not scoring.is_stale_open("2 MiB", "1 MiB", "4 MiB")
     assert not scoring.is_stale_open("1 MiB", None, "4 MiB")
-    assert scoring.is_stale_mc(0, 0) and not scoring.is_stale_mc(2, 0) and not scoring.is_stale_mc(None, 0)
+    assert (
+        scoring.is_stale_mc(0, 0)
+        and not scoring.is_stale_mc(2, 0)
+        and not scoring.is_stale_mc(None, 0)
+    )
     assert not scoring.is_stale_mc(0, None)
     assert status_from_period("v2") == "added" and status_from_period("v1") == "unchanged"
 
 
 # ----------------------------------------------------------------------------- the registry
-def row(answerable=True, abstained=False, gen_correct=False, quotes=0, unsupported=0, status="unchanged",
-        correct=None, stale=None, qid="q") -> ScoredRow:
-    return ScoredRow(system="s", qid=qid, question="?", status=status, holdout=False, answerable=answerable,
-                     reference="x" if answerable else None, answer="", reply="", abstained=abstained,
-                     correct=(gen_correct if correct is None else correct) if answerable else None, primary="open",
-                     gen_correct=gen_correct if answerable else None, stale=stale, quotes=quotes,
-                     quotes_unsupported=unsupported)
+def row(
+    answerable=True,
+    abstained=False,
+    gen_correct=False,
+    quotes=0,
+    unsupported=0,
+    status="unchanged",
+    correct=None,
+    stale=None,
+    qid="q",
+) -> ScoredRow:
+    return ScoredRow(
+        system="s",
+        qid=qid,
+        question="?",
+        status=status,
+        holdout=False,
+        answerable=answerable,
+        reference="x" if answerable else None,
+        answer="",
+        reply="",
+        abstained=abstained,
+        correct=(gen_correct if correct is None else correct) if answerable else None,
+        primary="open",
+        gen_correct=gen_correct if answerable else None,
+        stale=stale,
+        quotes=quotes,
+        quotes_unsupported=unsupported,
+    )
 
 
 def value(rows, name):
@@ -108,29 +171,43 @@ def test_hallucination_rates_exact():
         row(gen_correct=False),  # confident-wrong
         row(abstained=True),  # abstained on an answerable question: not confident-wrong
         row(gen_correct=False, quotes=4, unsupported=1),  # confident-wrong
-        row(answerable=False, status="unanswerable", quotes=1, unsupported=1),  # answered the unanswerable
+        row(
+            answerable=False, status="unanswerable", quotes=1, unsupported=1
+        ),  # answered the unanswerable
         row(answerable=False, status="unanswerable", abstained=True),
         row(answerable=False, status="unanswerable", abstained=True),
     ]
     assert value(rows, "abstention_rate").value == pytest.approx(3 / 7)
-    assert (value(rows, "confident_wrong_rate").value, value(rows, "confident_wrong_rate").n) == (0.5, 4)
+    assert (value(rows, "confident_wrong_rate").value, value(rows, "confident_wrong_rate").n) == (
+        0.5,
+        4,
+    )
     assert value(rows, "unanswerable_answered_rate").value == pytest.approx(1 / 3)
     # per quoting reply: 0/2, 1/4, 1/1 -> mean 0.41666...
     assert value(rows, "unsupported_quote_rate").value == pytest.approx(1.25 / 3)
-    assert "unsupported_quote_rate" not in metrics.summarize([row()], 50, 0, 0.95)  # nobody quoted: no value
+    assert "unsupported_quote_rate" not in metrics.summarize(
+        [row()], 50, 0, 0.95
+    )  # nobody quoted: no value
 
 
 def test_freshness_metrics_only_with_changed_or_added_facts():
-    rows = [row(status="unchanged", correct=True), row(status="unchanged", correct=False),
-            row(status="changed", correct=True, stale=False), row(status="changed", correct=False, stale=True),
-            row(status="changed", correct=False, stale=False), row(status="added", correct=True),
-            row(status="unanswerable", answerable=False)]
+    rows = [
+        row(status="unchanged", correct=True),
+        row(status="unchanged", correct=False),
+        row(status="changed", correct=True, stale=False),
+        row(status="changed", correct=False, stale=True),
+        row(status="changed", correct=False, stale=False),
+        row(status="added", correct=True),
+        row(status="unanswerable", answerable=False),
+    ]
     got = metrics.summarize(rows, 50, 0, 0.95)
     assert got["accuracy_unchanged"].value == 0.5
     assert got["accuracy_changed"].value == pytest.approx(1 / 3) and got["accuracy_changed"].n == 3
     assert got["accuracy_added"].value == 1.0
     assert got["stale_rate"].value == pytest.approx(1 / 3)
-    assert "accuracy_unchanged" not in metrics.summarize([row(status="unchanged", correct=True)], 50, 0, 0.95)
+    assert "accuracy_unchanged" not in metrics.summarize(
+        [row(status="unchanged", correct=True)], 50, 0, 0.95
+    )
 
 
 def test_every_metric_has_a_definition_label_and_group():
@@ -164,6 +241,7 @@ def test_more_questions_give_a_narrower_interval():
     def width(n):
         lo, hi = metrics.bootstrap_ci([1.0, 0.0] * n, samples=1000, seed=0)
         return hi - lo
+
     assert width(200) < width(20) / 2.5  # about 1/sqrt(n)
 
 
@@ -171,7 +249,9 @@ def test_paired_difference_sees_a_gain_that_two_separate_intervals_hide():
     rng = np.random.default_rng(0)
     base_ok = rng.random(60) < 0.5
     better_ok = base_ok.copy()
-    better_ok[np.flatnonzero(~base_ok)[:6]] = True  # right on 6 more questions, wrong on none it had right
+    better_ok[np.flatnonzero(~base_ok)[:6]] = (
+        True  # right on 6 more questions, wrong on none it had right
+    )
     base = [row(correct=bool(c), qid=f"q{i}") for i, c in enumerate(base_ok)]
     better = [row(correct=bool(c), qid=f"q{i}") for i, c in enumerate(better_ok)]
     a, b = value(better, "accuracy"), value(base, "accuracy")

@@ -25,15 +25,22 @@ def test_defaults_yaml_and_overrides_in_that_order(tmp_path):
 
 
 def test_every_problem_is_listed_at_once(tmp_path):
-    p = write(tmp_path, "retrieval:\n  chunking:\n    size: 100\n    overlap: 600\n  colour: red\n"
-                        "generation:\n  backend: openai\n  batch_size: many\n")
+    p = write(
+        tmp_path,
+        "retrieval:\n  chunking:\n    size: 100\n    overlap: 600\n  colour: red\n"
+        "generation:\n  backend: openai\n  batch_size: many\n",
+    )
     with pytest.raises(ConfigError) as e:
         config.load(RaftkitConfig, p)
     msg = str(e.value)
     assert "unknown key 'retrieval.colour'" in msg
     assert "generation.batch_size: expected int, got 'many'" in msg
     # cross-field checks run only once the types are right, so fix the type error and look again
-    p = write(tmp_path, "retrieval:\n  chunking:\n    size: 100\n    overlap: 600\ngeneration:\n  backend: openai\n")
+    p = write(
+        tmp_path,
+        "retrieval:\n  chunking:\n    size: 100\n    overlap: 600\ngeneration:\n"
+        "  backend: openai\n",
+    )
     with pytest.raises(ConfigError) as e:
         config.load(RaftkitConfig, p)
     assert e.value.problems == [
@@ -44,7 +51,9 @@ def test_every_problem_is_listed_at_once(tmp_path):
 
 def test_literal_and_section_types_are_checked():
     with pytest.raises(ConfigError) as e:
-        config.load(RaftkitConfig, data={"retrieval": {"index": {"kind": "annoy"}}, "generation": 3})
+        config.load(
+            RaftkitConfig, data={"retrieval": {"index": {"kind": "annoy"}}, "generation": 3}
+        )
     assert e.value.problems == [
         "retrieval.index.kind: 'annoy' is not one of 'flat', 'hnsw', 'ivfpq'",
         "generation: expected a section (mapping), got 3",
@@ -87,7 +96,9 @@ class Top(Section):
 def test_lists_and_floats_accept_yaml_forms():
     cfg = config.load(Top, overrides=["s.names=[a, b]", "s.rate=1"])
     assert cfg.s.names == ["a", "b"] and cfg.s.rate == 1.0 and isinstance(cfg.s.rate, float)
-    assert config.load(Top, overrides=["s.rate=1e-3"]).s.rate == 0.001  # YAML 1.1 reads this as a string
+    assert (
+        config.load(Top, overrides=["s.rate=1e-3"]).s.rate == 0.001
+    )  # YAML 1.1 reads this as a string
     with pytest.raises(ConfigError, match=r"s.rate: expected float, got 'fast'"):
         config.load(Top, overrides=["s.rate=fast"])
     with pytest.raises(ConfigError, match=r"s.names\[1\]: expected str, got 3"):
@@ -97,15 +108,25 @@ def test_lists_and_floats_accept_yaml_forms():
 def test_values_keep_their_types():
     with pytest.raises(ConfigError) as e:
         config.load(Top, overrides=["s.steps='5'", "s.flag=1", "s.rank=true"])
-    assert e.value.problems == ["s.steps: expected int, got '5'", "s.rank: expected int, got True",
-                                "s.flag: expected bool, got 1"]
+    assert e.value.problems == [
+        "s.steps: expected int, got '5'",
+        "s.rank: expected int, got True",
+        "s.flag: expected bool, got 1",
+    ]
 
 
 def test_bounds_name_the_field_value_and_interval():
     with pytest.raises(ConfigError) as e:
         config.load(Top, overrides=["s.steps=-1", "s.rank=0", "s.share=1", "s.level=0", "s.lr=-1"])
-    assert e.value.problems == ["s.steps (-1) must not be negative", "s.rank (0) must be at least 1",
-                                "s.share (1.0) must be in [0, 1)", "s.level (0.0) must be in (0, 1]",
-                                "s.lr (-1.0) must be positive"]
+    assert e.value.problems == [
+        "s.steps (-1) must not be negative",
+        "s.rank (0) must be at least 1",
+        "s.share (1.0) must be in [0, 1)",
+        "s.level (0.0) must be in (0, 1]",
+        "s.lr (-1.0) must be positive",
+    ]
     # the bounds themselves: closed ends are allowed
-    assert config.load(Top, overrides=["s.steps=0", "s.rank=1", "s.share=0", "s.level=1"]).s.level == 1.0
+    assert (
+        config.load(Top, overrides=["s.steps=0", "s.rank=1", "s.share=0", "s.level=1"]).s.level
+        == 1.0
+    )

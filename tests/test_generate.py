@@ -1,5 +1,6 @@
-"""Generators: batched local generation is deterministic and order-preserving, in float32 and bf16; the
-OpenAI-compatible backend speaks the chat-completions protocol (retries included) to a loopback server."""
+"""Generators: batched local generation is deterministic and order-preserving, in float32 and bf16;
+the OpenAI-compatible backend speaks the chat-completions protocol (retries included) to a loopback
+server."""
 
 import json
 import threading
@@ -25,7 +26,9 @@ def test_hf_batched_equals_one_at_a_time(tiny_llama):
     batched = gen.chat(qs)
     gen.cfg.batch_size = 1
     single = gen.chat(qs)
-    assert len(batched) == 4 and batched == single  # left padding: batch composition changes nothing
+    assert (
+        len(batched) == 4 and batched == single
+    )  # left padding: batch composition changes nothing
     assert gen.chat(qs[:1]) == batched[:1]  # greedy decoding is deterministic
 
 
@@ -34,7 +37,9 @@ def test_bf16_runtime_loads_bf16_weights_and_scores_like_float32(tiny_llama):
 
     conv = prompts.closed_book_messages("How tall is Mount Skarn?")
     choices = [["3,412 metres", "2,000 m", "Piet Haldor"]]
-    full = HFGenerator(GenerationConfig(model=str(tiny_llama), max_new_tokens=4), FP32).answer([conv], choices)[0]
+    full = HFGenerator(GenerationConfig(model=str(tiny_llama), max_new_tokens=4), FP32).answer(
+        [conv], choices
+    )[0]
     low_gen = HFGenerator(GenerationConfig(model=str(tiny_llama), max_new_tokens=4), BF16)
     assert {p.dtype for p in low_gen.model.parameters()} == {__import__("torch").bfloat16}
     low = low_gen.answer([conv], choices)[0]
@@ -63,8 +68,16 @@ class _Server(BaseHTTPRequestHandler):
         if question == "busy" and question not in _Server.busy:
             _Server.busy.append(question)
             return self._status(429, [("Retry-After", "0")])
-        reply = {"choices": [{"message": {"role": "assistant",
-                                          "content": f" echo: {body['messages'][-1]['content']} "}}]}
+        reply = {
+            "choices": [
+                {
+                    "message": {
+                        "role": "assistant",
+                        "content": f" echo: {body['messages'][-1]['content']} ",
+                    }
+                }
+            ]
+        }
         data = json.dumps(reply).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -87,27 +100,45 @@ def server():
 
 def test_openai_backend_keeps_order_and_sends_key(server, monkeypatch):
     monkeypatch.setenv("MY_KEY", "sekrit")
-    cfg = GenerationConfig(model="served-model", backend="openai", base_url=server, api_key_env="MY_KEY",
-                           batch_size=3, max_new_tokens=12)
+    cfg = GenerationConfig(
+        model="served-model",
+        backend="openai",
+        base_url=server,
+        api_key_env="MY_KEY",
+        batch_size=3,
+        max_new_tokens=12,
+    )
     gen = make_generator(cfg, FP32)
     assert isinstance(gen, OpenAIGenerator)
-    assert gen.chat(convs("one", "two", "three", "four")) == ["echo: one", "echo: two", "echo: three", "echo: four"]
+    assert gen.chat(convs("one", "two", "three", "four")) == [
+        "echo: one",
+        "echo: two",
+        "echo: three",
+        "echo: four",
+    ]
     path, auth, body = _Server.seen[-1]
     assert path == "/v1/chat/completions" and auth == "Bearer sekrit"
-    assert body["model"] == "served-model" and body["max_tokens"] == 12 and body["temperature"] == 0.0
+    assert (
+        body["model"] == "served-model" and body["max_tokens"] == 12 and body["temperature"] == 0.0
+    )
 
 
 def test_openai_backend_errors_are_one_line(server):
     gen = OpenAIGenerator(GenerationConfig(backend="openai", base_url=server, max_retries=1))
-    with pytest.raises(RaftkitError, match=r"^generation server http://127.0.0.1:\d+/v1 failed: HTTP 400$"):
+    with pytest.raises(
+        RaftkitError, match=r"^generation server http://127.0.0.1:\d+/v1 failed: HTTP 400$"
+    ):
         gen.chat(convs("fail"))
     sent = len(_Server.seen)
     with pytest.raises(RaftkitError, match=r"failed: HTTP 503$"):
         gen.chat(convs("down"))
-    assert len(_Server.seen) - sent == 2  # the first try and max_retries=1 retry, then one clear line
+    assert (
+        len(_Server.seen) - sent == 2
+    )  # the first try and max_retries=1 retry, then one clear line
     with pytest.raises(RaftkitError, match=r"failed: cannot connect"):
-        OpenAIGenerator(GenerationConfig(backend="openai", base_url="http://127.0.0.1:9/v1", max_retries=0)).chat(
-            convs("x"))
+        OpenAIGenerator(
+            GenerationConfig(backend="openai", base_url="http://127.0.0.1:9/v1", max_retries=0)
+        ).chat(convs("x"))
 
 
 def test_openai_backend_retries_a_busy_server(server):

@@ -16,13 +16,16 @@ def cfg_for(root, *overrides):
     return config.load(RaftkitConfig, overrides=[f"retrieval.indexes_dir={root}", *overrides])
 
 
-@pytest.mark.parametrize("question, doc", [
-    ("How tall is Mount Skarn?", "volcanoes.md"),
-    ("What is the name of the sourdough starter?", "bakery.txt"),
-    ("How often do trains leave for Orra?", "guides/trains.html"),
-    ("How many books can I borrow with one card?", "lib-1"),
-    ("Who founded the library?", "lib-2"),
-])
+@pytest.mark.parametrize(
+    "question, doc",
+    [
+        ("How tall is Mount Skarn?", "volcanoes.md"),
+        ("What is the name of the sourdough starter?", "bakery.txt"),
+        ("How often do trains leave for Orra?", "guides/trains.html"),
+        ("How many books can I borrow with one card?", "lib-1"),
+        ("Who founded the library?", "lib-2"),
+    ],
+)
 def test_right_document_first(built_index, question, doc):
     assert built_index.search([question], 3)[0][0].chunk.doc_id == doc
 
@@ -31,24 +34,41 @@ def test_index_folder_and_manifest(built_index):
     from raftkit import outputs
 
     files = sorted(p.name for p in built_index.path.iterdir())
-    assert files == [outputs.MARKER, "chunks.jsonl", "config.yaml", "index.faiss", "manifest.json", "vectors.npy"]
+    assert files == [
+        outputs.MARKER,
+        "chunks.jsonl",
+        "config.yaml",
+        "index.faiss",
+        "manifest.json",
+        "vectors.npy",
+    ]
     assert outputs.kind_of(built_index.path) == "index"
     m = json.loads((built_index.path / "manifest.json").read_text())
     assert m["embedder"] == {"model": "all-minilm-l6-v2", "dimension": 384}
     assert m["chunking"] == {"size": 256, "overlap": 32, "tokenizer": "smollm2-135m-instruct"}
     assert m["counts"]["documents"] == 5 and m["counts"]["chunks"] == len(built_index.chunks)
-    assert set(m["documents"]) == {"bakery.txt", "guides/trains.html", "lib-1", "lib-2", "volcanoes.md"}
+    assert set(m["documents"]) == {
+        "bakery.txt",
+        "guides/trains.html",
+        "lib-1",
+        "lib-2",
+        "volcanoes.md",
+    }
     assert all(len(d["hash"]) == 64 for d in m["documents"].values())
     assert m["created"] and m["index"]["effective_kind"] == "flat"
     np.testing.assert_allclose(np.linalg.norm(built_index.vectors, axis=1), 1.0, rtol=1e-5)
 
 
 def test_update_reembeds_only_changes_and_returns_new_text(tmp_path, docs_copy):
-    # float32: the equality with a fresh build below is exact there (bf16 batches differ in the 4th decimal)
+    # float32: the equality with a fresh build below is exact there (bf16 batches differ in the 4th
+    # decimal)
     cfg = cfg_for(tmp_path, "runtime.dtype=float32")
     build_index(docs_copy, "live", cfg)
-    (docs_copy / "volcanoes.md").write_text((docs_copy / "volcanoes.md").read_text().replace(
-        "rises 3,412 metres", "rises 3,498 metres after the 2021 survey"))
+    (docs_copy / "volcanoes.md").write_text(
+        (docs_copy / "volcanoes.md")
+        .read_text()
+        .replace("rises 3,412 metres", "rises 3,498 metres after the 2021 survey")
+    )
     (docs_copy / "bakery.txt").unlink()
     (docs_copy / "ferry.txt").write_text("The Orra ferry sails at dawn and carries 90 cars.")
     index, stats = update_index(docs_copy, "live", tmp_path)
@@ -78,7 +98,9 @@ def test_existing_index_not_overwritten_and_failed_rebuild_keeps_it(tmp_path, do
     assert (tmp_path / "keep" / "manifest.json").read_text() == before
     assert load_index("keep", tmp_path).search(["bakery"], 1)[0][0].chunk.doc_id == "bakery.txt"
     left = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
-    assert left == [".keep.lock"]  # no temp folders left; the lock file stays (deleting it would race)
+    assert left == [
+        ".keep.lock"
+    ]  # no temp folders left; the lock file stays (deleting it would race)
 
 
 def test_missing_and_corrupt_indexes(tmp_path, built_index):
@@ -87,11 +109,15 @@ def test_missing_and_corrupt_indexes(tmp_path, built_index):
     bad = tmp_path / "bad"
     shutil.copytree(built_index.path, bad)
     (bad / "index.faiss").unlink()
-    with pytest.raises(RaftkitError, match=r"^index 'bad' at .* is corrupt: index.faiss is missing; rebuild it"):
+    with pytest.raises(
+        RaftkitError, match=r"^index 'bad' at .* is corrupt: index.faiss is missing; rebuild it"
+    ):
         load_index("bad", tmp_path)
     shutil.copy(built_index.path / "index.faiss", bad / "index.faiss")
     (bad / "manifest.json").write_text("{not json")
-    with pytest.raises(RaftkitError, match=r"^index 'bad' at .* is corrupt: JSONDecodeError while reading it"):
+    with pytest.raises(
+        RaftkitError, match=r"^index 'bad' at .* is corrupt: JSONDecodeError while reading it"
+    ):
         load_index("bad", tmp_path)
     shutil.copy(built_index.path / "manifest.json", bad / "manifest.json")
     (bad / "index.faiss").write_bytes(b"garbage")
@@ -105,8 +131,11 @@ def test_missing_and_corrupt_indexes(tmp_path, built_index):
 
 def test_other_embedder_or_chunking_is_refused(built_index, docs_dir):
     root = built_index.path.parent
-    with pytest.raises(RaftkitError, match=r"^index 'assets' was built with embedder 'all-minilm-l6-v2', "
-                                           r"not 'org/other-model'; rebuild it with --overwrite to switch$"):
+    with pytest.raises(
+        RaftkitError,
+        match=r"^index 'assets' was built with embedder 'all-minilm-l6-v2', "
+        r"not 'org/other-model'; rebuild it with --overwrite to switch$",
+    ):
         load_index("assets", root, ["retrieval.embedding.model=org/other-model"])
     with pytest.raises(RaftkitError, match=r"^index 'assets' was built with chunking"):
         update_index(docs_dir, "assets", root, ["retrieval.chunking.size=64"])

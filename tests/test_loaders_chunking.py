@@ -14,7 +14,10 @@ def test_loads_every_format_and_skips_the_broken_pdf(docs_dir):
     assert sorted(by_id) == ["bakery.txt", "guides/trains.html", "lib-1", "lib-2", "volcanoes.md"]
     assert by_id["volcanoes.md"].title == "Volcanoes of Norland"
     assert by_id["guides/trains.html"].title == "Coastal Railway Guide"
-    assert "var x" not in by_id["guides/trains.html"].text and "color:red" not in by_id["guides/trains.html"].text
+    assert (
+        "var x" not in by_id["guides/trains.html"].text
+        and "color:red" not in by_id["guides/trains.html"].text
+    )
     assert by_id["lib-1"].date == "2024-03-01" and by_id["lib-1"].title == "City Library hours"
     assert [p.endswith("broken.pdf") for p, _ in result.skipped] == [True]
 
@@ -40,25 +43,34 @@ def test_missing_and_empty_folders_are_errors(tmp_path):
         load_documents(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "image.png").write_bytes(b"\x89PNG")
-    with pytest.raises(RaftkitError, match=r"^no documents \(\.txt \.md \.html \.htm \.pdf \.jsonl\) found in "):
+    with pytest.raises(
+        RaftkitError, match=r"^no documents \(\.txt \.md \.html \.htm \.pdf \.jsonl\) found in "
+    ):
         load_documents(tmp_path / "empty")
 
 
 def test_bad_jsonl_line_skips_that_line_only(tmp_path):
-    (tmp_path / "a.jsonl").write_text('{"id": "x", "text": "fine"}\n{not json}\n{"id": "y"}\n{"id": "z", "text": "ok"}\n')
+    (tmp_path / "a.jsonl").write_text(
+        '{"id": "x", "text": "fine"}\n{not json}\n{"id": "y"}\n{"id": "z", "text": "ok"}\n'
+    )
     (tmp_path / "b.md").write_text("# B\nbody")
     result = load_documents(tmp_path)
     assert [d.id for d in result.documents] == ["x", "z", "b.md"]
-    assert result.skipped == [(f"{tmp_path / 'a.jsonl'}:2", "not valid JSON"), (f"{tmp_path / 'a.jsonl'}:3", "no text field")]
+    assert result.skipped == [
+        (f"{tmp_path / 'a.jsonl'}:2", "not valid JSON"),
+        (f"{tmp_path / 'a.jsonl'}:3", "no text field"),
+    ]
 
 
 def test_when_every_document_is_dropped_the_error_says_why(tmp_path):
-    (tmp_path / "a.jsonl").write_text('{not json}\n')
+    (tmp_path / "a.jsonl").write_text("{not json}\n")
     (tmp_path / "b.txt").write_text("   ")
     with pytest.raises(RaftkitError) as e:
         load_documents(tmp_path)
-    assert str(e.value) == (f"no readable documents found in {tmp_path}: {tmp_path / 'a.jsonl'}:1: not valid JSON; "
-                            f"{tmp_path / 'b.txt'}: no text")
+    assert str(e.value) == (
+        f"no readable documents found in {tmp_path}: {tmp_path / 'a.jsonl'}:1: not valid JSON; "
+        f"{tmp_path / 'b.txt'}: no text"
+    )
 
 
 def test_documents_over_the_size_limit_are_skipped_with_the_setting_to_raise(tmp_path):
@@ -68,9 +80,15 @@ def test_documents_over_the_size_limit_are_skipped_with_the_setting_to_raise(tmp
     (tmp_path / "small.md").write_text("# S\nsmall")
     result = load_documents(tmp_path, LimitsConfig(max_document_mb=1.0))
     assert [d.id for d in result.documents] == ["small.md"]
-    assert result.skipped == [(str(tmp_path / "big.md"), "1.5 MB is over retrieval.limits.max_document_mb (1); "
-                                                         "raise it to index this document")]
-    assert [d.id for d in load_documents(tmp_path, LimitsConfig(max_document_mb=2.0)).documents] == ["big.md", "small.md"]
+    assert result.skipped == [
+        (
+            str(tmp_path / "big.md"),
+            "1.5 MB is over retrieval.limits.max_document_mb (1); raise it to index this document",
+        )
+    ]
+    assert [
+        d.id for d in load_documents(tmp_path, LimitsConfig(max_document_mb=2.0)).documents
+    ] == ["big.md", "small.md"]
 
 
 def test_content_hash_changes_with_text_only(docs_dir):
@@ -89,7 +107,7 @@ def test_chunks_are_token_measured_with_offsets(docs_dir, tokenizer):
     assert len(chunks) > len(docs)  # small size forces splits
     for c in chunks:
         assert len(tokenizer(c.text, add_special_tokens=False)["input_ids"]) <= 24
-        assert texts[c.doc_id][c.start:c.end] == c.text
+        assert texts[c.doc_id][c.start : c.end] == c.text
     vol = [c for c in chunks if c.doc_id == "volcanoes.md"]
     assert [c.id for c in vol] == [f"volcanoes.md#{i}" for i in range(len(vol))]
     assert all(c.title == "Volcanoes of Norland" for c in vol)

@@ -1,4 +1,5 @@
-"""Assembly of RAFT examples: oracle share, distractor counts and sources, splits, targets, seeding."""
+"""Assembly of RAFT examples: oracle share, distractor counts and sources, splits, targets,
+seeding."""
 
 import numpy as np
 import pytest
@@ -12,27 +13,56 @@ from raftkit.retrieval.chunking import Chunk
 
 
 def corpus(n_docs=12, per_doc=4, seed=0):
-    chunks = [Chunk(id=f"d{d}#{c}", doc_id=f"d{d}", title=f"Doc {d}", text=f"Doc {d} part {c}. Fact {d * 10 + c}.",
-                    start=0, end=10) for d in range(n_docs) for c in range(per_doc)]
+    chunks = [
+        Chunk(
+            id=f"d{d}#{c}",
+            doc_id=f"d{d}",
+            title=f"Doc {d}",
+            text=f"Doc {d} part {c}. Fact {d * 10 + c}.",
+            start=0,
+            end=10,
+        )
+        for d in range(n_docs)
+        for c in range(per_doc)
+    ]
     rng = np.random.default_rng(seed)
-    # Chunks of one document share a direction, so hard distractors would be same-document if allowed.
+    # Chunks of one document share a direction, so hard distractors would be same-document if
+    # allowed.
     base = rng.normal(size=(n_docs, 16))
-    vectors = np.stack([base[d] + 0.3 * rng.normal(size=16) for d in range(n_docs) for _ in range(per_doc)])
+    vectors = np.stack(
+        [base[d] + 0.3 * rng.normal(size=16) for d in range(n_docs) for _ in range(per_doc)]
+    )
     vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
     return chunks, vectors
 
 
 def records(chunks, per_chunk=3):
-    return [Record(f"{c.id}/q{j}", f"What is fact {c.id} {j}?", "generated", oracle_id=c.id, doc_id=c.doc_id,
-                   answer=f"Fact {c.id}", cot=f"##begin_quote##{c.text}##end_quote##\n<ANSWER>: Fact {c.id}",
-                   status=Status.VERIFIED)
-            for c in chunks for j in range(per_chunk)]
+    return [
+        Record(
+            f"{c.id}/q{j}",
+            f"What is fact {c.id} {j}?",
+            "generated",
+            oracle_id=c.id,
+            doc_id=c.doc_id,
+            answer=f"Fact {c.id}",
+            cot=f"##begin_quote##{c.text}##end_quote##\n<ANSWER>: Fact {c.id}",
+            status=Status.VERIFIED,
+        )
+        for c in chunks
+        for j in range(per_chunk)
+    ]
 
 
 def build(mode="hard", p=0.8, k=4, target="abstain", eval_fraction=0.25, seed=0):
     chunks, vectors = corpus()
-    cfg = AssemblyConfig(num_distractors=k, oracle_p=p, distractors=mode, absent_target=target,
-                         eval_fraction=eval_fraction, seed=seed)
+    cfg = AssemblyConfig(
+        num_distractors=k,
+        oracle_p=p,
+        distractors=mode,
+        absent_target=target,
+        eval_fraction=eval_fraction,
+        seed=seed,
+    )
     splits = split_documents(sorted({c.doc_id for c in chunks}), cfg.eval_fraction, cfg.seed)
     picker = DistractorPicker(chunks, vectors, splits, cfg)
     return assemble(records(chunks), picker, cfg), chunks, vectors, splits
@@ -53,7 +83,9 @@ def test_oracle_share_and_exactly_k_distractors_from_other_documents(mode, p):
         assert (e.oracle_id in e.context_ids) == e.oracle_present
         assert set(e.distractor_ids) <= set(e.context_ids)
         assert all(doc_of[d] != e.doc_id for d in e.context_ids if d != e.oracle_id)
-        assert all(splits[doc_of[d]] == splits[e.doc_id] for d in e.context_ids)  # no leak across splits
+        assert all(
+            splits[doc_of[d]] == splits[e.doc_id] for d in e.context_ids
+        )  # no leak across splits
 
 
 def test_no_eval_document_in_train_and_eval_share_follows_fraction():
@@ -61,7 +93,10 @@ def test_no_eval_document_in_train_and_eval_share_follows_fraction():
     train_docs = {e.doc_id for e in examples["train"]}
     eval_docs = {e.doc_id for e in examples["eval"]}
     assert not train_docs & eval_docs
-    assert sorted(eval_docs) == sorted(d for d, s in splits.items() if s == "eval") and len(eval_docs) == 3
+    assert (
+        sorted(eval_docs) == sorted(d for d, s in splits.items() if s == "eval")
+        and len(eval_docs) == 3
+    )
 
 
 def test_hard_distractors_are_the_nearest_chunks_of_other_documents():
@@ -76,11 +111,16 @@ def test_hard_distractors_are_the_nearest_chunks_of_other_documents():
 
 def test_absent_oracle_targets_abstain_or_memorize():
     absent = [e for e in build(target="abstain")[0]["train"] if not e.oracle_present]
-    assert absent and all(e.cot_answer == f"<ANSWER>: {ABSTAIN}" and e.target_answer == ABSTAIN
-                          and e.answer == f"Fact {e.oracle_id}" for e in absent)  # answer: the reference
+    assert absent and all(
+        e.cot_answer == f"<ANSWER>: {ABSTAIN}"
+        and e.target_answer == ABSTAIN
+        and e.answer == f"Fact {e.oracle_id}"
+        for e in absent
+    )  # answer: the reference
     absent = [e for e in build(target="memorize")[0]["train"] if not e.oracle_present]
-    assert absent and all(e.cot_answer.startswith("##begin_quote##") and e.target_answer == e.answer
-                          for e in absent)
+    assert absent and all(
+        e.cot_answer.startswith("##begin_quote##") and e.target_answer == e.answer for e in absent
+    )
 
 
 def test_rejected_quotes_a_distractor_not_the_oracle():
@@ -102,7 +142,10 @@ def test_assembly_is_seeded_and_the_seed_matters():
 def test_oracle_flags_exact_quota_and_split_rounding():
     flags = oracle_flags([f"x{i}" for i in range(10)], 0.8, 0)
     assert sum(flags.values()) == 8
-    assert sorted(split_documents(["a", "b"], 0.1, 0).values()) == ["eval", "train"]  # at least one eval doc
+    assert sorted(split_documents(["a", "b"], 0.1, 0).values()) == [
+        "eval",
+        "train",
+    ]  # at least one eval doc
     assert set(split_documents(["a", "b", "c"], 0.0, 0).values()) == {"train"}
 
 
@@ -110,8 +153,11 @@ def test_too_few_chunks_outside_the_oracle_document_is_a_clear_error():
     chunks, vectors = corpus(n_docs=2, per_doc=2)
     cfg = AssemblyConfig(num_distractors=4, eval_fraction=0.0)
     picker = DistractorPicker(chunks, vectors, {"d0": "train", "d1": "train"}, cfg)
-    with pytest.raises(RaftkitError, match=r"^4 distractors \(\+1 to replace a dropped oracle\) need 5 chunks "
-                                           r"outside 'd0', the corpus has 2; lower assembly.num_distractors"):
+    with pytest.raises(
+        RaftkitError,
+        match=r"^4 distractors \(\+1 to replace a dropped oracle\) need 5 chunks "
+        r"outside 'd0', the corpus has 2; lower assembly.num_distractors",
+    ):
         assemble(records(chunks[:1], 1), picker, cfg)
 
 

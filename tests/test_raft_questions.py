@@ -27,14 +27,17 @@ Why?
 
 
 def test_parse_limit_and_empty_reply():
-    assert parse_questions("1. What is A here?\n2. What is B here?\n3. What is C here?", limit=2) == [
-        "What is A here?", "What is B here?"]
+    assert parse_questions(
+        "1. What is A here?\n2. What is B here?\n3. What is C here?", limit=2
+    ) == ["What is A here?", "What is B here?"]
     assert parse_questions("") == []
     assert parse_questions("No questions today.\n\n") == []
 
 
 def test_parse_drops_repeats_that_differ_only_in_case_and_punctuation():
-    assert parse_questions("What is the port?\nwhat is the PORT ?\n**What is the port?**") == ["What is the port?"]
+    assert parse_questions("What is the port?\nwhat is the PORT ?\n**What is the port?**") == [
+        "What is the port?"
+    ]
 
 
 def test_dedup_keeps_first_of_near_identical_questions():

@@ -1,4 +1,5 @@
-"""The real SmolLM2-135M model writes questions and answers for two chunks (slow: CPU generation)."""
+"""The real SmolLM2-135M model writes questions and answers for two chunks (slow: CPU
+generation)."""
 
 import pytest
 
@@ -13,10 +14,19 @@ def test_real_model_writes_grounded_examples_for_two_chunks(built_index, docs_di
     from raftkit.generate import make_generator
     from raftkit.models import runtime
 
-    cfg = config.load(RaftBuildConfig, overrides=[
-        "questions.max_chunks=2", "questions.per_chunk=1", "questions.max_new_tokens=24",
-        "answers.max_new_tokens=40", "assembly.num_distractors=2", "assembly.eval_fraction=0",
-        "assembly.oracle_p=1", "checkpoint_every=2"])
+    cfg = config.load(
+        RaftBuildConfig,
+        overrides=[
+            "questions.max_chunks=2",
+            "questions.per_chunk=1",
+            "questions.max_new_tokens=24",
+            "answers.max_new_tokens=40",
+            "assembly.num_distractors=2",
+            "assembly.eval_fraction=0",
+            "assembly.oracle_p=1",
+            "checkpoint_every=2",
+        ],
+    )
     calls = []
 
     class Counting:  # the real generator, with its calls recorded
@@ -33,7 +43,9 @@ def test_real_model_writes_grounded_examples_for_two_chunks(built_index, docs_di
     assert calls[1][0] == "answers" and calls[1][1] <= 2 and len(calls) == 2
     s = result.summary
     assert s["chunks_asked"] == 2 and s["questions"] == calls[1][1]
-    assert s["quote_verified_share"] + s["quote_repaired_share"] + s["dropped_share"] == pytest.approx(1.0)
+    assert s["quote_verified_share"] + s["quote_repaired_share"] + s[
+        "dropped_share"
+    ] == pytest.approx(1.0)
     text = {c.id: c.text for c in built_index.chunks}
     assert len(dd["train"]) >= 1  # the 135M model answers at least one of two questions usably
     for row in dd["train"]:

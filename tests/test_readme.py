@@ -15,12 +15,15 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def bash_commands(text: str) -> list[str]:
-    """Command lines of the ```bash blocks, continuations joined, comments and [optional] parts dropped."""
+    """Command lines of the ```bash blocks, continuations joined, comments and [optional] parts
+    dropped."""
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL):
         for line in block.replace("\\\n", " ").splitlines():
             line = re.sub(r"\s+#.*$", "", line).strip()
-            line = re.sub(r"\[[^\]]*\]", "", line).strip()  # `[--json]` marks an option, not text to type
+            line = re.sub(
+                r"\[[^\]]*\]", "", line
+            ).strip()  # `[--json]` marks an option, not text to type
             if line and not line.startswith("#"):
                 commands.append(line)
     return commands
@@ -35,8 +38,8 @@ def test_readme_has_the_two_commands_on_top():
 
 @pytest.mark.parametrize("line", [c for c in COMMANDS if c.startswith("raftkit ")])
 def test_every_raftkit_line_parses_and_its_config_validates(line):
-    """Each line parses (argparse exits on a bad one), reaches its command's handler, and its recipe with
-    its --set values loads without a config error."""
+    """Each line parses (argparse exits on a bad one), reaches its command's handler, and its recipe
+    with its --set values loads without a config error."""
     from raftkit import cli, config
 
     argv = shlex.split(line)[1:]
@@ -44,8 +47,11 @@ def test_every_raftkit_line_parses_and_its_config_validates(line):
     words = [w for w in argv[:2] if not w.startswith("-")]
     expected = "cmd_" + "_".join(words[:2] if words[0] == "index" else words[:1]).replace("-", "_")
     assert args.func is getattr(cli, expected)
-    schema = {"build-dataset": "raftkit.raft.config:RaftBuildConfig", "train": "raftkit.train.config:TrainConfig",
-              "compare": "raftkit.compare.config:CompareConfig"}.get(words[0])
+    schema = {
+        "build-dataset": "raftkit.raft.config:RaftBuildConfig",
+        "train": "raftkit.train.config:TrainConfig",
+        "compare": "raftkit.compare.config:CompareConfig",
+    }.get(words[0])
     if schema and getattr(args, "config", None):
         module, _, name = schema.partition(":")
         cls = getattr(__import__(module, fromlist=[name]), name)
@@ -65,11 +71,17 @@ def test_retrieval_block_runs_as_written(tmp_path, monkeypatch, capsys):
     shutil.copytree(ROOT / "corpora" / "demo", tmp_path / "corpora" / "demo")
     monkeypatch.chdir(tmp_path)
     block = [c for c in COMMANDS if c.startswith(("raftkit index", "raftkit ask"))][:4]
-    assert [c.split()[1:3] for c in block] == [["index", "build"], ["index", "query"], ["index", "update"],
-                                              ["ask", "demo"]]
+    assert [c.split()[1:3] for c in block] == [
+        ["index", "build"],
+        ["index", "query"],
+        ["index", "update"],
+        ["ask", "demo"],
+    ]
     for line in block:
         assert main(shlex.split(line)[1:]) == 0, line
     out = capsys.readouterr().out
     assert "built index 'demo'" in out and "http-api.md#" in out
     assert "updated index 'demo': 6 added, 16 changed, 0 deleted, 8 unchanged documents" in out
-    assert "7421" in out  # the HTTP port, quoted from the docs by the query and (usually) the answer
+    assert (
+        "7421" in out
+    )  # the HTTP port, quoted from the docs by the query and (usually) the answer

@@ -18,12 +18,15 @@ def schema(path: Path):
         return config.RaftkitConfig
     if name.startswith("raft_build"):
         from raftkit.raft.config import RaftBuildConfig
+
         return RaftBuildConfig
     if name.startswith("compare"):
         from raftkit.compare.config import CompareConfig
+
         return CompareConfig
     if name.split("_")[0] in ("sft", "dpo", "reward", "rlhf"):
         from raftkit.train.config import TrainConfig
+
         return TrainConfig
     raise AssertionError(f"no schema known for recipe {name}: name it <stage>_<method>[_tiny].yaml")
 
@@ -33,15 +36,26 @@ ALL = sorted(p for p in RECIPES.glob("*.yaml"))
 
 def test_recipes_exist_for_every_stage():
     names = {p.stem for p in ALL}
-    for needed in ("sft_full_tiny", "sft_lora_tiny", "sft_qlora_tiny", "dpo_lora_tiny", "reward_full_tiny",
-                   "rlhf_lora_tiny", "raft_build", "compare_tiny", "index_flat"):
+    for needed in (
+        "sft_full_tiny",
+        "sft_lora_tiny",
+        "sft_qlora_tiny",
+        "dpo_lora_tiny",
+        "reward_full_tiny",
+        "rlhf_lora_tiny",
+        "raft_build",
+        "compare_tiny",
+        "index_flat",
+    ):
         assert needed in names
 
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
 def test_recipe_loads_and_names_its_command(path):
     first = path.read_text().splitlines()[0]
-    assert first.startswith("# raftkit "), f"{path.name}: first line must be the command that runs it"
+    assert first.startswith("# raftkit "), (
+        f"{path.name}: first line must be the command that runs it"
+    )
     assert f"recipes/{path.name}" in first
     config.load(schema(path), path)  # raises ConfigError listing every problem
 

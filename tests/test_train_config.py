@@ -14,12 +14,22 @@ from raftkit.train.run import load_config
 
 RECIPES = Path(__file__).parents[1] / "recipes"
 TRAIN_ASSETS = Path(__file__).parent / "assets" / "train"
-TRAIN_RECIPES = sorted(p for p in RECIPES.glob("*.yaml") if p.name.split("_")[0] in ("sft", "dpo", "reward", "rlhf"))
+TRAIN_RECIPES = sorted(
+    p for p in RECIPES.glob("*.yaml") if p.name.split("_")[0] in ("sft", "dpo", "reward", "rlhf")
+)
 
 
 def test_every_train_recipe_loads_and_names_its_command():
     names = {p.stem for p in TRAIN_RECIPES}
-    for combo in ("sft_full", "sft_lora", "sft_qlora", "dpo_lora", "reward_full", "reward_lora", "rlhf_lora"):
+    for combo in (
+        "sft_full",
+        "sft_lora",
+        "sft_qlora",
+        "dpo_lora",
+        "reward_full",
+        "reward_lora",
+        "rlhf_lora",
+    ):
         assert {combo, f"{combo}_tiny"} <= names, f"{combo} needs a normal and a _tiny recipe"
     for path in TRAIN_RECIPES:
         first = path.read_text().splitlines()[0]
@@ -41,8 +51,10 @@ def test_accelerate_configs_exist():
 @pytest.fixture
 def no_model_loading(monkeypatch):
     """Fail the test if anything tries to load a model."""
+
     def boom(*a, **k):
         raise AssertionError("a model was loaded before the configuration was checked")
+
     monkeypatch.setattr(common, "load_model", boom)
 
 
@@ -65,8 +77,10 @@ def test_unknown_key(capsys, tmp_path, no_model_loading):
 
 def test_qlora_with_full_is_rejected_with_every_other_problem(capsys, tmp_path, no_model_loading):
     err = refused(capsys, tmp_path, "sft_full_tiny.yaml", "quant.load_in_4bit=true", "optim.lr=-1")
-    assert ("method 'full' cannot be combined with quant.load_in_4bit: true (4-bit weights take no gradients); "
-            "use method 'qlora' for LoRA on a 4-bit base") in err
+    assert (
+        "method 'full' cannot be combined with quant.load_in_4bit: true (4-bit weights take no "
+        "gradients); use method 'qlora' for LoRA on a 4-bit base"
+    ) in err
     assert "optim.lr (-1.0) must be positive" in err  # all problems at once
     err = refused(capsys, tmp_path, "sft_qlora_tiny.yaml", "quant.load_in_4bit=false")
     assert "method 'qlora' needs a 4-bit base" in err
@@ -76,39 +90,71 @@ def test_dataset_missing_columns_are_named(capsys, tmp_path, no_model_loading):
     data = tmp_path / "questions.jsonl"
     data.write_text(json.dumps({"question": "q", "answer": "a"}) + "\n")
     err = refused(capsys, tmp_path, "sft_lora_tiny.yaml", f"data.path={data}", "data.eval_path=")
-    assert ("lacks column(s) prompt, completion needed by stage 'sft': it needs prompt+completion or messages; "
-            "it has question, answer") in err
+    assert (
+        "lacks column(s) prompt, completion needed by stage 'sft': it needs prompt+completion or "
+        "messages; it has question, answer"
+    ) in err
 
 
 def test_reward_data_without_pairs(capsys, tmp_path, no_model_loading):
-    err = refused(capsys, tmp_path, "reward_full_tiny.yaml", f"data.path={TRAIN_ASSETS / 'chat_only.jsonl'}",
-                  "data.eval_path=")
-    assert ("lacks column(s) prompt, chosen, rejected needed by stage 'reward' (reward and dpo need preference "
-            "pairs)") in err
+    err = refused(
+        capsys,
+        tmp_path,
+        "reward_full_tiny.yaml",
+        f"data.path={TRAIN_ASSETS / 'chat_only.jsonl'}",
+        "data.eval_path=",
+    )
+    assert (
+        "lacks column(s) prompt, chosen, rejected needed by stage 'reward' (reward and dpo need "
+        "preference pairs)"
+    ) in err
 
 
 def test_rlhf_without_reward_model(capsys, tmp_path, no_model_loading):
     err = refused(capsys, tmp_path, "rlhf_lora_tiny.yaml", "rlhf.reward_model=")
-    assert "stage 'rlhf' needs rlhf.reward_model (a run of `raftkit train` with stage 'reward')" in err
+    assert (
+        "stage 'rlhf' needs rlhf.reward_model (a run of `raftkit train` with stage 'reward')" in err
+    )
     err = refused(capsys, tmp_path, "rlhf_lora_tiny.yaml", f"rlhf.reward_model={tmp_path / 'nope'}")
     assert "not a finished `raftkit train` run (no run.json + model/)" in err
 
 
 def test_rlhf_batch_must_hold_whole_groups(capsys, tmp_path, no_model_loading):
     err = refused(capsys, tmp_path, "rlhf_lora_tiny.yaml", "optim.batch_size=3")
-    assert "optim.batch_size x optim.grad_accum (3) must be a multiple of rlhf.num_generations (4)" in err
+    assert (
+        "optim.batch_size x optim.grad_accum (3) must be a multiple of rlhf.num_generations (4)"
+        in err
+    )
 
 
 def test_resume_without_checkpoint(capsys, tmp_path, no_model_loading):
-    assert main(["train", "--config", str(RECIPES / "sft_lora_tiny.yaml"), "--set", f"output_dir={tmp_path}/run",
-                 "--resume"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(RECIPES / "sft_lora_tiny.yaml"),
+                "--set",
+                f"output_dir={tmp_path}/run",
+                "--resume",
+            ]
+        )
+        == 2
+    )
     assert f"--resume: no checkpoint-* folder in {tmp_path}/run" in capsys.readouterr().err
 
 
 def test_mix_appends_closed_book_rows_to_train(tmp_path):
     dsf = tmp_path / "dsf_train.jsonl"
-    dsf.write_text(json.dumps({"prompt": [{"role": "user", "content": "Question: q?"}],
-                               "completion": [{"role": "assistant", "content": "<ANSWER>: a"}]}) + "\n")
+    dsf.write_text(
+        json.dumps(
+            {
+                "prompt": [{"role": "user", "content": "Question: q?"}],
+                "completion": [{"role": "assistant", "content": "<ANSWER>: a"}],
+            }
+        )
+        + "\n"
+    )
     cfg = load_config(str(RECIPES / "sft_lora_tiny.yaml"), [f"data.mix=[{dsf}]"])
     base = len(common.load_data(load_config(str(RECIPES / "sft_lora_tiny.yaml")))[0])
     train, _ = common.load_data(cfg)

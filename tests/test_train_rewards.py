@@ -12,8 +12,12 @@ def reply(text: str) -> list[dict]:
 
 
 def test_quote_reward_is_the_share_of_verbatim_quotes():
-    good = reply("##begin_quote##Quillon listens on port   7420 by default.##end_quote## <ANSWER>: 7420")
-    half = reply("##begin_quote##listens on port 7420##end_quote## ##begin_quote##port 9999##end_quote##")
+    good = reply(
+        "##begin_quote##Quillon listens on port   7420 by default.##end_quote## <ANSWER>: 7420"
+    )
+    half = reply(
+        "##begin_quote##listens on port 7420##end_quote## ##begin_quote##port 9999##end_quote##"
+    )
     none = reply("<ANSWER>: 7420")
     assert quote_reward([PROMPT] * 3, [good, half, none], context=[DOCS] * 3) == [1.0, 0.5, 0.0]
     # without a context column the documents are read from the prompt itself
@@ -25,8 +29,12 @@ def test_format_reward():
 
 
 def test_answer_reward_normalises_and_skips_rows_without_reference():
-    completions = [reply("<ANSWER>: The Port 7420."), reply("<ANSWER>: port 7420 by default"),
-                   reply("<ANSWER>: 80"), reply("7420")]
+    completions = [
+        reply("<ANSWER>: The Port 7420."),
+        reply("<ANSWER>: port 7420 by default"),
+        reply("<ANSWER>: 80"),
+        reply("7420"),
+    ]
     assert answer_reward(completions, answer=["port 7420"] * 4) == [1.0, 0.5, 0.0, 0.0]
     assert answer_reward(completions[:1], answer=[None]) == [None]
     assert answer_reward(completions[:1]) == [None]
@@ -37,6 +45,10 @@ def test_answer_reward_follows_the_training_target_when_the_oracle_was_dropped()
 
     completions = [f"<ANSWER>: {ABSTAIN}", "<ANSWER>: port 7420"]
     # Row 0: oracle dropped, target is the refusal; row 1: oracle shown, target is the answer.
-    got = answer_reward(completions, answer=["port 7420", "port 7420"], target_answer=[ABSTAIN, "port 7420"])
+    got = answer_reward(
+        completions, answer=["port 7420", "port 7420"], target_answer=[ABSTAIN, "port 7420"]
+    )
     assert got == [1.0, 1.0]
-    assert answer_reward(completions[:1], answer=["port 7420"]) == [0.0]  # without target_answer: the answer
+    assert answer_reward(completions[:1], answer=["port 7420"]) == [
+        0.0
+    ]  # without target_answer: the answer

@@ -1,4 +1,5 @@
-"""SFT end to end on the tiny random Llama: the tiny recipes run, weights move, the run folder is complete."""
+"""SFT end to end on the tiny random Llama: the tiny recipes run, weights move, the run folder is
+complete."""
 
 from __future__ import annotations
 
@@ -14,9 +15,16 @@ TRAIN_ASSETS = Path(__file__).parent / "assets" / "train"
 
 
 @pytest.mark.parametrize("method", ["lora", "full", "qlora"])
-def test_sft_tiny_recipes_train(method, tiny_llama, tmp_path, train_tiny, assert_run_folder, assert_trained):
+def test_sft_tiny_recipes_train(
+    method, tiny_llama, tmp_path, train_tiny, assert_run_folder, assert_trained
+):
     run = tmp_path / "run"
-    assert train_tiny(f"sft_{method}_tiny.yaml", tiny_llama, run, "optim.max_steps=3", "optim.save_steps=2") == 0
+    assert (
+        train_tiny(
+            f"sft_{method}_tiny.yaml", tiny_llama, run, "optim.max_steps=3", "optim.save_steps=2"
+        )
+        == 0
+    )
     summary = assert_run_folder(run, "sft", method)
     assert summary["steps"] == 3
     assert_trained(run, tiny_llama)
@@ -24,21 +32,52 @@ def test_sft_tiny_recipes_train(method, tiny_llama, tmp_path, train_tiny, assert
 
 def test_sft_resume_and_overwrite(tiny_llama, tmp_path, capsys, train_tiny):
     run = tmp_path / "run"
-    assert train_tiny("sft_lora_tiny.yaml", tiny_llama, run, "optim.max_steps=2", "optim.save_steps=1") == 0
+    assert (
+        train_tiny("sft_lora_tiny.yaml", tiny_llama, run, "optim.max_steps=2", "optim.save_steps=1")
+        == 0
+    )
     # the same command again must not clobber the run
     assert train_tiny("sft_lora_tiny.yaml", tiny_llama, run, "optim.max_steps=2") == 2
     assert "already exists: pass --overwrite" in capsys.readouterr().err
     # --resume continues from checkpoint-2 up to the new max_steps
-    rc = main(["train", "--config", str(RECIPES / "sft_lora_tiny.yaml"), "--set", f"model={tiny_llama}",
-               "--set", f"output_dir={run}", "--set", "optim.max_steps=3", "--set", "optim.save_steps=1", "--resume"])
+    rc = main(
+        [
+            "train",
+            "--config",
+            str(RECIPES / "sft_lora_tiny.yaml"),
+            "--set",
+            f"model={tiny_llama}",
+            "--set",
+            f"output_dir={run}",
+            "--set",
+            "optim.max_steps=3",
+            "--set",
+            "optim.save_steps=1",
+            "--resume",
+        ]
+    )
     assert rc == 0
     summary = json.loads((run / "run.json").read_text())
     assert summary["steps"] == 3 and summary["resumed"] is True
     assert (run / "checkpoint-3").is_dir()
     # --overwrite starts afresh
-    assert train_tiny("sft_lora_tiny.yaml", tiny_llama, run, "optim.max_steps=1") == 2  # still refused
-    rc = main(["train", "--config", str(RECIPES / "sft_lora_tiny.yaml"), "--set", f"model={tiny_llama}",
-               "--set", f"output_dir={run}", "--set", "optim.max_steps=1", "--overwrite"])
+    assert (
+        train_tiny("sft_lora_tiny.yaml", tiny_llama, run, "optim.max_steps=1") == 2
+    )  # still refused
+    rc = main(
+        [
+            "train",
+            "--config",
+            str(RECIPES / "sft_lora_tiny.yaml"),
+            "--set",
+            f"model={tiny_llama}",
+            "--set",
+            f"output_dir={run}",
+            "--set",
+            "optim.max_steps=1",
+            "--overwrite",
+        ]
+    )
     assert rc == 0
     assert json.loads((run / "run.json").read_text())["steps"] == 1
     assert not (run / "checkpoint-3").exists()
@@ -48,13 +87,16 @@ def _sft_trainer(tiny_llama, tmp_path, *sets):
     from raftkit.train.run import load_config
     from raftkit.train.stages.sft import sft_trainer
 
-    cfg = load_config(str(RECIPES / "sft_lora_tiny.yaml"), [f"model={tiny_llama}", f"output_dir={tmp_path}/run",
-                                                            "runtime.dtype=float32", *sets])
+    cfg = load_config(
+        str(RECIPES / "sft_lora_tiny.yaml"),
+        [f"model={tiny_llama}", f"output_dir={tmp_path}/run", "runtime.dtype=float32", *sets],
+    )
     return sft_trainer(cfg)
 
 
 def test_raftkit_sft_trainer_trains_on_the_answer_only(tiny_llama, tmp_path):
-    """The batches raftkit's SFT trainer feeds: packed rows whose labels cover the answers, never the documents."""
+    """The batches raftkit's SFT trainer feeds: packed rows whose labels cover the answers, never
+    the documents."""
     from raftkit import files
 
     trainer, tok, _ = _sft_trainer(tiny_llama, tmp_path, "data.max_length=2048")
@@ -83,21 +125,42 @@ def test_cpu_trainer_loss_equals_trls_on_the_same_batch(tiny_llama, tmp_path):
     assert float(ours) == pytest.approx(float(theirs), rel=1e-4)
 
 
-def test_bf16_runtime_trains_with_autocast_and_float32_weights(tiny_llama, tmp_path, train_tiny, read_tensors):
+def test_bf16_runtime_trains_with_autocast_and_float32_weights(
+    tiny_llama, tmp_path, train_tiny, read_tensors
+):
     run = tmp_path / "run"
-    assert train_tiny("sft_lora_tiny.yaml", tiny_llama, run, "optim.max_steps=2", "runtime.dtype=bfloat16") == 0
+    assert (
+        train_tiny(
+            "sft_lora_tiny.yaml", tiny_llama, run, "optim.max_steps=2", "runtime.dtype=bfloat16"
+        )
+        == 0
+    )
     summary = json.loads((run / "run.json").read_text())
-    assert (summary["dtype"], summary["precision"]) == ("bfloat16", "bfloat16 autocast, float32 weights")
+    assert (summary["dtype"], summary["precision"]) == (
+        "bfloat16",
+        "bfloat16 autocast, float32 weights",
+    )
     weights = read_tensors(run / "model" / "adapter_model.safetensors")
     assert {str(w.dtype) for w in weights.values()} == {"torch.float32"}
 
 
-def test_same_seed_same_weights_other_seed_other_weights(tiny_llama, tmp_path, train_tiny, read_tensors):
+def test_same_seed_same_weights_other_seed_other_weights(
+    tiny_llama, tmp_path, train_tiny, read_tensors
+):
     """The seed covers the LoRA initialisation too, not only what the Trainer draws."""
     runs = {}
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        assert train_tiny("sft_lora_tiny.yaml", tiny_llama, tmp_path / name, "optim.max_steps=2",
-                          "optim.save_steps=1000", f"seed={seed}") == 0
+        assert (
+            train_tiny(
+                "sft_lora_tiny.yaml",
+                tiny_llama,
+                tmp_path / name,
+                "optim.max_steps=2",
+                "optim.save_steps=1000",
+                f"seed={seed}",
+            )
+            == 0
+        )
         runs[name] = read_tensors(tmp_path / name / "model" / "adapter_model.safetensors")
     assert runs["a"].keys() == runs["b"].keys()
     assert all(runs["a"][k].equal(runs["b"][k]) for k in runs["a"])

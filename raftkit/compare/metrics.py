@@ -5,16 +5,16 @@ not count), or a combination of other metrics (`combine`, e.g. an F1). From this
 results.json, the per-question columns of per_question.csv, the report's tables, plots and
 definitions, the printed summary table and the verdict. Adding a metric is adding an entry here.
 
-Intervals are percentile bootstraps over questions with a fixed seed. Paired differences resample the
-questions two systems share, so both systems are measured on the same draw each time.
+Intervals are percentile bootstraps over questions with a fixed seed. Paired differences resample
+the questions two systems share, so both systems are measured on the same draw each time.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -38,11 +38,15 @@ class Metric:
     label: str
     group: str  # one of GROUPS: the report section it is shown in
     definition: str
-    value: Callable[[ScoredRow], float | bool | None] | None = None  # per question; None = does not count
+    value: Callable[[ScoredRow], float | bool | None] | None = (
+        None  # per question; None = does not count
+    )
     lower_is_better: bool = False
     column: str = ""  # its per-question column in per_question.csv ('' = none)
     headline: str = ""  # its column in the printed summary table ('' = not there)
-    headline_at: int = 0  # where that column sits (the table mixes groups: accuracy, freshness, hallucination)
+    headline_at: int = (
+        0  # where that column sits (the table mixes groups: accuracy, freshness, hallucination)
+    )
     verdict: bool = False  # the verdict of its group is about the first such metric that applies
     applies: Callable[[list[ScoredRow]], bool] = _always
     combine: Callable[..., float] | None = None  # a function of the metrics named in `parts`
@@ -52,11 +56,13 @@ class Metric:
 
 def _answerable(get: Callable[[ScoredRow], object]) -> Callable[[ScoredRow], float | bool | None]:
     """`get(row)` on answerable questions (None where it has no value); None on the others."""
+
     def value(r: ScoredRow):
         if not r.answerable:
             return None
         v = get(r)
         return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
     return value
 
 
@@ -65,72 +71,188 @@ def _status(status: str):
 
 
 def _ragas(name: str, label: str, definition: str) -> Metric:
-    return Metric(name, label, "ragas", definition, _answerable(lambda r: r.ragas.get(name)), column=name)
+    return Metric(
+        name, label, "ragas", definition, _answerable(lambda r: r.ragas.get(name)), column=name
+    )
 
 
 METRICS: list[Metric] = [
-    Metric("accuracy", "Accuracy", "accuracy",
-           "Primary correctness over answerable questions: the highest log-likelihood choice when the question has "
-           "choices (Ovadia et al. 2023), else the open answer is correct (exact match, or the normalised reference "
-           "occurs as whole words in the normalised answer span).",
-           _answerable(lambda r: r.correct), column="correct", headline="accuracy", headline_at=1, verdict=True),
-    Metric("em", "Exact match", "accuracy",
-           "SQuAD exact match of the <ANSWER>: span (lower case, no punctuation or articles).",
-           _answerable(lambda r: r.em), column="em"),
-    Metric("f1", "Token F1", "accuracy", "SQuAD token F1 of the <ANSWER>: span against the reference.",
-           _answerable(lambda r: r.f1), column="f1"),
-    Metric("substring", "Substring match", "accuracy",
-           "The normalised reference occurs as whole words in the normalised <ANSWER>: span.",
-           _answerable(lambda r: r.substring), column="substring"),
-    Metric("mc_loglik_accuracy", "MC accuracy (log-likelihood)", "accuracy",
-           "Multiple choice: the choice with the highest summed log-probability of '<ANSWER>: <choice>' after the "
-           "system's prompt is the right one.", _answerable(lambda r: r.mc_loglik_correct)),
-    Metric("mc_generated_accuracy", "MC accuracy (generated)", "accuracy",
-           "Multiple choice: the choice the generated answer names (its text, or a bare letter) is the right one.",
-           _answerable(lambda r: r.mc_generated_correct)),
-    Metric("confident_wrong_rate", "Confident-wrong", "hallucination",
-           "Share of answerable questions the system answered (did not abstain) with a wrong generated answer.",
-           lambda r: (not r.abstained and not r.gen_correct) if r.answerable else None, lower_is_better=True,
-           column="confident_wrong", headline="confident wrong", headline_at=6),
-    Metric("unanswerable_answered_rate", "Unanswerable answered", "hallucination",
-           "Share of unanswerable questions (evidence in no document, or its documents removed from the index) that "
-           "the system answered instead of abstaining: each such answer is a hallucination.",
-           lambda r: None if r.answerable else not r.abstained, lower_is_better=True, column="hallucinated",
-           headline="unanswerable answered", headline_at=5, verdict=True),
-    Metric("unsupported_quote_rate", "Unsupported quotes", "hallucination",
-           "Mean, over replies holding at least one ##begin_quote## quote, of the share of their quotes not found "
-           "(whitespace-normalised) in the documents given to that system for that question. A closed-book system "
-           "is given no documents, so all of its quotes are unsupported.",
-           lambda r: r.quotes_unsupported / r.quotes if r.quotes else None, lower_is_better=True,
-           column="unsupported_quote_share"),
-    Metric("abstention_rate", "Abstention", "hallucination",
-           "Share of all questions whose answer span is a refusal (\"I don't know\", \"The documents do not contain "
-           "the answer.\", ...).", lambda r: r.abstained, column="abstained"),
-    Metric("accuracy_unchanged", "Accuracy: unchanged facts", "freshness",
-           "Accuracy on questions whose answer is the same in v1 and v2.", _status("unchanged"), applies=_fresh),
-    Metric("accuracy_changed", "Accuracy: changed facts", "freshness",
-           "Accuracy (against the v2 answer) on questions whose answer changed from v1 to v2.", _status("changed"),
-           applies=_fresh, headline="changed facts", headline_at=2, verdict=True),
-    Metric("accuracy_added", "Accuracy: added facts", "freshness",
-           "Accuracy on questions whose evidence exists only in v2.", _status("added"), applies=_fresh,
-           headline="added facts", headline_at=4, verdict=True),
-    Metric("stale_rate", "Stale (v1 answer to a changed fact)", "freshness",
-           "Share of changed questions answered with the v1 answer: for multiple choice the log-likelihood pick is "
-           "the v1 choice; for open answers the answer span matches answer_v1 and not the v2 answer.",
-           lambda r: r.stale if r.answerable and r.status == "changed" else None, lower_is_better=True,
-           column="stale", headline="stale", headline_at=3, applies=_fresh),
-    _ragas("ragas_string_similarity", "ragas string similarity",
-           "ragas NonLLMStringSimilarity (1 - normalised Levenshtein distance) of answer span and reference."),
-    _ragas("ragas_rouge_l", "ragas ROUGE-L", "ragas RougeScore (ROUGE-L F-measure) of answer span and reference."),
-    _ragas("ragas_context_precision", "ragas context precision",
-           "ragas NonLLMContextPrecisionWithReference: average precision of retrieved chunks that resemble "
-           "(Levenshtein similarity >= 0.5) a chunk of the evidence documents."),
-    _ragas("ragas_context_recall", "ragas context recall",
-           "ragas NonLLMContextRecall: share of evidence chunks resembled by a retrieved chunk."),
-    _ragas("ragas_faithfulness", "ragas faithfulness",
-           "ragas Faithfulness (judge LLM): share of the answer's claims supported by the context."),
-    _ragas("ragas_answer_correctness", "ragas answer correctness",
-           "ragas AnswerCorrectness (judge LLM, factual part only)."),
+    Metric(
+        "accuracy",
+        "Accuracy",
+        "accuracy",
+        "Primary correctness over answerable questions: the highest log-likelihood choice when the "
+        "question has choices (Ovadia et al. 2023), else the open answer is correct (exact match, "
+        "or the normalised reference occurs as whole words in the normalised answer span).",
+        _answerable(lambda r: r.correct),
+        column="correct",
+        headline="accuracy",
+        headline_at=1,
+        verdict=True,
+    ),
+    Metric(
+        "em",
+        "Exact match",
+        "accuracy",
+        "SQuAD exact match of the <ANSWER>: span (lower case, no punctuation or articles).",
+        _answerable(lambda r: r.em),
+        column="em",
+    ),
+    Metric(
+        "f1",
+        "Token F1",
+        "accuracy",
+        "SQuAD token F1 of the <ANSWER>: span against the reference.",
+        _answerable(lambda r: r.f1),
+        column="f1",
+    ),
+    Metric(
+        "substring",
+        "Substring match",
+        "accuracy",
+        "The normalised reference occurs as whole words in the normalised <ANSWER>: span.",
+        _answerable(lambda r: r.substring),
+        column="substring",
+    ),
+    Metric(
+        "mc_loglik_accuracy",
+        "MC accuracy (log-likelihood)",
+        "accuracy",
+        "Multiple choice: the choice with the highest summed log-probability of '<ANSWER>: "
+        "<choice>' after the system's prompt is the right one.",
+        _answerable(lambda r: r.mc_loglik_correct),
+    ),
+    Metric(
+        "mc_generated_accuracy",
+        "MC accuracy (generated)",
+        "accuracy",
+        "Multiple choice: the choice the generated answer names (its text, or a bare letter) is "
+        "the right one.",
+        _answerable(lambda r: r.mc_generated_correct),
+    ),
+    Metric(
+        "confident_wrong_rate",
+        "Confident-wrong",
+        "hallucination",
+        "Share of answerable questions the system answered (did not abstain) with a wrong "
+        "generated answer.",
+        lambda r: (not r.abstained and not r.gen_correct) if r.answerable else None,
+        lower_is_better=True,
+        column="confident_wrong",
+        headline="confident wrong",
+        headline_at=6,
+    ),
+    Metric(
+        "unanswerable_answered_rate",
+        "Unanswerable answered",
+        "hallucination",
+        "Share of unanswerable questions (evidence in no document, or its documents removed from "
+        "the index) that the system answered instead of abstaining: each such answer is a "
+        "hallucination.",
+        lambda r: None if r.answerable else not r.abstained,
+        lower_is_better=True,
+        column="hallucinated",
+        headline="unanswerable answered",
+        headline_at=5,
+        verdict=True,
+    ),
+    Metric(
+        "unsupported_quote_rate",
+        "Unsupported quotes",
+        "hallucination",
+        "Mean, over replies holding at least one ##begin_quote## quote, of the share of their "
+        "quotes not found (whitespace-normalised) in the documents given to that system for that "
+        "question. A closed-book system is given no documents, so all of its quotes are "
+        "unsupported.",
+        lambda r: r.quotes_unsupported / r.quotes if r.quotes else None,
+        lower_is_better=True,
+        column="unsupported_quote_share",
+    ),
+    Metric(
+        "abstention_rate",
+        "Abstention",
+        "hallucination",
+        'Share of all questions whose answer span is a refusal ("I don\'t know", "The documents do '
+        'not contain the answer.", ...).',
+        lambda r: r.abstained,
+        column="abstained",
+    ),
+    Metric(
+        "accuracy_unchanged",
+        "Accuracy: unchanged facts",
+        "freshness",
+        "Accuracy on questions whose answer is the same in v1 and v2.",
+        _status("unchanged"),
+        applies=_fresh,
+    ),
+    Metric(
+        "accuracy_changed",
+        "Accuracy: changed facts",
+        "freshness",
+        "Accuracy (against the v2 answer) on questions whose answer changed from v1 to v2.",
+        _status("changed"),
+        applies=_fresh,
+        headline="changed facts",
+        headline_at=2,
+        verdict=True,
+    ),
+    Metric(
+        "accuracy_added",
+        "Accuracy: added facts",
+        "freshness",
+        "Accuracy on questions whose evidence exists only in v2.",
+        _status("added"),
+        applies=_fresh,
+        headline="added facts",
+        headline_at=4,
+        verdict=True,
+    ),
+    Metric(
+        "stale_rate",
+        "Stale (v1 answer to a changed fact)",
+        "freshness",
+        "Share of changed questions answered with the v1 answer: for multiple choice the "
+        "log-likelihood pick is the v1 choice; for open answers the answer span matches answer_v1 "
+        "and not the v2 answer.",
+        lambda r: r.stale if r.answerable and r.status == "changed" else None,
+        lower_is_better=True,
+        column="stale",
+        headline="stale",
+        headline_at=3,
+        applies=_fresh,
+    ),
+    _ragas(
+        "ragas_string_similarity",
+        "ragas string similarity",
+        "ragas NonLLMStringSimilarity (1 - normalised Levenshtein distance) of answer span and "
+        "reference.",
+    ),
+    _ragas(
+        "ragas_rouge_l",
+        "ragas ROUGE-L",
+        "ragas RougeScore (ROUGE-L F-measure) of answer span and reference.",
+    ),
+    _ragas(
+        "ragas_context_precision",
+        "ragas context precision",
+        "ragas NonLLMContextPrecisionWithReference: average precision of retrieved chunks that "
+        "resemble (Levenshtein similarity >= 0.5) a chunk of the evidence documents.",
+    ),
+    _ragas(
+        "ragas_context_recall",
+        "ragas context recall",
+        "ragas NonLLMContextRecall: share of evidence chunks resembled by a retrieved chunk.",
+    ),
+    _ragas(
+        "ragas_faithfulness",
+        "ragas faithfulness",
+        "ragas Faithfulness (judge LLM): share of the answer's claims supported by the context.",
+    ),
+    _ragas(
+        "ragas_answer_correctness",
+        "ragas answer correctness",
+        "ragas AnswerCorrectness (judge LLM, factual part only).",
+    ),
 ]
 REGISTRY: dict[str, Metric] = {m.name: m for m in METRICS}
 
@@ -146,9 +268,11 @@ class Stat:
         return {"value": self.value, "ci": list(self.ci) if self.ci else None, "n": self.n}
 
 
-def bootstrap_ci(values: list[float], samples: int = 1000, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of the mean, resampling the values with a fixed seed; None if empty."""
+def bootstrap_ci(
+    values: list[float], samples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of the mean, resampling the values with a fixed seed; None if
+    empty."""
     if not len(values):
         return None
     x = np.asarray(values, dtype=np.float64)
@@ -172,14 +296,17 @@ def per_question(metric: Metric, rows: list[ScoredRow]) -> np.ndarray:
 
 
 def _draws(metric: Metric, rows: list[ScoredRow], idx: np.ndarray) -> np.ndarray:
-    """The metric on each bootstrap draw of the rows (idx: draws x questions); NaN where nothing counts."""
+    """The metric on each bootstrap draw of the rows (idx: draws x questions); NaN where nothing
+    counts."""
     if metric.combine:
         parts = [_draws(REGISTRY[p], rows, idx) for p in metric.parts]
         with np.errstate(divide="ignore", invalid="ignore"):
             return metric.combine(*parts)
     v = per_question(metric, rows)[idx]
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a draw where nothing counts is NaN, dropped later
+        warnings.simplefilter(
+            "ignore", RuntimeWarning
+        )  # a draw where nothing counts is NaN, dropped later
         return np.nanmean(v, axis=-1)
 
 
@@ -194,7 +321,8 @@ def _point(metric: Metric, rows: list[ScoredRow]) -> tuple[float | None, int]:
 
 
 def summarize(rows: list[ScoredRow], samples: int, seed: int, level: float) -> dict[str, Stat]:
-    """{metric: Stat} for one system's rows; metrics that do not apply or count no question are left out."""
+    """{metric: Stat} for one system's rows; metrics that do not apply or count no question are left
+    out."""
     out = {}
     for m in METRICS:
         if not m.applies(rows):
@@ -212,9 +340,16 @@ def summarize(rows: list[ScoredRow], samples: int, seed: int, level: float) -> d
     return out
 
 
-def paired(rows: list[ScoredRow], base: list[ScoredRow], names: list[str], samples: int, seed: int,
-           level: float) -> dict[str, Stat]:
-    """{metric: Stat of (system - baseline)} over the questions both answered, with a paired bootstrap."""
+def paired(
+    rows: list[ScoredRow],
+    base: list[ScoredRow],
+    names: list[str],
+    samples: int,
+    seed: int,
+    level: float,
+) -> dict[str, Stat]:
+    """{metric: Stat of (system - baseline)} over the questions both answered, with a paired
+    bootstrap."""
     mine = {r.qid: r for r in rows}
     shared = [q.qid for q in base if q.qid in mine]
     a, b = [mine[q] for q in shared], [r for r in base if r.qid in mine]
@@ -225,5 +360,7 @@ def paired(rows: list[ScoredRow], base: list[ScoredRow], names: list[str], sampl
         pa, pb = _point(m, a)[0], _point(m, b)[0]
         if pa is None or pb is None:
             continue
-        out[name] = Stat(pa - pb, _interval(_draws(m, a, idx) - _draws(m, b, idx), level), len(shared))
+        out[name] = Stat(
+            pa - pb, _interval(_draws(m, a, idx) - _draws(m, b, idx), level), len(shared)
+        )
     return out

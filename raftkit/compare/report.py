@@ -1,8 +1,9 @@
-"""The comparison report: results.json, per_question.csv, report.md and a self-contained report.html.
+"""The comparison report: results.json, per_question.csv, report.md and a self-contained
+report.html.
 
-Every table, plot, definition and CSV column comes from the metric registry (raftkit/compare/metrics.py).
-Plots are matplotlib (Agg) bar charts with bootstrap error bars, embedded as base64 PNGs so the HTML
-file opens anywhere without network access or companion files.
+Every table, plot, definition and CSV column comes from the metric registry
+(raftkit/compare/metrics.py). Plots are matplotlib (Agg) bar charts with bootstrap error bars,
+embedded as base64 PNGs so the HTML file opens anywhere without network access or companion files.
 """
 
 from __future__ import annotations
@@ -19,25 +20,50 @@ from raftkit import files
 from raftkit.compare.metrics import GROUPS, METRICS, REGISTRY, Metric, Stat
 from raftkit.compare.scoring import ScoredRow
 
-ROW_FIELDS = ("qid", "system", "status", "question", "reference", "answer", "mc_loglik_pick", "mc_generated_pick",
-              "quotes", "quotes_unsupported", "retrieved")
-SECTION_TITLES = {"accuracy": "Accuracy", "hallucination": "Hallucination", "freshness": "Freshness", "ragas": "ragas"}
-PLOTS = (("accuracy", ("accuracy",), "Accuracy"),
-         ("hallucination", None, "Hallucination (lower is better, except abstention)"),
-         ("freshness", None, "Freshness: v1 -> v2"))
+ROW_FIELDS = (
+    "qid",
+    "system",
+    "status",
+    "question",
+    "reference",
+    "answer",
+    "mc_loglik_pick",
+    "mc_generated_pick",
+    "quotes",
+    "quotes_unsupported",
+    "retrieved",
+)
+SECTION_TITLES = {
+    "accuracy": "Accuracy",
+    "hallucination": "Hallucination",
+    "freshness": "Freshness",
+    "ragas": "ragas",
+}
+PLOTS = (
+    ("accuracy", ("accuracy",), "Accuracy"),
+    ("hallucination", None, "Hallucination (lower is better, except abstention)"),
+    ("freshness", None, "Freshness: v1 -> v2"),
+)
 CSS = """
-body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#1d2330;margin:0;background:#f6f7f9}
-main{max-width:1080px;margin:0 auto;padding:28px 32px 60px;background:#fff;box-shadow:0 0 24px #0001}
-h1{font-size:26px;margin:0 0 4px}h2{font-size:19px;margin:34px 0 10px;border-bottom:2px solid #e3e6ec;padding-bottom:4px}
-.sub{color:#5b6475;margin:0 0 18px}table{border-collapse:collapse;width:100%;margin:8px 0 14px;font-size:14px}
+body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#1d2330;margin:0;\
+background:#f6f7f9}
+main{max-width:1080px;margin:0 auto;padding:28px 32px 60px;background:#fff;\
+box-shadow:0 0 24px #0001}
+h1{font-size:26px;margin:0 0 4px}\
+h2{font-size:19px;margin:34px 0 10px;border-bottom:2px solid #e3e6ec;padding-bottom:4px}
+.sub{color:#5b6475;margin:0 0 18px}\
+table{border-collapse:collapse;width:100%;margin:8px 0 14px;font-size:14px}
 th,td{padding:6px 9px;border-bottom:1px solid #e8ebf0;text-align:right;vertical-align:top}
 th:first-child,td:first-child{text-align:left}thead th{background:#f0f2f6;font-weight:600}
 td .ci{color:#7a8394;font-size:12px;display:block}.best{font-weight:700;color:#0b6b3a}
-.plots{display:grid;grid-template-columns:1fr 1fr;gap:14px}.plots img{width:100%;border:1px solid #e8ebf0;border-radius:6px}
-dl{display:grid;grid-template-columns:230px 1fr;gap:6px 14px;font-size:14px}dt{font-weight:600}dd{margin:0;color:#3b4352}
+.plots{display:grid;grid-template-columns:1fr 1fr;gap:14px}\
+.plots img{width:100%;border:1px solid #e8ebf0;border-radius:6px}
+dl{display:grid;grid-template-columns:230px 1fr;gap:6px 14px;font-size:14px}\
+dt{font-weight:600}dd{margin:0;color:#3b4352}
 code,pre{font:13px ui-monospace,SFMono-Regular,Menlo,monospace;background:#f3f4f7;border-radius:4px}
 pre{padding:10px;overflow-x:auto}code{padding:1px 4px}.note{color:#8a5a00}
-.verdict{background:#f3f7ff;border-left:4px solid #3866d6;padding:10px 14px;margin:14px 0}.verdict li{margin:3px 0}
+.verdict{background:#f3f7ff;border-left:4px solid #3866d6;padding:10px 14px;margin:14px 0}\
+.verdict li{margin:3px 0}
 """
 
 
@@ -54,17 +80,28 @@ class SystemResult:
     questions: int
     speed: dict
     metrics: dict[str, Stat] = field(default_factory=dict)
-    paired: dict[str, Stat] = field(default_factory=dict)  # against the baseline (empty for the baseline itself)
+    paired: dict[str, Stat] = field(
+        default_factory=dict
+    )  # against the baseline (empty for the baseline itself)
 
     def to_json(self) -> dict:
-        return {"name": self.name, "model": self.model, "mode": self.mode, "index": self.index, "top_k": self.top_k,
-                "model_info": self.model_info, "questions": self.questions, "speed": self.speed,
-                "metrics": {k: s.to_json() for k, s in self.metrics.items()},
-                "paired": {k: s.to_json() for k, s in self.paired.items()}}
+        return {
+            "name": self.name,
+            "model": self.model,
+            "mode": self.mode,
+            "index": self.index,
+            "top_k": self.top_k,
+            "model_info": self.model_info,
+            "questions": self.questions,
+            "speed": self.speed,
+            "metrics": {k: s.to_json() for k, s in self.metrics.items()},
+            "paired": {k: s.to_json() for k, s in self.paired.items()},
+        }
 
 
 def points(value: float, metric: Metric, signed: bool = False) -> str:
-    """A value as the report shows it: '77.5%' for a share, '-30.0' for a score (x100), '+12.5' for a difference."""
+    """A value as the report shows it: '77.5%' for a share, '-30.0' for a score (x100), '+12.5' for
+    a difference."""
     text = f"{100 * value:+.1f}" if signed else f"{100 * value:.1f}"
     return text if signed or metric.score else text + "%"
 
@@ -73,7 +110,11 @@ def cell(stat: Stat | None, metric: Metric, signed: bool = False) -> tuple[str, 
     """(value, interval) texts of a statistic; ('–', '') when there is none."""
     if stat is None or stat.value is None:
         return "–", ""
-    ci = f"[{points(stat.ci[0], metric, signed)}, {points(stat.ci[1], metric, signed)}]" if stat.ci else ""
+    ci = (
+        f"[{points(stat.ci[0], metric, signed)}, {points(stat.ci[1], metric, signed)}]"
+        if stat.ci
+        else ""
+    )
     return points(stat.value, metric, signed), ci
 
 
@@ -90,7 +131,8 @@ def _best(systems: list[SystemResult], m: Metric) -> float | None:
 
 
 def _figure(systems: list[SystemResult], metrics: list[Metric], title: str) -> str:
-    """A grouped bar chart (systems on x, one bar per metric) with CI error bars, as a base64 PNG."""
+    """A grouped bar chart (systems on x, one bar per metric) with CI error bars, as a base64
+    PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,19 +146,34 @@ def _figure(systems: list[SystemResult], metrics: list[Metric], title: str) -> s
     for j, m in enumerate(metrics):
         stats = [s.metrics.get(m.name) for s in systems]
         vals = [100 * st.value if st else 0.0 for st in stats]
-        err = [[max(0.0, v - 100 * st.ci[0]) if st and st.ci else 0.0 for v, st in zip(vals, stats)],
-               [max(0.0, 100 * st.ci[1] - v) if st and st.ci else 0.0 for v, st in zip(vals, stats)]]
-        ax.bar(x + (j - (len(metrics) - 1) / 2) * width, vals, width, yerr=err, capsize=3, label=m.label,
-               color=colors[j % len(colors)], error_kw={"elinewidth": 1, "ecolor": "#333"})
+        err = [
+            [max(0.0, v - 100 * st.ci[0]) if st and st.ci else 0.0 for v, st in zip(vals, stats)],
+            [max(0.0, 100 * st.ci[1] - v) if st and st.ci else 0.0 for v, st in zip(vals, stats)],
+        ]
+        ax.bar(
+            x + (j - (len(metrics) - 1) / 2) * width,
+            vals,
+            width,
+            yerr=err,
+            capsize=3,
+            label=m.label,
+            color=colors[j % len(colors)],
+            error_kw={"elinewidth": 1, "ecolor": "#333"},
+        )
     ax.set_xticks(x, [s.name for s in systems], fontsize=9)
-    low = min([0.0] + [100 * s.metrics[m.name].value for s in systems for m in metrics if m.name in s.metrics])
+    low = min(
+        [0.0]
+        + [100 * s.metrics[m.name].value for s in systems for m in metrics if m.name in s.metrics]
+    )
     ax.set_ylim(low - 2 if low < 0 else 0, 102)
     ax.set_ylabel("%")
     ax.set_title(title, fontsize=11)
     ax.grid(axis="y", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
     if len(metrics) > 1:  # below the axes: bars reach 100% and would hide a legend inside
-        ax.legend(fontsize=7.5, ncol=2, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.1))
+        ax.legend(
+            fontsize=7.5, ncol=2, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.1)
+        )
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -125,13 +182,22 @@ def _figure(systems: list[SystemResult], metrics: list[Metric], title: str) -> s
 
 
 # ----------------------------------------------------------------------------- tables
-def metric_rows(systems: list[SystemResult], group: str) -> list[tuple[Metric, list[tuple[str, str]], list[bool]]]:
-    """Per metric of `group`: the (value, interval) cell of each system and whether it is the best."""
+def metric_rows(
+    systems: list[SystemResult], group: str
+) -> list[tuple[Metric, list[tuple[str, str]], list[bool]]]:
+    """Per metric of `group`: the (value, interval) cell of each system and whether it is the
+    best."""
     out = []
     for m in present(systems, group):
         best = _best(systems, m)
         stats = [s.metrics.get(m.name) for s in systems]
-        out.append((m, [cell(st, m) for st in stats], [st is not None and st.value == best for st in stats]))
+        out.append(
+            (
+                m,
+                [cell(st, m) for st in stats],
+                [st is not None and st.value == best for st in stats],
+            )
+        )
     return out
 
 
@@ -139,8 +205,17 @@ def systems_table(systems: list[SystemResult]) -> list[list[str]]:
     rows = [["system", "model", "mode", "index", "top_k", "questions", "questions/s"]]
     for s in systems:
         qps = s.speed.get("questions_per_s")
-        rows.append([s.name, s.model, s.mode, s.index or "–", str(s.top_k) if s.mode == "rag" else "–",
-                     str(s.questions), f"{qps:.2f}" if qps else "–"])
+        rows.append(
+            [
+                s.name,
+                s.model,
+                s.mode,
+                s.index or "–",
+                str(s.top_k) if s.mode == "rag" else "–",
+                str(s.questions),
+                f"{qps:.2f}" if qps else "–",
+            ]
+        )
     return rows
 
 
@@ -149,24 +224,33 @@ def _md_table(rows: list[list[str]]) -> list[str]:
     return out + ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows[1:]]
 
 
-def _html_table(head: list[str], body: list[list[tuple[str, str]]], best: list[list[bool]] | None = None) -> str:
+def _html_table(
+    head: list[str], body: list[list[tuple[str, str]]], best: list[list[bool]] | None = None
+) -> str:
     e = html.escape
     rows = []
     for i, r in enumerate(body):
         cells = []
         for j, (value, ci) in enumerate(r):
             cls = " class=best" if best and j > 0 and best[i][j - 1] else ""
-            cells.append(f"<td{cls}>{e(value)}" + (f"<span class=ci>{e(ci)}</span>" if ci else "") + "</td>")
+            cells.append(
+                f"<td{cls}>{e(value)}" + (f"<span class=ci>{e(ci)}</span>" if ci else "") + "</td>"
+            )
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return (f"<table><thead><tr>{''.join(f'<th>{e(c)}</th>' for c in head)}</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")
+    return (
+        f"<table><thead><tr>{''.join(f'<th>{e(c)}</th>' for c in head)}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _intro(results: dict) -> str:
     q, b = results["questions"], results["bootstrap"]
-    return (f"{q['count']} questions from `{q['source']}` ({', '.join(f'{k}: {v}' for k, v in q['by_status'].items())}). "
-            f"Values are percentages with bootstrap {int(100 * b['level'])}% intervals ({b['samples']} resamples of "
-            f"the questions, seed {b['seed']}).")
+    return (
+        f"{q['count']} questions from `{q['source']}` "
+        f"({', '.join(f'{k}: {v}' for k, v in q['by_status'].items())}). Values are percentages "
+        f"with bootstrap {int(100 * b['level'])}% intervals ({b['samples']} resamples of the "
+        f"questions, seed {b['seed']})."
+    )
 
 
 def render_markdown(results: dict, systems: list[SystemResult]) -> str:
@@ -179,56 +263,101 @@ def render_markdown(results: dict, systems: list[SystemResult]) -> str:
     for group in GROUPS:
         rows = metric_rows(systems, group)
         if rows:
-            table = [["metric", *names]] + [[m.label, *[f"{v} {ci}".strip() for v, ci in cells]] for m, cells, _ in rows]
+            table = [["metric", *names]] + [
+                [m.label, *[f"{v} {ci}".strip() for v, ci in cells]] for m, cells, _ in rows
+            ]
             lines += ["", f"## {SECTION_TITLES[group]}", ""] + _md_table(table)
-    lines += ["", "## Definitions", ""] + [f"- **{REGISTRY[k].label}** (`{k}`): {v}"
-                                           for k, v in results["definitions"].items()]
-    lines += ["", "## Reproduction", "", "```", results["reproduce"]["command"], "```", "",
-              "```json", json.dumps({k: v for k, v in results["reproduce"].items() if k != "command"}, indent=2), "```"]
+    lines += ["", "## Definitions", ""] + [
+        f"- **{REGISTRY[k].label}** (`{k}`): {v}" for k, v in results["definitions"].items()
+    ]
+    lines += [
+        "",
+        "## Reproduction",
+        "",
+        "```",
+        results["reproduce"]["command"],
+        "```",
+        "",
+        "```json",
+        json.dumps({k: v for k, v in results["reproduce"].items() if k != "command"}, indent=2),
+        "```",
+    ]
     lines += [line for note in results.get("notes", []) for line in ("", f"> {note}")]
     return "\n".join(lines) + "\n"
 
 
 def render_html(results: dict, systems: list[SystemResult]) -> str:
-    """report.html: verdict, tables, plots (embedded PNGs), definitions and reproduction details in one file."""
+    """report.html: verdict, tables, plots (embedded PNGs), definitions and reproduction details in
+    one file."""
     e = html.escape
     names, q = [s.name for s in systems], results["questions"]
     imgs = ""
     for group, only, title in PLOTS:
         metrics = [m for m in present(systems, group) if only is None or m.name in only]
         if metrics:
-            imgs += f'<img alt="{e(group)} per system" src="data:image/png;base64,{_figure(systems, metrics, title)}">'
-    parts = [f"<h1>raftkit comparison</h1><p class=sub>{e(', '.join(names))} &middot; {q['count']} questions from "
-             f"<code>{e(q['source'])}</code> ({e(', '.join(f'{k}: {v}' for k, v in q['by_status'].items()))}) "
-             f"&middot; {e(results['created'])}</p>"]
+            imgs += (
+                f'<img alt="{e(group)} per system" '
+                f'src="data:image/png;base64,{_figure(systems, metrics, title)}">'
+            )
+    parts = [
+        f"<h1>raftkit comparison</h1><p class=sub>{e(', '.join(names))} &middot; {q['count']} "
+        f"questions from <code>{e(q['source'])}</code> "
+        f"({e(', '.join(f'{k}: {v}' for k, v in q['by_status'].items()))}) &middot; "
+        f"{e(results['created'])}</p>"
+    ]
     if results.get("verdict"):
-        parts.append("<div class=verdict><b>Verdict</b><ul>" + "".join(f"<li>{e(v)}</li>" for v in results["verdict"])
-                     + "</ul></div>")
-    parts += ["<h2>Systems</h2>" + _html_table(systems_table(systems)[0],
-                                               [[(c, "") for c in r] for r in systems_table(systems)[1:]]),
-              f"<h2>Plots</h2><p class=sub>Bars: value; whiskers: bootstrap {int(100 * results['bootstrap']['level'])}% "
-              f"interval over questions.</p><div class=plots>{imgs}</div>"]
+        parts.append(
+            "<div class=verdict><b>Verdict</b><ul>"
+            + "".join(f"<li>{e(v)}</li>" for v in results["verdict"])
+            + "</ul></div>"
+        )
+    parts += [
+        "<h2>Systems</h2>"
+        + _html_table(
+            systems_table(systems)[0], [[(c, "") for c in r] for r in systems_table(systems)[1:]]
+        ),
+        "<h2>Plots</h2><p class=sub>Bars: value; whiskers: bootstrap "
+        f"{int(100 * results['bootstrap']['level'])}% interval over questions.</p>"
+        f"<div class=plots>{imgs}</div>",
+    ]
     for group in GROUPS:
         rows = metric_rows(systems, group)
         if rows:
             body = [[(m.label, ""), *cells] for m, cells, _ in rows]
-            parts.append(f"<h2>{e(SECTION_TITLES[group])}</h2>" + _html_table(["metric", *names], body,
-                                                                               [b for _, _, b in rows]))
-    parts.append("<h2>Definitions</h2><dl>" + "".join(
-        f"<dt>{e(REGISTRY[k].label)}</dt><dd>{e(v)}</dd>" for k, v in results["definitions"].items()) + "</dl>")
+            parts.append(
+                f"<h2>{e(SECTION_TITLES[group])}</h2>"
+                + _html_table(["metric", *names], body, [b for _, _, b in rows])
+            )
+    parts.append(
+        "<h2>Definitions</h2><dl>"
+        + "".join(
+            f"<dt>{e(REGISTRY[k].label)}</dt><dd>{e(v)}</dd>"
+            for k, v in results["definitions"].items()
+        )
+        + "</dl>"
+    )
     repro = {k: v for k, v in results["reproduce"].items() if k != "command"}
-    parts.append(f"<h2>Reproduction</h2><pre>{e(results['reproduce']['command'])}</pre>"
-                 f"<pre>{e(json.dumps(repro, indent=2))}</pre>")
+    parts.append(
+        f"<h2>Reproduction</h2><pre>{e(results['reproduce']['command'])}</pre>"
+        f"<pre>{e(json.dumps(repro, indent=2))}</pre>"
+    )
     parts += [f"<p class=note>{e(n)}</p>" for n in results.get("notes", [])]
-    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>raftkit comparison</title>"
-            f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{CSS}</style></head>"
-            f"<body><main>{''.join(parts)}</main></body></html>\n")
+    return (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>raftkit comparison</title>"
+        "<meta name=viewport content='width=device-width,initial-scale=1'>"
+        f"<style>{CSS}</style></head>"
+        f"<body><main>{''.join(parts)}</main></body></html>\n"
+    )
 
 
 def csv_fields() -> list[str]:
-    """per_question.csv's columns: who and what was asked, then one column per metric that has per-question values."""
-    return list(ROW_FIELDS) + [m.column for m in METRICS if m.column and m.group != "ragas"] + \
-        [m.column for m in METRICS if m.column and m.group == "ragas"]
+    """per_question.csv's columns: who and what was asked, then one column per metric that has
+    per-question values."""
+    return (
+        list(ROW_FIELDS)
+        + [m.column for m in METRICS if m.column and m.group != "ragas"]
+        + [m.column for m in METRICS if m.column and m.group == "ragas"]
+    )
 
 
 def write_csv(path: Path, rows: list[ScoredRow]) -> Path:
@@ -244,9 +373,13 @@ def write_csv(path: Path, rows: list[ScoredRow]) -> Path:
     return files.write_text(path, buf.getvalue())
 
 
-def write_report(out: Path, results: dict, systems: list[SystemResult], rows: list[ScoredRow]) -> dict[str, Path]:
+def write_report(
+    out: Path, results: dict, systems: list[SystemResult], rows: list[ScoredRow]
+) -> dict[str, Path]:
     """Write the four report files into `out` (each atomically); returns their paths."""
-    return {"results.json": files.write_json(out / "results.json", results),
-            "per_question.csv": write_csv(out / "per_question.csv", rows),
-            "report.md": files.write_text(out / "report.md", render_markdown(results, systems)),
-            "report.html": files.write_text(out / "report.html", render_html(results, systems))}
+    return {
+        "results.json": files.write_json(out / "results.json", results),
+        "per_question.csv": write_csv(out / "per_question.csv", rows),
+        "report.md": files.write_text(out / "report.md", render_markdown(results, systems)),
+        "report.html": files.write_text(out / "report.html", render_html(results, systems)),
+    }

@@ -1,8 +1,8 @@
 """`raftkit compare`: answer the same questions with every system, score them, write the report.
 
 The report folder is locked while a comparison runs. A rerun of the same config resumes from the
-per-system checkpoints; `--overwrite` compares in `.OUT.overwrite` beside it and swaps the new report
-in when it is complete, so an interrupted rerun leaves the old report as it was.
+per-system checkpoints; `--overwrite` compares in `.OUT.overwrite` beside it and swaps the new
+report in when it is complete, so an interrupted rerun leaves the old report as it was.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ class ComparisonReport:
     out: Path
     results: dict  # what results.json holds
     systems: list[SystemResult] = field(default_factory=list)
-    rows: list[ScoredRow] = field(default_factory=list)  # per_question.csv, one per (question, system)
+    rows: list[ScoredRow] = field(
+        default_factory=list
+    )  # per_question.csv, one per (question, system)
     files: dict[str, Path] = field(default_factory=dict)
 
     def metric(self, system: str, name: str) -> float | None:
@@ -43,13 +45,16 @@ class ComparisonReport:
 
 
 def _model_info(name: str) -> dict:
-    """What identifies a system's model: the name, and for a `raftkit train` run its run.json essentials."""
+    """What identifies a system's model: the name, and for a `raftkit train` run its run.json
+    essentials."""
     info: dict = {"model": name}
     path = Path(name).expanduser()
     if (path / "run.json").is_file():
         run = json.loads((path / "run.json").read_text())
         info["run_id"] = path.resolve().name
-        info["run"] = {k: run[k] for k in ("stage", "method", "base_model", "dataset", "steps") if k in run}
+        info["run"] = {
+            k: run[k] for k in ("stage", "method", "base_model", "dataset", "steps") if k in run
+        }
     elif path.is_dir():
         info["path"] = str(path.resolve())
     return info
@@ -57,13 +62,23 @@ def _model_info(name: str) -> dict:
 
 def _index_info(index) -> dict:
     m = index.manifest
-    digest = hashlib.sha256(json.dumps({k: v["hash"] for k, v in sorted(m["documents"].items())}).encode())
-    return {"name": m["name"], "path": str(index.path), "updated": m.get("updated"), "source": m.get("source"),
-            "embedder": m["embedder"]["model"], "counts": m["counts"], "documents_sha256": digest.hexdigest()[:16]}
+    digest = hashlib.sha256(
+        json.dumps({k: v["hash"] for k, v in sorted(m["documents"].items())}).encode()
+    )
+    return {
+        "name": m["name"],
+        "path": str(index.path),
+        "updated": m.get("updated"),
+        "source": m.get("source"),
+        "embedder": m["embedder"]["model"],
+        "counts": m["counts"],
+        "documents_sha256": digest.hexdigest()[:16],
+    }
 
 
 def workspace(out: Path, cfg: CompareConfig, overwrite: bool) -> Path:
-    """The folder this run writes (OUT, or its staging folder with --overwrite); refuses to mix reports."""
+    """The folder this run writes (OUT, or its staging folder with --overwrite); refuses to mix
+    reports."""
     outputs.check_replaceable(out, "report", "--out")
     if overwrite and out.exists() and not outputs.is_empty_dir(out):
         where = outputs.staging(out)
@@ -74,8 +89,10 @@ def workspace(out: Path, cfg: CompareConfig, overwrite: bool) -> Path:
         if (out / "results.json").exists():
             raise RaftkitError(f"{out} already holds a report; use --overwrite to replace it")
         if saved.is_file() and config.read_yaml(saved) != config.to_dict(cfg):
-            raise RaftkitError(f"{out} holds an unfinished comparison with another config; rerun with the same "
-                               f"config to resume, or use --overwrite to start again")
+            raise RaftkitError(
+                f"{out} holds an unfinished comparison with another config; rerun with the same "
+                f"config to resume, or use --overwrite to start again"
+            )
     (where / WORK).mkdir(parents=True, exist_ok=True)
     outputs.mark(where, "report")
     config.save_resolved(cfg, where / WORK)
@@ -100,11 +117,19 @@ def _check_models(cfg: CompareConfig) -> None:
             raise RaftkitError(f"system '{s.name}': {e}") from None
 
 
-def compare(cfg: CompareConfig, out: str | Path, overwrite: bool = False, *, generator_factory=None,
-            command: str | None = None) -> ComparisonReport:
-    """Run, score and report every system of `cfg` into `out`; resumes an interrupted run of the same config.
+def compare(
+    cfg: CompareConfig,
+    out: str | Path,
+    overwrite: bool = False,
+    *,
+    generator_factory=None,
+    command: str | None = None,
+) -> ComparisonReport:
+    """Run, score and report every system of `cfg` into `out`; resumes an interrupted run of the
+    same config.
 
-    Raises RaftkitError for unusable questions, missing indexes or an existing report (without overwrite).
+    Raises RaftkitError for unusable questions, missing indexes or an existing report (without
+    overwrite).
     """
     out = Path(out)
     questions = load_questions(cfg)  # bad input fails here, before anything is written
@@ -117,52 +142,91 @@ def compare(cfg: CompareConfig, out: str | Path, overwrite: bool = False, *, gen
         records = sysrun.run_all(cfg, questions, retrieved, where / WORK, generator_factory)
         rows, notes = _score(cfg, questions, records, retrieved, indexes)
         systems = _results(cfg, rows, where / WORK)
-        results = _results_json(cfg, questions, systems, indexes, notes, command or
-                                f"raftkit compare --config {out / 'config.yaml'} --out {out}")
+        results = _results_json(
+            cfg,
+            questions,
+            systems,
+            indexes,
+            notes,
+            command or f"raftkit compare --config {out / 'config.yaml'} --out {out}",
+        )
         config.save_resolved(cfg, where)
-        written = write_report(where, results, systems, [r for s in cfg.systems for r in rows[s.name]])
+        written = write_report(
+            where, results, systems, [r for s in cfg.systems for r in rows[s.name]]
+        )
         if where != out:
             outputs.swap(where, out)
     say(f"wrote {', '.join(written)} to {out}")
-    return ComparisonReport(out, results, systems, [r for s in cfg.systems for r in rows[s.name]],
-                            {k: out / v.name for k, v in written.items()})
+    return ComparisonReport(
+        out,
+        results,
+        systems,
+        [r for s in cfg.systems for r in rows[s.name]],
+        {k: out / v.name for k, v in written.items()},
+    )
 
 
-def _score(cfg: CompareConfig, questions, records, retrieved, indexes) -> tuple[dict[str, list[ScoredRow]], list[str]]:
+def _score(
+    cfg: CompareConfig, questions, records, retrieved, indexes
+) -> tuple[dict[str, list[ScoredRow]], list[str]]:
     """{system: scored rows} (ragas added when on) and the notes on what could not be scored."""
     by_id = {q.id: q for q in questions}
     llm = extras.judge_llm(cfg) if cfg.scoring.ragas else None
     refs = {name: _reference_contexts(questions, index) for name, index in indexes.items()}
     rows, notes = {}, []
     for s in cfg.systems:
-        rows[s.name] = [score_record(by_id[r["qid"]], r, s.name, cfg.scoring.mc) for r in records[s.name]]
+        rows[s.name] = [
+            score_record(by_id[r["qid"]], r, s.name, cfg.scoring.mc) for r in records[s.name]
+        ]
         if cfg.scoring.ragas:
-            contexts = {q: r.texts[:s.top_k] for q, r in retrieved.get(s.index, {}).items()}
+            contexts = {q: r.texts[: s.top_k] for q, r in retrieved.get(s.index, {}).items()}
             note = extras.add_ragas(rows[s.name], s, contexts, refs.get(s.index, {}), cfg, llm)
             notes += [note] if note else []
     return rows, notes
 
 
-def _results(cfg: CompareConfig, rows: dict[str, list[ScoredRow]], work: Path) -> list[SystemResult]:
+def _results(
+    cfg: CompareConfig, rows: dict[str, list[ScoredRow]], work: Path
+) -> list[SystemResult]:
     b = cfg.bootstrap
     out = []
     for s in cfg.systems:
         stats = metrics.summarize(rows[s.name], b.samples, b.seed, b.level)
         paired = {}
         if cfg.baseline and s.name != cfg.baseline:
-            paired = metrics.paired(rows[s.name], rows[cfg.baseline], list(stats), b.samples, b.seed, b.level)
-        out.append(SystemResult(s.name, s.model, s.mode, s.index, s.top_k, _model_info(s.model), len(rows[s.name]),
-                                sysrun.speed(work, s.name), stats, paired))
+            paired = metrics.paired(
+                rows[s.name], rows[cfg.baseline], list(stats), b.samples, b.seed, b.level
+            )
+        out.append(
+            SystemResult(
+                s.name,
+                s.model,
+                s.mode,
+                s.index,
+                s.top_k,
+                _model_info(s.model),
+                len(rows[s.name]),
+                sysrun.speed(work, s.name),
+                stats,
+                paired,
+            )
+        )
     return out
 
 
 def verdict(systems: list[SystemResult], baseline: str) -> list[str]:
-    """One line per group (accuracy, hallucination, freshness): who wins its verdict metric, and each
-    system's paired difference against the baseline, with whether its interval excludes 0."""
+    """One line per group (accuracy, hallucination, freshness): who wins its verdict metric, and
+    each system's paired difference against the baseline, with whether its interval excludes 0."""
     lines = []
     for group in ("accuracy", "hallucination", "freshness"):
-        m = next((m for m in metrics.METRICS if m.group == group and m.verdict
-                  and any(m.name in s.metrics for s in systems)), None)
+        m = next(
+            (
+                m
+                for m in metrics.METRICS
+                if m.group == group and m.verdict and any(m.name in s.metrics for s in systems)
+            ),
+            None,
+        )
         if m is None:
             continue
         have = [s for s in systems if m.name in s.metrics]
@@ -176,22 +240,32 @@ def verdict(systems: list[SystemResult], baseline: str) -> list[str]:
             better = d.value < 0 if m.lower_is_better else d.value > 0
             clear = d.ci[0] > 0 or d.ci[1] < 0
             value, ci = cell(d, m, signed=True)
-            diffs.append(f"{s.name} {value} points {ci} ({('better' if better else 'worse') if clear else 'no clear difference'})")
+            diffs.append(
+                f"{s.name} {value} points {ci} "
+                f"({('better' if better else 'worse') if clear else 'no clear difference'})"
+            )
         if diffs:
             line += f"; against {baseline}: " + ", ".join(diffs)
         lines.append(line)
     return lines
 
 
-def _results_json(cfg: CompareConfig, questions, systems: list[SystemResult], indexes, notes, command) -> dict:
+def _results_json(
+    cfg: CompareConfig, questions, systems: list[SystemResult], indexes, notes, command
+) -> dict:
     from raftkit.models import runtime
 
     counts = collections.Counter("holdout" if q.holdout else q.status for q in questions)
     used = {m for s in systems for m in s.metrics}
     return {
-        "raftkit_version": __version__, "created": now(),
-        "questions": {"source": cfg.questions.path, "count": len(questions), "by_status": dict(sorted(counts.items())),
-                      "ids": [q.id for q in questions]},
+        "raftkit_version": __version__,
+        "created": now(),
+        "questions": {
+            "source": cfg.questions.path,
+            "count": len(questions),
+            "by_status": dict(sorted(counts.items())),
+            "ids": [q.id for q in questions],
+        },
         "bootstrap": config.to_dict(cfg.bootstrap),
         "runtime": {"device": runtime(cfg.runtime).device, "dtype": runtime(cfg.runtime).dtype},
         "baseline": cfg.baseline or None,
@@ -202,9 +276,17 @@ def _results_json(cfg: CompareConfig, questions, systems: list[SystemResult], in
             "command": command,
             "models": {s.name: s.model_info for s in systems},
             "indexes": {name: _index_info(index) for name, index in indexes.items()},
-            "seeds": {"generation": cfg.generation.seed, "questions": cfg.questions.seed,
-                      "bootstrap": cfg.bootstrap.seed, "holdout": cfg.unanswerable.seed},
-            "generation": {k: v for k, v in config.to_dict(cfg.generation).items() if k not in ("model", "api_key_env")},
+            "seeds": {
+                "generation": cfg.generation.seed,
+                "questions": cfg.questions.seed,
+                "bootstrap": cfg.bootstrap.seed,
+                "holdout": cfg.unanswerable.seed,
+            },
+            "generation": {
+                k: v
+                for k, v in config.to_dict(cfg.generation).items()
+                if k not in ("model", "api_key_env")
+            },
             "runtime": config.to_dict(cfg.runtime),
             "versions": versions(),
         },
@@ -214,11 +296,16 @@ def _results_json(cfg: CompareConfig, questions, systems: list[SystemResult], in
 
 
 def summary_table(systems: list[SystemResult]) -> str:
-    """A plain-text table of the headline metrics (%), one row per system; metrics nobody has are left out."""
-    cols = sorted((m for m in metrics.METRICS if m.headline and any(m.name in s.metrics for s in systems)),
-                  key=lambda m: m.headline_at)
+    """A plain-text table of the headline metrics (%), one row per system; metrics nobody has are
+    left out."""
+    cols = sorted(
+        (m for m in metrics.METRICS if m.headline and any(m.name in s.metrics for s in systems)),
+        key=lambda m: m.headline_at,
+    )
     width = max(len(s.name) for s in systems) + 2
-    lines = ["  " + "system".ljust(width) + "".join(m.headline.rjust(len(m.headline) + 3) for m in cols)]
+    lines = [
+        "  " + "system".ljust(width) + "".join(m.headline.rjust(len(m.headline) + 3) for m in cols)
+    ]
     for s in systems:
         cells = [cell(s.metrics.get(m.name), m)[0].rjust(len(m.headline) + 3) for m in cols]
         lines.append("  " + s.name.ljust(width) + "".join(cells))

@@ -2,10 +2,10 @@
 
 Open answers are compared after SQuAD normalisation (lower case, no punctuation, no articles, single
 spaces): exact match (EM), token F1 and substring match. An open answer is *correct* when it is an
-exact match or the reference occurs in it as whole words (small models pad their answers: "The port is
-7421."). Multiple choice is scored twice: the choice with the highest log-likelihood after the prompt
-(Ovadia et al. 2023; robust for a 135M model) and the choice the generated answer names. A *stale*
-answer to a changed fact is its v1 answer.
+exact match or the reference occurs in it as whole words (small models pad their answers: "The port
+is 7421."). Multiple choice is scored twice: the choice with the highest log-likelihood after the
+prompt (Ovadia et al. 2023; robust for a 135M model) and the choice the generated answer names. A
+*stale* answer to a changed fact is its v1 answer.
 """
 
 from __future__ import annotations
@@ -47,11 +47,17 @@ def substring_match(prediction: str, reference: str) -> float:
 def open_scores(prediction: str, reference: str) -> dict[str, float]:
     """EM, F1, substring and correct (EM or substring) of an answer span against one reference."""
     em, sub = exact_match(prediction, reference), substring_match(prediction, reference)
-    return {"em": em, "f1": token_f1(prediction, reference), "substring": sub, "correct": float(em or sub)}
+    return {
+        "em": em,
+        "f1": token_f1(prediction, reference),
+        "substring": sub,
+        "correct": float(em or sub),
+    }
 
 
 def matches(prediction: str, reference: str | None) -> bool:
-    """The open-answer correctness rule (EM or whole-word substring); False for a missing reference."""
+    """The open-answer correctness rule (EM or whole-word substring); False for a missing
+    reference."""
     return reference is not None and bool(open_scores(prediction, reference)["correct"])
 
 
@@ -72,7 +78,11 @@ def generated_choice(answer: str, choices: list[str]) -> int | None:
         return exact[0]
     inside = [i for i, c in enumerate(normed) if c and f" {c} " in f" {norm} "]
     # A choice inside a longer choice ("4" in "4 MiB") is not a second mention.
-    inside = [i for i in inside if not any(j != i and f" {normed[i]} " in f" {normed[j]} " for j in inside)]
+    inside = [
+        i
+        for i in inside
+        if not any(j != i and f" {normed[i]} " in f" {normed[j]} " for j in inside)
+    ]
     if len(inside) == 1:
         return inside[0]
     m = _LETTER.match(answer.strip())
@@ -141,7 +151,8 @@ def _primary(q: Question, mc: str, ll_ok: bool | None, gen_ok: bool | None, open
 
 
 def score_record(q: Question, rec: dict, system: str, mc: str) -> ScoredRow:
-    """One scored row of system `system` on question `q` from its raw record (the checkpoint line)."""
+    """One scored row of system `system` on question `q` from its raw record (the checkpoint
+    line)."""
     answer = rec["answer"]
     mcq = bool(q.choices) and q.answer_index is not None
     ll_pick = loglik_pick(rec["loglik"]) if rec.get("loglik") else None
@@ -153,16 +164,37 @@ def score_record(q: Question, rec: dict, system: str, mc: str) -> ScoredRow:
     gen_correct = bool(opened["correct"]) if opened else gen_ok
     stale = None
     if q.status == "changed" and q.answerable:
-        stale = (is_stale_mc(ll_pick if primary == "loglik" else gen_pick, q.answer_index_v1)
-                 if primary != "open" else is_stale_open(answer, q.answer_v1, q.answer))
+        stale = (
+            is_stale_mc(ll_pick if primary == "loglik" else gen_pick, q.answer_index_v1)
+            if primary != "open"
+            else is_stale_open(answer, q.answer_v1, q.answer)
+        )
     if not q.answerable:
         correct = gen_correct = ll_ok = gen_ok = None
     return ScoredRow(
-        system=system, qid=q.id, question=q.question, status="unanswerable" if q.holdout else q.status,
-        holdout=q.holdout, answerable=q.answerable, reference=q.answer, answer=answer, reply=rec["reply"],
-        abstained=is_abstention(answer), correct=correct, primary=primary, gen_correct=gen_correct,
-        em=opened["em"] if opened else None, f1=opened["f1"] if opened else None,
-        substring=opened["substring"] if opened else None, mc_loglik_pick=ll_pick, mc_loglik_correct=ll_ok,
-        mc_generated_pick=gen_pick, mc_generated_correct=gen_ok, stale=stale, quotes=rec["quotes"],
-        quotes_unsupported=rec["quotes_unsupported"], retrieved=rec["retrieved"],
-        retrieved_doc_ids=rec.get("retrieved_doc_ids", []))
+        system=system,
+        qid=q.id,
+        question=q.question,
+        status="unanswerable" if q.holdout else q.status,
+        holdout=q.holdout,
+        answerable=q.answerable,
+        reference=q.answer,
+        answer=answer,
+        reply=rec["reply"],
+        abstained=is_abstention(answer),
+        correct=correct,
+        primary=primary,
+        gen_correct=gen_correct,
+        em=opened["em"] if opened else None,
+        f1=opened["f1"] if opened else None,
+        substring=opened["substring"] if opened else None,
+        mc_loglik_pick=ll_pick,
+        mc_loglik_correct=ll_ok,
+        mc_generated_pick=gen_pick,
+        mc_generated_correct=gen_ok,
+        stale=stale,
+        quotes=rec["quotes"],
+        quotes_unsupported=rec["quotes_unsupported"],
+        retrieved=rec["retrieved"],
+        retrieved_doc_ids=rec.get("retrieved_doc_ids", []),
+    )

@@ -1,18 +1,18 @@
-"""Run every system on every question: retrieval once per question and index, each model loaded once,
-batched generation with the choice log-likelihoods read off the same prefill, results checkpointed per
-system so a rerun resumes.
+"""Run every system on every question: retrieval once per question and index, each model loaded
+once, batched generation with the choice log-likelihoods read off the same prefill, results
+checkpointed per system so a rerun resumes.
 
-Checkpoint: OUT/.work/<system>.jsonl, one record per answered question, rewritten atomically after each
-block of questions; OUT/.work/<system>.meta.json holds the seconds spent, for questions/s.
+Checkpoint: OUT/.work/<system>.jsonl, one record per answered question, rewritten atomically after
+each block of questions; OUT/.work/<system>.meta.json holds the seconds spent, for questions/s.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from raftkit import files, prompts
 from raftkit.compare.config import CompareConfig, SystemConfig
@@ -23,7 +23,9 @@ from raftkit.errors import RaftkitError
 from raftkit.ui import progress, say
 
 GeneratorFactory = Callable[[GenerationConfig], object]
-BLOCK_BATCHES = 4  # batches per checkpoint write: frequent enough to lose little, rare enough to be cheap
+BLOCK_BATCHES = (
+    4  # batches per checkpoint write: frequent enough to lose little, rare enough to be cheap
+)
 
 
 @dataclass
@@ -38,7 +40,8 @@ class Retrieved:
 
 
 def load_indexes(cfg: CompareConfig) -> dict:
-    """{index name: FaissIndex} of every index a rag system names (missing ones in `build_indexes` are built)."""
+    """{index name: FaissIndex} of every index a rag system names (missing ones in `build_indexes`
+    are built)."""
     from raftkit import config
     from raftkit.config import RaftkitConfig
     from raftkit.retrieval.index import MANIFEST, build_index, index_path, load_index
@@ -49,17 +52,26 @@ def load_indexes(cfg: CompareConfig) -> dict:
             if not Path(docs).exists():
                 raise RaftkitError(f"build_indexes.{name}: documents not found: {docs}")
             say(f"index '{name}' is missing: building it from {docs}")
-            icfg = config.load(RaftkitConfig, data={"retrieval": {"indexes_dir": cfg.indexes_dir},
-                                                    "runtime": config.to_dict(cfg.runtime)})
+            icfg = config.load(
+                RaftkitConfig,
+                data={
+                    "retrieval": {"indexes_dir": cfg.indexes_dir},
+                    "runtime": config.to_dict(cfg.runtime),
+                },
+            )
             build_index(docs, name, icfg)
     runtime = [f"runtime.{k}={v}" for k, v in config.to_dict(cfg.runtime).items()]
     return {name: load_index(name, cfg.indexes_dir, runtime) for name in names}
 
 
-def retrieve(cfg: CompareConfig, questions: list[Question], indexes: dict) -> dict[str, dict[str, Retrieved]]:
-    """{index name: {question id: top-k chunks}}, searched once per question at the largest top_k in use.
+def retrieve(
+    cfg: CompareConfig, questions: list[Question], indexes: dict
+) -> dict[str, dict[str, Retrieved]]:
+    """{index name: {question id: top-k chunks}}, searched once per question at the largest top_k in
+    use.
 
-    Holdout copies are searched in a copy of the index without their documents: their evidence is absent.
+    Holdout copies are searched in a copy of the index without their documents: their evidence is
+    absent.
     """
     out: dict[str, dict[str, Retrieved]] = {}
     for name, index in indexes.items():
@@ -70,21 +82,37 @@ def retrieve(cfg: CompareConfig, questions: list[Question], indexes: dict) -> di
         pairs = list(zip(normal, index.search([q.question for q in normal], k)))
         if held:
             gone = {d for q in held for d in q.doc_ids}
-            say(f"holdout: {len(held)} questions re-asked over '{name}' without their {len(gone)} documents")
+            say(
+                f"holdout: {len(held)} questions re-asked over '{name}' without their {len(gone)} "
+                "documents"
+            )
             pairs += zip(held, index.without(gone).search([q.question for q in held], k))
-        out[name] = {q.id: Retrieved([h.chunk.id for h in hits], [h.chunk.doc_id for h in hits],
-                                     [h.chunk.text for h in hits], [h.chunk.title for h in hits])
-                     for q, hits in pairs}
+        out[name] = {
+            q.id: Retrieved(
+                [h.chunk.id for h in hits],
+                [h.chunk.doc_id for h in hits],
+                [h.chunk.text for h in hits],
+                [h.chunk.title for h in hits],
+            )
+            for q, hits in pairs
+        }
     return out
 
 
 def question_text(q: Question, show_choices: bool) -> str:
     """The question as every system sees it (choices appended when `show_choices`)."""
-    return f"{q.question}\nOptions: {choices_text(q.choices)}" if show_choices and q.choices else q.question
+    return (
+        f"{q.question}\nOptions: {choices_text(q.choices)}"
+        if show_choices and q.choices
+        else q.question
+    )
 
 
-def conversation(q: Question, system: SystemConfig, docs: Retrieved | None, show_choices: bool) -> list[dict]:
-    """The shared prompt template of the system's mode (raftkit.prompts), so training and test prompts agree."""
+def conversation(
+    q: Question, system: SystemConfig, docs: Retrieved | None, show_choices: bool
+) -> list[dict]:
+    """The shared prompt template of the system's mode (raftkit.prompts), so training and test
+    prompts agree."""
     text = question_text(q, show_choices)
     if system.mode == "rag":
         return prompts.rag_messages(text, docs.texts, docs.titles)
@@ -100,42 +128,72 @@ def checkpoint_path(work: Path, system: str) -> Path:
     return work / f"{system}.jsonl"
 
 
-def _answer_block(system: SystemConfig, generator, part: list[Question], retrieved, cfg: CompareConfig) -> list[dict]:
-    """The raw records of one block of questions: replies, choice log-likelihoods, retrieved ids, quote counts."""
+def _answer_block(
+    system: SystemConfig, generator, part: list[Question], retrieved, cfg: CompareConfig
+) -> list[dict]:
+    """The raw records of one block of questions: replies, choice log-likelihoods, retrieved ids,
+    quote counts."""
     docs = [retrieved[q.id].top(system.top_k) if retrieved is not None else None for q in part]
     convs = [conversation(q, system, d, cfg.scoring.show_choices) for q, d in zip(part, docs)]
     # Choices of unanswerable questions are never scored: no forward for them.
     scored = cfg.scoring.mc in ("loglik", "both")
     choices = [q.choices if q.answerable and scored else [] for q in part]
-    answers = generator.answer(convs, choices, after_reply=cfg.scoring.mc_after == "reply",
-                               desc=f"{system.name} answers")
+    answers = generator.answer(
+        convs, choices, after_reply=cfg.scoring.mc_after == "reply", desc=f"{system.name} answers"
+    )
     records = []
     for q, d, a in zip(part, docs, answers):
         n_quotes, unsupported = _quote_counts(a.reply, d.texts if d else [])
-        records.append({"qid": q.id, "reply": a.reply, "answer": prompts.extract_answer(a.reply),
-                        "loglik": a.logliks or None, "retrieved": d.ids if d else [],
-                        "retrieved_doc_ids": d.doc_ids if d else [], "quotes": n_quotes,
-                        "quotes_unsupported": unsupported})
+        records.append(
+            {
+                "qid": q.id,
+                "reply": a.reply,
+                "answer": prompts.extract_answer(a.reply),
+                "loglik": a.logliks or None,
+                "retrieved": d.ids if d else [],
+                "retrieved_doc_ids": d.doc_ids if d else [],
+                "quotes": n_quotes,
+                "quotes_unsupported": unsupported,
+            }
+        )
     return records
 
 
-def run_system(system: SystemConfig, generator, questions: list[Question], retrieved: dict[str, Retrieved] | None,
-               cfg: CompareConfig, work: Path) -> list[dict]:
-    """Answer (and score choices of) every question not yet in the system's checkpoint; returns all records."""
+def run_system(
+    system: SystemConfig,
+    generator,
+    questions: list[Question],
+    retrieved: dict[str, Retrieved] | None,
+    cfg: CompareConfig,
+    work: Path,
+) -> list[dict]:
+    """Answer (and score choices of) every question not yet in the system's checkpoint; returns all
+    records."""
     path, meta_path = checkpoint_path(work, system.name), work / f"{system.name}.meta.json"
     records = files.read_jsonl(path) if path.is_file() else []
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"seconds": 0.0, "answered": 0}
+    meta = (
+        json.loads(meta_path.read_text())
+        if meta_path.is_file()
+        else {"seconds": 0.0, "answered": 0}
+    )
     done = {r["qid"] for r in records}
     todo = [q for q in questions if q.id not in done]
     if not todo:
         return records
     if done:
-        say(f"{system.name}: resuming, {len(done)} of {len(done) + len(todo)} questions already answered")
+        say(
+            f"{system.name}: resuming, {len(done)} of {len(done) + len(todo)} questions already "
+            "answered"
+        )
     block = cfg.generation.batch_size * BLOCK_BATCHES
-    bar = progress(range(0, len(todo), block), total=(len(todo) + block - 1) // block,
-                   desc=f"{system.name}", unit="block")
+    bar = progress(
+        range(0, len(todo), block),
+        total=(len(todo) + block - 1) // block,
+        desc=f"{system.name}",
+        unit="block",
+    )
     for start in bar:
-        part = todo[start:start + block]
+        part = todo[start : start + block]
         t0 = time.perf_counter()
         records += _answer_block(system, generator, part, retrieved, cfg)
         meta["seconds"] += time.perf_counter() - t0
@@ -150,9 +208,15 @@ def system_questions(system: SystemConfig, questions: list[Question]) -> list[Qu
     return questions if system.mode == "rag" else [q for q in questions if not q.holdout]
 
 
-def run_all(cfg: CompareConfig, questions: list[Question], retrieved: dict[str, dict[str, Retrieved]], work: Path,
-            generator_factory: GeneratorFactory | None = None) -> dict[str, list[dict]]:
-    """{system name: records}, loading each distinct model once and running all of its systems with it."""
+def run_all(
+    cfg: CompareConfig,
+    questions: list[Question],
+    retrieved: dict[str, dict[str, Retrieved]],
+    work: Path,
+    generator_factory: GeneratorFactory | None = None,
+) -> dict[str, list[dict]]:
+    """{system name: records}, loading each distinct model once and running all of its systems with
+    it."""
     from raftkit.generate import make_generator
     from raftkit.models import runtime
 
@@ -162,15 +226,20 @@ def run_all(cfg: CompareConfig, questions: list[Question], retrieved: dict[str, 
         by_model.setdefault(s.model, []).append(s)
     out = {}
     for model, systems in by_model.items():
-        pending = [s for s in systems
-                   if not {q.id for q in system_questions(s, questions)} <= _done_ids(work, s.name)]
+        pending = [
+            s
+            for s in systems
+            if not {q.id for q in system_questions(s, questions)} <= _done_ids(work, s.name)
+        ]
         generator = None
         if pending:
             say(f"loading {model} for {', '.join(s.name for s in systems)}")
             generator = factory(cfg.generation.model_copy(update={"model": model}))
         for s in systems:
             qs = system_questions(s, questions)
-            recs = run_system(s, generator, qs, retrieved.get(s.index) if s.mode == "rag" else None, cfg, work)
+            recs = run_system(
+                s, generator, qs, retrieved.get(s.index) if s.mode == "rag" else None, cfg, work
+            )
             wanted = {q.id for q in qs}
             out[s.name] = [r for r in recs if r["qid"] in wanted]
         del generator

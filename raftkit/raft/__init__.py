@@ -1,1 +1,2 @@
-"""RAFT dataset building (`raftkit build-dataset`): questions, grounded answers, assembly, formats."""
+"""RAFT dataset building (`raftkit build-dataset`): questions, grounded answers, assembly,
+formats."""

@@ -1,9 +1,9 @@
 """Grounded chain-of-thought answers: prompt, quote verification and repair, deterministic CoTs.
 
 Every quote between ##begin_quote## and ##end_quote## must occur in the chunk the answer is grounded
-on (after whitespace normalisation). A small model misquotes often, so a bad quote is repaired by the
-chunk sentence that shares most of its words, and a reply without `<ANSWER>:` gets one derived from
-its last line. What cannot be repaired is dropped; the build reports all three rates.
+on (after whitespace normalisation). A small model misquotes often, so a bad quote is repaired by
+the chunk sentence that shares most of its words, and a reply without `<ANSWER>:` gets one derived
+from its last line. What cannot be repaired is dropped; the build reports all three rates.
 """
 
 from __future__ import annotations
@@ -11,28 +11,45 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from raftkit.prompts import ANSWER_TAG, BEGIN_QUOTE, END_QUOTE, extract_answer, extract_quotes, quote_in
+from raftkit.prompts import (
+    ANSWER_TAG,
+    BEGIN_QUOTE,
+    END_QUOTE,
+    extract_answer,
+    extract_quotes,
+    quote_in,
+)
 from raftkit.provenance import stable_hash
 
-SYSTEM = (f"Answer the question using the text. First copy the sentence of the text that contains the "
-          f"answer between {BEGIN_QUOTE} and {END_QUOTE}. Then explain in one sentence and finish with "
-          f"a line `{ANSWER_TAG} <short answer>`.")
+SYSTEM = (
+    f"Answer the question using the text. First copy the sentence of the text that contains the "
+    f"answer between {BEGIN_QUOTE} and {END_QUOTE}. Then explain in one sentence and finish with "
+    f"a line `{ANSWER_TAG} <short answer>`."
+)
 # The one few-shot text of build-dataset's prompts (questions.py asks about it too).
-SHOT_TEXT = ("The Larkspur Bakery opens at 6:30 every weekday and closes at 14:00. Its rye loaf is baked "
-             "by Mira Olsen and costs 4 euros.")
+SHOT_TEXT = (
+    "The Larkspur Bakery opens at 6:30 every weekday and closes at 14:00. Its rye loaf is baked "
+    "by Mira Olsen and costs 4 euros."
+)
 _SHOT_Q = "Who bakes the rye loaf?"
-_SHOT_A = (f"The text says: {BEGIN_QUOTE}Its rye loaf is baked by Mira Olsen and costs 4 euros.{END_QUOTE} "
-           f"So the rye loaf is baked by Mira Olsen.\n{ANSWER_TAG} Mira Olsen")
+_SHOT_A = (
+    f"The text says: {BEGIN_QUOTE}Its rye loaf is baked by Mira Olsen and costs 4 "
+    f"euros.{END_QUOTE} So the rye loaf is baked by Mira Olsen.\n{ANSWER_TAG} Mira Olsen"
+)
 
-_STOP = set("a an the of to in on at for by with and or is are was were be been it its this that these those "
-            "what which who whom whose when where why how do does did can could should would will may "
-            "from as into than then there their they he she his her you your we our i not no".split())
+_STOP = set(
+    "a an the of to in on at for by with and or is are was were be been it its this that these "
+    "those what which who whom whose when where why how do does did can could should would will "
+    "may from as into than then there their they he she his her you your we our i not no".split()
+)
 
-# Templates of deterministic CoTs (chosen by a hash of the example id, so the set is seeded but varied).
+# Templates of deterministic CoTs (chosen by a hash of the example id, so the set is seeded but
+# varied).
 _TEMPLATES = [
     "The document says: {quote} {reason}So the answer is {answer}.",
     "The relevant sentence is {quote} {reason}It answers the question: {answer}.",
-    "To answer, look for the part of the documents about this question. {quote} {reason}Therefore the answer is {answer}.",
+    "To answer, look for the part of the documents about this question. {quote} {reason}Therefore "
+    "the answer is {answer}.",
 ]
 
 
@@ -48,10 +65,12 @@ class Grounded:
 
 def answer_messages(question: str, text: str) -> list[dict]:
     """A one-shot chat asking for a quoted, reasoned answer to `question` from `text` alone."""
-    return [{"role": "system", "content": SYSTEM},
-            {"role": "user", "content": f"Text: {SHOT_TEXT}\nQuestion: {_SHOT_Q}"},
-            {"role": "assistant", "content": _SHOT_A},
-            {"role": "user", "content": f"Text: {text}\nQuestion: {question}"}]
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": f"Text: {SHOT_TEXT}\nQuestion: {_SHOT_Q}"},
+        {"role": "assistant", "content": _SHOT_A},
+        {"role": "user", "content": f"Text: {text}\nQuestion: {question}"},
+    ]
 
 
 def words(text: str) -> list[str]:
@@ -82,7 +101,8 @@ def overlap(query: str, sentence: str) -> float:
 
 
 def best_sentence(text: str, query: str, containing: str = "") -> tuple[str, float]:
-    """The sentence of `text` with most of `query`'s words, preferring those containing `containing`."""
+    """The sentence of `text` with most of `query`'s words, preferring those containing
+    `containing`."""
     sents = sentences(text) or [text.strip()]
     if containing:
         having = [s for s in sents if containing.lower() in " ".join(s.split()).lower()]
@@ -100,7 +120,9 @@ def _clip(text: str, max_words: int) -> str:
 
 def _derive_answer(reply: str) -> str:
     """An answer for a reply without `<ANSWER>:`: its last line outside the quotes."""
-    outside = re.sub(re.escape(BEGIN_QUOTE) + r".*?" + re.escape(END_QUOTE), " ", reply, flags=re.DOTALL)
+    outside = re.sub(
+        re.escape(BEGIN_QUOTE) + r".*?" + re.escape(END_QUOTE), " ", reply, flags=re.DOTALL
+    )
     lines = [ln.strip() for ln in outside.splitlines() if ln.strip()]
     if not lines:
         return ""
@@ -108,19 +130,28 @@ def _derive_answer(reply: str) -> str:
     return last.rstrip(".").strip()
 
 
-def verify(reply: str, question: str, oracle: str, on_bad_quote: str = "repair", min_overlap: float = 0.3,
-           max_answer_words: int = 30) -> Grounded:
+def verify(
+    reply: str,
+    question: str,
+    oracle: str,
+    on_bad_quote: str = "repair",
+    min_overlap: float = 0.3,
+    max_answer_words: int = 30,
+) -> Grounded:
     """Check a model reply against its oracle text; repair or drop it per `on_bad_quote`.
 
-    Returns a Grounded whose cot ends with `<ANSWER>: answer` and whose quotes all occur in `oracle`.
+    Returns a Grounded whose cot ends with `<ANSWER>: answer` and whose quotes all occur in
+    `oracle`.
     """
     reply = reply.strip()
     if not reply:
         return Grounded("", "", "dropped", "empty reply")
     has_tag = ANSWER_TAG in reply
-    reasoning = reply[:reply.rfind(ANSWER_TAG)] if has_tag else reply
+    reasoning = reply[: reply.rfind(ANSWER_TAG)] if has_tag else reply
     answer = extract_answer(reply) if has_tag else ""
-    if not answer:  # no tag, or a tag the token limit cut off: the reasoning's last line is the answer
+    if (
+        not answer
+    ):  # no tag, or a tag the token limit cut off: the reasoning's last line is the answer
         answer, has_tag = _derive_answer(reasoning), False
     answer = _clip(answer.splitlines()[0].strip() if answer else "", max_answer_words)
     if not answer:
@@ -150,12 +181,16 @@ def verify(reply: str, question: str, oracle: str, on_bad_quote: str = "repair",
 
 
 def _drop_stray_tags(text: str) -> tuple[str, bool]:
-    """`text` without unpaired quote tags (a reply cut off mid-quote); returns (text, whether cut)."""
-    parts = re.split("(" + re.escape(BEGIN_QUOTE) + ".*?" + re.escape(END_QUOTE) + ")", text, flags=re.DOTALL)
+    """`text` without unpaired quote tags (a reply cut off mid-quote); returns (text, whether
+    cut)."""
+    parts = re.split(
+        "(" + re.escape(BEGIN_QUOTE) + ".*?" + re.escape(END_QUOTE) + ")", text, flags=re.DOTALL
+    )
     out, cut = [], False
     for i, part in enumerate(parts):
         if i % 2 == 0 and (BEGIN_QUOTE in part or END_QUOTE in part):
-            # An unclosed quote runs to the end of the reply: drop it; a lone end tag is just removed.
+            # An unclosed quote runs to the end of the reply: drop it; a lone end tag is just
+            # removed.
             part = part.split(BEGIN_QUOTE)[0].replace(END_QUOTE, "")
             cut = True
         out.append(part)
@@ -166,7 +201,9 @@ def _pick(key: str, n: int) -> int:
     return stable_hash(key, bits=32) % n
 
 
-def deterministic_cot(question: str, answer: str, text: str, key: str, reason: str = "") -> Grounded:
+def deterministic_cot(
+    question: str, answer: str, text: str, key: str, reason: str = ""
+) -> Grounded:
     """A CoT built without a model: quote the sentence of `text` holding (or nearest to) the answer.
 
     `key` (the example id) picks the template; `reason` (e.g. a QA line's long answer) is inserted
@@ -177,13 +214,22 @@ def deterministic_cot(question: str, answer: str, text: str, key: str, reason: s
         sent, _ = best_sentence(text, f"{question} {answer} {reason}")
     template = _TEMPLATES[_pick(key, len(_TEMPLATES))]
     reason = f"{reason.strip().rstrip('.')}. " if reason.strip() else ""
-    body = template.format(quote=f"{BEGIN_QUOTE}{sent}{END_QUOTE}", reason=reason, answer=answer.rstrip("."))
+    body = template.format(
+        quote=f"{BEGIN_QUOTE}{sent}{END_QUOTE}", reason=reason, answer=answer.rstrip(".")
+    )
     return Grounded(f"{body}\n{ANSWER_TAG} {answer}", answer, "verified")
 
 
-def wrong_answer(question: str, answer: str, sentence: str, choices: list[str] | None, key: str) -> str:
-    """A plausible wrong answer: another of `choices`, else a span of `sentence` as long as `answer`."""
-    others = [c for c in (choices or []) if str(c).strip() and str(c).strip().lower() != answer.strip().lower()]
+def wrong_answer(
+    question: str, answer: str, sentence: str, choices: list[str] | None, key: str
+) -> str:
+    """A plausible wrong answer: another of `choices`, else a span of `sentence` as long as
+    `answer`."""
+    others = [
+        c
+        for c in (choices or [])
+        if str(c).strip() and str(c).strip().lower() != answer.strip().lower()
+    ]
     if others:
         return str(others[_pick(key, len(others))])
     q = set(words(question))
@@ -191,18 +237,31 @@ def wrong_answer(question: str, answer: str, sentence: str, choices: list[str] |
     n = max(1, min(len(answer.split()), 6))
     # Start at a word the question does not use (where a sentence's new information sits), of the
     # answer's kind when there is one: a number for a number, a name for a name.
-    fresh = [i for i, t in enumerate(toks) if words(t) and words(t)[0] not in q and words(t)[0] not in _STOP]
-    kind = (lambda t: any(ch.isdigit() for ch in t)) if any(ch.isdigit() for ch in answer) else \
-        (lambda t: t[:1].isupper()) if answer[:1].isupper() else (lambda t: True)
+    fresh = [
+        i
+        for i, t in enumerate(toks)
+        if words(t) and words(t)[0] not in q and words(t)[0] not in _STOP
+    ]
+    kind = (
+        (lambda t: any(ch.isdigit() for ch in t))
+        if any(ch.isdigit() for ch in answer)
+        else (lambda t: t[:1].isupper())
+        if answer[:1].isupper()
+        else (lambda t: True)
+    )
     start = next((i for i in fresh if kind(toks[i])), fresh[0] if fresh else 0)
-    span = " ".join(toks[start:start + n]).strip(" .,;:")
+    span = " ".join(toks[start : start + n]).strip(" .,;:")
     return span or sentence.strip()
 
 
-def distractor_cot(question: str, answer: str, distractor: str, choices: list[str] | None, key: str) -> Grounded:
+def distractor_cot(
+    question: str, answer: str, distractor: str, choices: list[str] | None, key: str
+) -> Grounded:
     """An ungrounded (rejected) CoT: it quotes a distractor chunk and gives a wrong answer."""
     sent, _ = best_sentence(distractor, question)
     wrong = wrong_answer(question, answer, sent, choices, key)
     template = _TEMPLATES[_pick(key, len(_TEMPLATES))]
-    body = template.format(quote=f"{BEGIN_QUOTE}{sent}{END_QUOTE}", reason="", answer=wrong.rstrip("."))
+    body = template.format(
+        quote=f"{BEGIN_QUOTE}{sent}{END_QUOTE}", reason="", answer=wrong.rstrip(".")
+    )
     return Grounded(f"{body}\n{ANSWER_TAG} {wrong}", wrong, "derived")

@@ -1,4 +1,5 @@
-"""Assembly: each grounded answer becomes a RAFT example (question + oracle + k distractors, shuffled).
+"""Assembly: each grounded answer becomes a RAFT example (question + oracle + k distractors,
+shuffled).
 
 Everything is a pure function of the records, the chunks and the seed: randomness comes from a hash
 of (seed, example id), never from global RNG state, so a resumed build equals an uninterrupted one.
@@ -26,8 +27,10 @@ from raftkit.retrieval.chunking import Chunk
 
 def too_few_chunks(k: int, doc: str, have: int) -> RaftkitError:
     """The error for a corpus with fewer than k+1 chunks outside document `doc`."""
-    return RaftkitError(f"{k} distractors (+1 to replace a dropped oracle) need {k + 1} chunks outside '{doc}', "
-                        f"the corpus has {have}; lower assembly.num_distractors or add documents")
+    return RaftkitError(
+        f"{k} distractors (+1 to replace a dropped oracle) need {k + 1} chunks outside '{doc}', "
+        f"the corpus has {have}; lower assembly.num_distractors or add documents"
+    )
 
 
 def check_enough_chunks(chunks: list[Chunk], k: int) -> None:
@@ -41,7 +44,8 @@ def check_enough_chunks(chunks: list[Chunk], k: int) -> None:
 
 
 def split_documents(doc_ids: list[str], eval_fraction: float, seed: int) -> dict[str, str]:
-    """doc_id -> 'train' | 'eval'; round(eval_fraction * n) documents (at least 1 of 2+) go to eval."""
+    """doc_id -> 'train' | 'eval'; round(eval_fraction * n) documents (at least 1 of 2+) go to
+    eval."""
     order = sorted(doc_ids, key=lambda d: (stable_hash(seed, "split", d), d))
     n_eval = round(eval_fraction * len(order))
     if eval_fraction > 0 and len(order) >= 2:
@@ -78,9 +82,12 @@ class DistractorPicker:
             if int(others.sum()) < need:
                 raise too_few_chunks(need - 1, self.chunks[o].doc_id, int(others.sum()))
             self.fallbacks += 1
-            # Borrow only what is missing, nearest/sampled the same way, so the split stays as clean as it can.
+            # Borrow only what is missing, nearest/sampled the same way, so the split stays as clean
+            # as it can.
             rest = np.flatnonzero(others & (self._eval != self._eval[o]))
-            return self._choose(pool, len(pool), o, key) + self._choose(rest, need - len(pool), o, key)
+            return self._choose(pool, len(pool), o, key) + self._choose(
+                rest, need - len(pool), o, key
+            )
         return self._choose(pool, need, o, key)
 
     def _choose(self, pool: np.ndarray, n: int, oracle: int, key: str) -> list[int]:
@@ -100,7 +107,9 @@ def oracle_flags(ids: list[str], p: float, seed: int) -> dict[str, bool]:
     return {i: n < keep for n, i in enumerate(order)}
 
 
-def assemble(records: list[Record], picker: DistractorPicker, cfg: AssemblyConfig) -> dict[str, list[RaftExample]]:
+def assemble(
+    records: list[Record], picker: DistractorPicker, cfg: AssemblyConfig
+) -> dict[str, list[RaftExample]]:
     """RAFT examples per split from grounded records; returns {'train': [...], 'eval': [...]}.
 
     A record without a generated `rejected` CoT gets one derived from its first distractor.
@@ -115,9 +124,11 @@ def assemble(records: list[Record], picker: DistractorPicker, cfg: AssemblyConfi
     return out
 
 
-def _example(r: Record, picker: DistractorPicker, cfg: AssemblyConfig, keep_oracle: bool) -> RaftExample:
+def _example(
+    r: Record, picker: DistractorPicker, cfg: AssemblyConfig, keep_oracle: bool
+) -> RaftExample:
     picked = picker.pick(r.oracle_id, r.id)
-    distractors, filler = picked[:cfg.num_distractors], picked[cfg.num_distractors]
+    distractors, filler = picked[: cfg.num_distractors], picked[cfg.num_distractors]
     shown = [picker.by_id[r.oracle_id] if keep_oracle else filler] + distractors
     rng_for(cfg.seed, f"shuffle:{r.id}").shuffle(shown)
     if keep_oracle or cfg.absent_target == "memorize":
@@ -128,11 +139,23 @@ def _example(r: Record, picker: DistractorPicker, cfg: AssemblyConfig, keep_orac
     rejected = r.rejected or distractor_cot(r.question, r.answer, first.text, r.choices, r.id).cot
     chunks = [picker.chunks[i] for i in shown]
     return RaftExample(
-        id=r.id, question=r.question, answer=r.answer, target_answer=target, cot_answer=cot, doc_id=r.doc_id,
-        oracle_id=r.oracle_id, context_ids=[c.id for c in chunks], context=[c.text for c in chunks],
-        titles=[c.title for c in chunks], oracle_present=keep_oracle,
-        distractor_ids=[picker.chunks[i].id for i in distractors], quote_status=r.status.value,
-        rejected_cot=rejected, choices=r.choices, answer_index=_index_of(r.answer, r.choices))
+        id=r.id,
+        question=r.question,
+        answer=r.answer,
+        target_answer=target,
+        cot_answer=cot,
+        doc_id=r.doc_id,
+        oracle_id=r.oracle_id,
+        context_ids=[c.id for c in chunks],
+        context=[c.text for c in chunks],
+        titles=[c.title for c in chunks],
+        oracle_present=keep_oracle,
+        distractor_ids=[picker.chunks[i].id for i in distractors],
+        quote_status=r.status.value,
+        rejected_cot=rejected,
+        choices=r.choices,
+        answer_index=_index_of(r.answer, r.choices),
+    )
 
 
 def _index_of(answer: str, choices: list[str]) -> int | None:

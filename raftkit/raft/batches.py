@@ -31,7 +31,8 @@ class Batch:
 
 
 class LazyGenerator:
-    """The generator, loaded the first time a batch needs it (a --qa build with given answers needs none)."""
+    """The generator, loaded the first time a batch needs it (a --qa build with given answers needs
+    none)."""
 
     def __init__(self, cfg: RaftBuildConfig, generator=None):
         self.cfg, self.gen = cfg, generator
@@ -46,7 +47,9 @@ class LazyGenerator:
         return self.gen
 
 
-def ground(cfg: RaftBuildConfig, gen: LazyGenerator, records: list[Record], picker, chunks_by_id) -> None:
+def ground(
+    cfg: RaftBuildConfig, gen: LazyGenerator, records: list[Record], picker, chunks_by_id
+) -> None:
     """Generate and verify the CoT answer of each pending record (question + oracle) in place."""
     a = cfg.answers
     todo = [r for r in records if r.status is Status.PENDING]
@@ -59,33 +62,61 @@ def ground(cfg: RaftBuildConfig, gen: LazyGenerator, records: list[Record], pick
         convs += [ans.answer_messages(r.question, d.text) for r, d in zip(todo, distractors)]
     replies = gen().chat(convs, max_new_tokens=a.max_new_tokens, desc="answers")
     for n, r in enumerate(todo):
-        g = ans.verify(replies[n], r.question, chunks_by_id[r.oracle_id].text, a.on_bad_quote, a.min_overlap,
-                       a.max_answer_words)
+        g = ans.verify(
+            replies[n],
+            r.question,
+            chunks_by_id[r.oracle_id].text,
+            a.on_bad_quote,
+            a.min_overlap,
+            a.max_answer_words,
+        )
         r.cot, r.answer, r.status, r.reason = g.cot, g.answer, Status(g.status), g.reason
         if distractors:
-            bad = ans.verify(replies[len(todo) + n], r.question, distractors[n].text, "repair", a.min_overlap,
-                             a.max_answer_words)
+            bad = ans.verify(
+                replies[len(todo) + n],
+                r.question,
+                distractors[n].text,
+                "repair",
+                a.min_overlap,
+                a.max_answer_words,
+            )
             r.rejected = bad.cot if bad.status != "dropped" else None
 
 
-def question_batch(cfg: RaftBuildConfig, gen: LazyGenerator, index, chunks: list, picker, chunks_by_id) -> Batch:
+def question_batch(
+    cfg: RaftBuildConfig, gen: LazyGenerator, index, chunks: list, picker, chunks_by_id
+) -> Batch:
     """Questions about each chunk (parsed, de-duplicated), each answered from that chunk."""
     q = cfg.questions
-    replies = gen().chat([qs.question_messages(c.text, q.per_chunk) for c in chunks],
-                         max_new_tokens=q.max_new_tokens, desc="questions")
+    replies = gen().chat(
+        [qs.question_messages(c.text, q.per_chunk) for c in chunks],
+        max_new_tokens=q.max_new_tokens,
+        desc="questions",
+    )
     parsed = [qs.parse_questions(r, limit=2 * q.per_chunk) for r in replies]
     flat = [x for p in parsed for x in p]
     vectors = index.embedder.encode(flat) if flat else None
     records, start, dups = [], 0, 0
     for c, found in zip(chunks, parsed):
-        keep = qs.dedup(found, vectors[start:start + len(found)], q.dedup_threshold) if found else []
+        keep = (
+            qs.dedup(found, vectors[start : start + len(found)], q.dedup_threshold) if found else []
+        )
         start += len(found)
         dups += len(found) - len(keep)
-        records += [Record(f"{c.id}/q{j}", found[i], "generated", oracle_id=c.id, doc_id=c.doc_id)
-                    for j, i in enumerate(keep[:q.per_chunk])]
+        records += [
+            Record(f"{c.id}/q{j}", found[i], "generated", oracle_id=c.id, doc_id=c.doc_id)
+            for j, i in enumerate(keep[: q.per_chunk])
+        ]
     ground(cfg, gen, records, picker, chunks_by_id)
-    return Batch(records, {"chunks_asked": len(chunks), "questions_parsed": len(flat), "questions_duplicate": dups,
-                           "chunks_without_questions": sum(not p for p in parsed)})
+    return Batch(
+        records,
+        {
+            "chunks_asked": len(chunks),
+            "questions_parsed": len(flat),
+            "questions_duplicate": dups,
+            "chunks_without_questions": sum(not p for p in parsed),
+        },
+    )
 
 
 @dataclass
@@ -98,10 +129,17 @@ class _Candidate:
     long_answer: str
 
 
-def _qa_line(row: dict, cfg: RaftBuildConfig, index, by_doc: dict[str, list[int]]) -> Record | _Candidate:
+def _qa_line(
+    row: dict, cfg: RaftBuildConfig, index, by_doc: dict[str, list[int]]
+) -> Record | _Candidate:
     """A skipped Record (with its reason) or a _Candidate for one QA line."""
     qa = cfg.qa
-    rec = Record(str(row["id"]), row["question"].strip(), "qa", choices=[str(c) for c in row.get("choices") or []])
+    rec = Record(
+        str(row["id"]),
+        row["question"].strip(),
+        "qa",
+        choices=[str(c) for c in row.get("choices") or []],
+    )
     answer = row.get(qa.answer_field)
     docs = [d for d in row.get("doc_ids") or [] if d in by_doc]
     why = ""
@@ -124,20 +162,27 @@ def _qa_line(row: dict, cfg: RaftBuildConfig, index, by_doc: dict[str, list[int]
     return _Candidate(rec, chunks, given, str(row.get("long_answer") or ""))
 
 
-def qa_batch(cfg: RaftBuildConfig, gen: LazyGenerator, index, rows: list[dict], picker, chunks_by_id) -> Batch:
-    """QA lines: the oracle is the chunk of the line's documents nearest (embedding) to question + answer."""
+def qa_batch(
+    cfg: RaftBuildConfig, gen: LazyGenerator, index, rows: list[dict], picker, chunks_by_id
+) -> Batch:
+    """QA lines: the oracle is the chunk of the line's documents nearest (embedding) to question +
+    answer."""
     by_doc: dict[str, list[int]] = {}
     for i, c in enumerate(index.chunks):
         by_doc.setdefault(c.doc_id, []).append(i)
     lines = [_qa_line(row, cfg, index, by_doc) for row in rows]
     todo = [x for x in lines if isinstance(x, _Candidate)]
     if todo:
-        vectors = index.embedder.encode([f"{c.record.question} {c.given or ''}".strip() for c in todo])
+        vectors = index.embedder.encode(
+            [f"{c.record.question} {c.given or ''}".strip() for c in todo]
+        )
         for c, v in zip(todo, vectors):
             oracle = index.chunks[c.chunks[int(np.argmax(index.vectors[c.chunks] @ v))]]
             c.record.oracle_id, c.record.doc_id = oracle.id, oracle.doc_id
             if c.given is not None:
-                g = ans.deterministic_cot(c.record.question, c.given, oracle.text, c.record.id, reason=c.long_answer)
+                g = ans.deterministic_cot(
+                    c.record.question, c.given, oracle.text, c.record.id, reason=c.long_answer
+                )
                 c.record.cot, c.record.answer, c.record.status = g.cot, g.answer, Status(g.status)
         ground(cfg, gen, [c.record for c in todo], picker, chunks_by_id)
     records = [x.record if isinstance(x, _Candidate) else x for x in lines]

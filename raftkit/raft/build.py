@@ -1,12 +1,14 @@
 """`raftkit build-dataset DOCS`: questions -> grounded answers -> RAFT examples, resumable.
 
-The expensive part (generation, raftkit/raft/batches.py) runs in batches of `checkpoint_every` chunks
-(or QA lines); each batch is written to OUT/.work/batch-NNNNN.json atomically before the next starts. A
-rerun with the same config and inputs skips finished batches; assembly then runs over all batches from
-scratch, seeded per example, so an interrupted and resumed build equals an uninterrupted one.
+The expensive part (generation, raftkit/raft/batches.py) runs in batches of `checkpoint_every`
+chunks (or QA lines); each batch is written to OUT/.work/batch-NNNNN.json atomically before the next
+starts. A rerun with the same config and inputs skips finished batches; assembly then runs over all
+batches from scratch, seeded per example, so an interrupted and resumed build equals an
+uninterrupted one.
 
-OUT is locked while a build runs. `--overwrite` builds beside OUT (in `.OUT.overwrite`, resumable the
-same way) and swaps the new dataset in only when it is complete: an interrupted rebuild loses nothing.
+OUT is locked while a build runs. `--overwrite` builds beside OUT (in `.OUT.overwrite`, resumable
+the same way) and swaps the new dataset in only when it is complete: an interrupted rebuild loses
+nothing.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class BuildResult:
 
 # ----------------------------------------------------------------------------- inputs
 def read_qa(path: str | Path) -> list[dict]:
-    """The lines of a QA .jsonl (question, answer?, choices?, doc_ids); raises RaftkitError on bad input."""
+    """The lines of a QA .jsonl (question, answer?, choices?, doc_ids); raises RaftkitError on bad
+    input."""
     path = Path(path)
     if not path.is_file():
         raise RaftkitError(f"QA file not found: {path}")
@@ -71,11 +74,16 @@ def default_name(docs: str | Path) -> str:
     return p.stem if p.is_file() else p.name
 
 
-def _fingerprint(cfg: RaftBuildConfig, documents: list[Document], qa_rows: list[dict] | None) -> str:
+def _fingerprint(
+    cfg: RaftBuildConfig, documents: list[Document], qa_rows: list[dict] | None
+) -> str:
     settings = config.to_dict(cfg)
     settings.pop("index_name", None)  # where the index lives does not change the examples
-    blob = json.dumps({"cfg": settings, "docs": sorted((d.id, d.hash) for d in documents), "qa": qa_rows},
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        {"cfg": settings, "docs": sorted((d.id, d.hash) for d in documents), "qa": qa_rows},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -104,15 +112,25 @@ def workspace(out: Path, fingerprint: str, overwrite: bool) -> tuple[Path, bool]
     if (out / MANIFEST).is_file():
         raise RaftkitError(f"{out} already holds a dataset; use --overwrite to rebuild it")
     if _plan(out) != fingerprint:
-        raise RaftkitError(f"{out} holds an unfinished build with other settings or inputs; "
-                           f"rerun it with those, or use --overwrite to start over")
+        raise RaftkitError(
+            f"{out} holds an unfinished build with other settings or inputs; "
+            f"rerun it with those, or use --overwrite to start over"
+        )
     return out, True
 
 
 # ----------------------------------------------------------------------------- the stage
-def build_dataset(cfg: RaftBuildConfig, docs: str | Path, out: str | Path, qa: str | Path | None = None,
-                  overwrite: bool = False, generator=None, index=None) -> BuildResult:
-    """Build a RAFT dataset of DOCS into OUT; returns it (a DatasetDict with splits train and eval) and its summary.
+def build_dataset(
+    cfg: RaftBuildConfig,
+    docs: str | Path,
+    out: str | Path,
+    qa: str | Path | None = None,
+    overwrite: bool = False,
+    generator=None,
+    index=None,
+) -> BuildResult:
+    """Build a RAFT dataset of DOCS into OUT; returns it (a DatasetDict with splits train and eval)
+    and its summary.
 
     `generator` (anything with `.chat(conversations, max_new_tokens=, desc=)`) and `index` (a
     FaissIndex of DOCS) may be injected; otherwise they come from `cfg`. Raises RaftkitError for bad
@@ -130,29 +148,48 @@ def build_dataset(cfg: RaftBuildConfig, docs: str | Path, out: str | Path, qa: s
             shutil.rmtree(where / WORK, ignore_errors=True)
             files.write_json(where / WORK / PLAN, {"fingerprint": fingerprint, "created": now()})
             outputs.mark(where, "dataset")
-        splits = split_documents(sorted({c.doc_id for c in index.chunks}), cfg.assembly.eval_fraction,
-                                 cfg.assembly.seed)
+        splits = split_documents(
+            sorted({c.doc_id for c in index.chunks}), cfg.assembly.eval_fraction, cfg.assembly.seed
+        )
         picker = DistractorPicker(index.chunks, index.vectors, splits, cfg.assembly)
         gen = LazyGenerator(cfg, generator)
         batches = _run_batches(cfg, where, qa_rows, index, picker, gen)
         records = [r for b in batches for r in b.records]
         kept = [r for r in records if r.usable]
         if not kept:
-            raise RaftkitError(f"no usable examples: {_reasons(records) or 'nothing to build from'}")
+            raise RaftkitError(
+                f"no usable examples: {_reasons(records) or 'nothing to build from'}"
+            )
         examples = assemble(kept, picker, cfg.assembly)
         dataset = write_outputs(examples, where)
-        summary = _summary(records, batches, examples, picker, len(index.chunks), time.perf_counter() - t0)
+        summary = _summary(
+            records, batches, examples, picker, len(index.chunks), time.perf_counter() - t0
+        )
         config.save_resolved(cfg, where)
-        files.write_json(where / MANIFEST, {
-            "raftkit_version": __version__, "created": now(), "fingerprint": fingerprint,
-            "inputs": {"docs": str(docs), "documents": len(loaded.documents), "skipped_files": loaded.skipped,
-                       "qa": str(qa) if qa else None, "qa_lines": len(qa_rows) if qa_rows else 0},
-            "index": {"name": index.name, "path": str(index.path), "action": index_action},
-            "models": {"generator": cfg.generation.model if gen.gen is not None else None,
-                       "backend": cfg.generation.backend, "embedder": cfg.retrieval.embedding.model},
-            "settings": config.to_dict(cfg), "summary": summary,
-            "splits": {"eval_documents": sorted(d for d, s in splits.items() if s == "eval")},
-        })
+        files.write_json(
+            where / MANIFEST,
+            {
+                "raftkit_version": __version__,
+                "created": now(),
+                "fingerprint": fingerprint,
+                "inputs": {
+                    "docs": str(docs),
+                    "documents": len(loaded.documents),
+                    "skipped_files": loaded.skipped,
+                    "qa": str(qa) if qa else None,
+                    "qa_lines": len(qa_rows) if qa_rows else 0,
+                },
+                "index": {"name": index.name, "path": str(index.path), "action": index_action},
+                "models": {
+                    "generator": cfg.generation.model if gen.gen is not None else None,
+                    "backend": cfg.generation.backend,
+                    "embedder": cfg.retrieval.embedding.model,
+                },
+                "settings": config.to_dict(cfg),
+                "summary": summary,
+                "splits": {"eval_documents": sorted(d for d, s in splits.items() if s == "eval")},
+            },
+        )
         if where != out:
             outputs.swap(where, out)
     return BuildResult(out, dataset, summary)
@@ -166,8 +203,12 @@ def _index(cfg: RaftBuildConfig, docs, loaded, index):
     if index is not None:
         action = "given"
     else:
-        rcfg = RaftkitConfig(retrieval=cfg.retrieval, generation=cfg.generation, runtime=cfg.runtime)
-        index, action = ensure_index(docs, cfg.index_name or default_name(docs), rcfg, loaded.documents)
+        rcfg = RaftkitConfig(
+            retrieval=cfg.retrieval, generation=cfg.generation, runtime=cfg.runtime
+        )
+        index, action = ensure_index(
+            docs, cfg.index_name or default_name(docs), rcfg, loaded.documents
+        )
     if action != "built":  # building the index already reported them
         for path, reason in loaded.skipped:
             say(f"skipped {path}: {reason}")
@@ -177,9 +218,9 @@ def _index(cfg: RaftBuildConfig, docs, loaded, index):
 def _run_batches(cfg: RaftBuildConfig, where: Path, qa_rows, index, picker, gen) -> list[Batch]:
     """Every checkpoint batch, generating those not on disk yet; returns all of them in order."""
     chunks_by_id = {c.id: c for c in index.chunks}
-    units = qa_rows if qa_rows is not None else index.chunks[:cfg.questions.max_chunks or None]
+    units = qa_rows if qa_rows is not None else index.chunks[: cfg.questions.max_chunks or None]
     every = cfg.checkpoint_every
-    parts = [units[i:i + every] for i in range(0, len(units), every)]
+    parts = [units[i : i + every] for i in range(0, len(units), every)]
     paths = [where / WORK / f"batch-{n:05d}.json" for n in range(len(parts))]
     done = sum(p.is_file() for p in paths)
     if done:
@@ -187,7 +228,9 @@ def _run_batches(cfg: RaftBuildConfig, where: Path, qa_rows, index, picker, gen)
     step = qa_batch if qa_rows is not None else question_batch
     todo = [n for n in range(len(parts)) if not paths[n].is_file()]
     what = "QA lines" if qa_rows is not None else "chunks"
-    for n in progress(todo, total=len(parts), initial=done, desc=f"batches of {every} {what}", unit="batch"):
+    for n in progress(
+        todo, total=len(parts), initial=done, desc=f"batches of {every} {what}", unit="batch"
+    ):
         files.write_json(paths[n], step(cfg, gen, index, parts[n], picker, chunks_by_id).to_json())
     return [Batch.from_json(json.loads(p.read_text(encoding="utf-8"))) for p in paths]
 
@@ -197,10 +240,14 @@ def _reasons(records: list[Record]) -> str:
     for r in records:
         if r.reason:
             counts[r.reason] = counts.get(r.reason, 0) + 1
-    return ", ".join(f"{n} {why}" for why, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return ", ".join(
+        f"{n} {why}" for why, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
 
 
-def _summary(records: list[Record], batches: list[Batch], examples, picker, n_chunks: int, wall_s: float) -> dict:
+def _summary(
+    records: list[Record], batches: list[Batch], examples, picker, n_chunks: int, wall_s: float
+) -> dict:
     count = {s: sum(r.status is s for r in records) for s in Status}
     answered = count[Status.VERIFIED] + count[Status.REPAIRED] + count[Status.DROPPED]
     stats: dict[str, int] = {}
@@ -210,25 +257,35 @@ def _summary(records: list[Record], batches: list[Batch], examples, picker, n_ch
     every = [e for s in examples.values() for e in s]
     share = lambda n: round(n / answered, 4) if answered else 0.0  # noqa: E731
     return {
-        "chunks": n_chunks, **stats, "questions": answered,
+        "chunks": n_chunks,
+        **stats,
+        "questions": answered,
         "examples": {s: len(v) for s, v in examples.items()},
-        "quote_verified_share": share(count[Status.VERIFIED]), "quote_repaired_share": share(count[Status.REPAIRED]),
-        "dropped_share": share(count[Status.DROPPED]), "skipped": count[Status.SKIPPED],
+        "quote_verified_share": share(count[Status.VERIFIED]),
+        "quote_repaired_share": share(count[Status.REPAIRED]),
+        "dropped_share": share(count[Status.DROPPED]),
+        "skipped": count[Status.SKIPPED],
         "drop_and_skip_reasons": _reasons(records),
-        "oracle_share": round(sum(e.oracle_present for e in every) / len(every), 4) if every else 0.0,
-        "distractor_split_fallbacks": picker.fallbacks, "wall_s": round(wall_s, 2),
+        "oracle_share": round(sum(e.oracle_present for e in every) / len(every), 4)
+        if every
+        else 0.0,
+        "distractor_split_fallbacks": picker.fallbacks,
+        "wall_s": round(wall_s, 2),
     }
 
 
 def format_summary(result: BuildResult) -> str:
     """The lines the CLI prints at the end of a build."""
     s = result.summary
-    lines = [f"wrote {result.out}: {s['examples']['train']} train + {s['examples']['eval']} eval examples "
-             f"in {s['wall_s']:.1f}s",
-             f"  chunks {s['chunks']}, questions {s['questions']}"
-             + (f", QA lines skipped {s['skipped']}" if s["skipped"] else ""),
-             f"  quotes verified {s['quote_verified_share']:.1%}, repaired {s['quote_repaired_share']:.1%}, "
-             f"dropped {s['dropped_share']:.1%}; oracle share {s['oracle_share']:.2f}"]
+    lines = [
+        f"wrote {result.out}: {s['examples']['train']} train + {s['examples']['eval']} eval "
+        f"examples in {s['wall_s']:.1f}s",
+        f"  chunks {s['chunks']}, questions {s['questions']}"
+        + (f", QA lines skipped {s['skipped']}" if s["skipped"] else ""),
+        f"  quotes verified {s['quote_verified_share']:.1%}, repaired "
+        f"{s['quote_repaired_share']:.1%}, dropped {s['dropped_share']:.1%}; oracle share "
+        f"{s['oracle_share']:.2f}",
+    ]
     if s["drop_and_skip_reasons"]:
         lines.append(f"  not used: {s['drop_and_skip_reasons']}")
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""The schema of `raftkit build-dataset`: shared retrieval/generation/runtime sections plus RAFT's own."""
+"""The schema of `raftkit build-dataset`: shared retrieval/generation/runtime sections plus RAFT's
+own."""
 
 from __future__ import annotations
 
@@ -10,19 +11,29 @@ from raftkit.config import GenerationConfig, RetrievalConfig, RuntimeConfig, Sec
 
 
 class QuestionsConfig(Section):
-    per_chunk: int = Field(3, ge=1)  # N questions asked of each chunk (RAFT's reference generator asks 5)
-    dedup_threshold: float = Field(0.9, gt=0, le=1)  # cosine above which two questions of one chunk count as one
+    per_chunk: int = Field(
+        3, ge=1
+    )  # N questions asked of each chunk (RAFT's reference generator asks 5)
+    dedup_threshold: float = Field(
+        0.9, gt=0, le=1
+    )  # cosine above which two questions of one chunk count as one
     max_new_tokens: int = Field(96, ge=8)  # a few short questions; CPU time is the budget
     max_chunks: int = Field(0, ge=0)  # ask only the first N chunks (a quick trial); 0 = every chunk
 
 
 class AnswersConfig(Section):
     max_new_tokens: int = Field(128, ge=8)  # one quote, one line of reasoning, the answer
-    on_bad_quote: Literal["repair", "drop"] = "repair"  # repair = swap in the oracle sentence it meant
-    min_overlap: float = Field(0.3, ge=0, le=1)  # a repair needs this share of the quote's words in one oracle sentence
-    max_answer_words: int = Field(30, ge=1)  # a derived or overlong answer is cut here; the reference answer stays short
-    # preference `rejected`: derive = no model call (a distractor sentence + a wrong answer); generate = the model
-    # answers from a distractor
+    on_bad_quote: Literal["repair", "drop"] = (
+        "repair"  # repair = swap in the oracle sentence it meant
+    )
+    min_overlap: float = Field(
+        0.3, ge=0, le=1
+    )  # a repair needs this share of the quote's words in one oracle sentence
+    max_answer_words: int = Field(
+        30, ge=1
+    )  # a derived or overlong answer is cut here; the reference answer stays short
+    # preference `rejected`: derive = no model call (a distractor sentence + a wrong answer);
+    # generate = the model answers from a distractor
     rejected: Literal["derive", "generate"] = "derive"
 
 
@@ -30,8 +41,12 @@ class QAConfig(Section):
     """How a `--qa` file is read (the ../shared/benchmarks format)."""
 
     answer_field: str = "answer"  # e.g. answer_v1 for the demo's v1 documents
-    answers: Literal["given", "generate"] = "given"  # given = deterministic CoT, no model; generate = ask the model
-    require_answer_in_docs: bool = True  # skip lines whose answer is not in their documents (false for yes/no QA)
+    answers: Literal["given", "generate"] = (
+        "given"  # given = deterministic CoT, no model; generate = ask the model
+    )
+    require_answer_in_docs: bool = (
+        True  # skip lines whose answer is not in their documents (false for yes/no QA)
+    )
 
     def check(self) -> list[str]:
         return [] if self.answer_field.strip() else ["answer_field must not be empty"]
@@ -42,7 +57,9 @@ class AssemblyConfig(Section):
     oracle_p: float = Field(0.8, ge=0, le=1)  # share of examples that keep the oracle chunk (P)
     # hard = nearest chunks of other documents, like retrieval at test time
     distractors: Literal["random", "hard"] = "hard"
-    absent_target: Literal["memorize", "abstain"] = "abstain"  # abstain matches the shared system prompt
+    absent_target: Literal["memorize", "abstain"] = (
+        "abstain"  # abstain matches the shared system prompt
+    )
     eval_fraction: float = Field(0.2, ge=0, lt=1)  # share of documents held out for eval
     seed: int = 0
 
@@ -56,4 +73,6 @@ class RaftBuildConfig(Section):
     qa: QAConfig = Field(default_factory=QAConfig)
     assembly: AssemblyConfig = Field(default_factory=AssemblyConfig)
     index_name: str = ""  # index under retrieval.indexes_dir; empty = the docs folder's name
-    checkpoint_every: int = Field(8, ge=1)  # chunks (or QA lines) per checkpoint; a crash loses at most one batch
+    checkpoint_every: int = Field(
+        8, ge=1
+    )  # chunks (or QA lines) per checkpoint; a crash loses at most one batch

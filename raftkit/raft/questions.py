@@ -12,22 +12,31 @@ import numpy as np
 
 from raftkit.raft.answers import SHOT_TEXT
 
-SYSTEM = ("You write questions about a text. Each question must be answerable from the text alone. "
-          "Write one question per line and nothing else.")
-_EXAMPLE_QUESTIONS = ["When does the Larkspur Bakery open on weekdays?", "Who bakes the rye loaf?",
-                      "How much does the rye loaf cost?"]
+SYSTEM = (
+    "You write questions about a text. Each question must be answerable from the text alone. "
+    "Write one question per line and nothing else."
+)
+_EXAMPLE_QUESTIONS = [
+    "When does the Larkspur Bakery open on weekdays?",
+    "Who bakes the rye loaf?",
+    "How much does the rye loaf cost?",
+]
 
-_PREFIX = re.compile(r"^\s*(?:[-*•#>]+|\(?\d+[.):]|\(?[a-z][.)]\s|q(?:uestion)?\s*\d*\s*[:.)-])\s*", re.I)
+_PREFIX = re.compile(
+    r"^\s*(?:[-*•#>]+|\(?\d+[.):]|\(?[a-z][.)]\s|q(?:uestion)?\s*\d*\s*[:.)-])\s*", re.I
+)
 _MIN_WORDS, _MAX_WORDS = 3, 40
 
 
 def question_messages(text: str, n: int) -> list[dict]:
     """A few-shot chat asking for `n` questions about `text`."""
-    shots = _EXAMPLE_QUESTIONS[:min(n, len(_EXAMPLE_QUESTIONS))]
-    return [{"role": "system", "content": SYSTEM},
-            {"role": "user", "content": f"Text: {SHOT_TEXT}\nWrite {len(shots)} questions."},
-            {"role": "assistant", "content": "\n".join(shots)},
-            {"role": "user", "content": f"Text: {text}\nWrite {n} questions."}]
+    shots = _EXAMPLE_QUESTIONS[: min(n, len(_EXAMPLE_QUESTIONS))]
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": f"Text: {SHOT_TEXT}\nWrite {len(shots)} questions."},
+        {"role": "assistant", "content": "\n".join(shots)},
+        {"role": "user", "content": f"Text: {text}\nWrite {n} questions."},
+    ]
 
 
 def parse_questions(reply: str, limit: int | None = None) -> list[str]:
@@ -44,7 +53,9 @@ def parse_questions(reply: str, limit: int | None = None) -> list[str]:
             line = stripped
         if "?" not in line:
             continue
-        line = line[:line.index("?") + 1].strip(" *_\"'`")  # drop an answer written after the question
+        line = line[: line.index("?") + 1].strip(
+            " *_\"'`"
+        )  # drop an answer written after the question
         if not line.endswith("?"):
             line = line.rstrip("*_\"'`") + "?"
         words = line.split()

@@ -1,4 +1,5 @@
-"""The typed records of `raftkit build-dataset`: a question on its way to an example, and the example.
+"""The typed records of `raftkit build-dataset`: a question on its way to an example, and the
+example.
 
 A `Record` is what a checkpoint batch stores (as JSON): a question, where its answer comes from, and
 what became of it. A `RaftExample` is a record assembled with its oracle and distractor chunks.
@@ -10,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 
 
-class Status(str, Enum):
+# not StrEnum: str() and format() of a member would give its value instead of 'Status.NAME'
+class Status(str, Enum):  # noqa: UP042
     PENDING = "pending"  # waiting for a grounded answer
     VERIFIED = "verified"  # every quote occurs in the oracle
     REPAIRED = "repaired"  # a quote or the answer line was repaired
@@ -48,12 +50,14 @@ class Record:
 
 @dataclass
 class RaftExample:
-    """A RAFT training example: question, the shown chunks (oracle or not), target and rejected CoT."""
+    """A RAFT training example: question, the shown chunks (oracle or not), target and rejected
+    CoT."""
 
     id: str
     question: str
     answer: str  # the reference answer, also when the oracle is dropped
-    target_answer: str  # the `<ANSWER>` span of cot_answer: the refusal when the oracle is dropped and abstained on
+    # the `<ANSWER>` span of cot_answer: the refusal when the oracle is dropped and abstained on
+    target_answer: str
     cot_answer: str
     doc_id: str
     oracle_id: str

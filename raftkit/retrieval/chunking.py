@@ -24,7 +24,8 @@ class Chunk:
 
     @property
     def embedding_text(self) -> str:
-        # The title carries context the chunk text often lacks ("Limits" for a bare table of numbers).
+        # The title carries context the chunk text often lacks ("Limits" for a bare table of
+        # numbers).
         return f"{self.title}\n{self.text}" if self.title else self.text
 
 
@@ -37,7 +38,8 @@ def make_splitter(cfg: ChunkingConfig, tokenizer=None):
 
         tokenizer = load_tokenizer(cfg.tokenizer)
     return RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
-        tokenizer, chunk_size=cfg.size, chunk_overlap=cfg.overlap, add_start_index=True)
+        tokenizer, chunk_size=cfg.size, chunk_overlap=cfg.overlap, add_start_index=True
+    )
 
 
 def chunk_documents(docs: list[Document], cfg: ChunkingConfig, splitter=None) -> list[Chunk]:
@@ -48,9 +50,19 @@ def chunk_documents(docs: list[Document], cfg: ChunkingConfig, splitter=None) ->
         pieces = splitter.create_documents([doc.text])
         for n, piece in enumerate(pieces):
             start = piece.metadata.get("start_index", -1)
-            if start < 0:  # langchain could not locate the piece (whitespace stripped); search ourselves
+            if (
+                start < 0
+            ):  # langchain could not locate the piece (whitespace stripped); search ourselves
                 start = doc.text.find(piece.page_content)
-            chunks.append(Chunk(
-                id=f"{doc.id}#{n}", doc_id=doc.id, title=doc.title, text=piece.page_content,
-                start=start, end=start + len(piece.page_content) if start >= 0 else -1, date=doc.date))
+            chunks.append(
+                Chunk(
+                    id=f"{doc.id}#{n}",
+                    doc_id=doc.id,
+                    title=doc.title,
+                    text=piece.page_content,
+                    start=start,
+                    end=start + len(piece.page_content) if start >= 0 else -1,
+                    date=doc.date,
+                )
+            )
     return chunks

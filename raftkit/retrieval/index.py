@@ -1,14 +1,16 @@
 """A FAISS index of chunk embeddings, persisted under indexes/NAME/ and updated in place.
 
 Folder layout (written whole through a staged folder and a crash-safe swap, see raftkit/outputs.py):
-  manifest.json   embedder, dimension, chunker and index settings, per-document hashes, counts, times
+  manifest.json   embedder, dimension, chunker and index settings, per-document hashes, counts,
+                  times
   config.yaml     the resolved config the index was built with
   chunks.jsonl    one chunk per line, in vector order
   vectors.npy     the normalised embeddings, so an update re-embeds only changed documents
   index.faiss     the search structure (Flat, HNSW or IVF-PQ), rebuilt from vectors.npy on update
 
-The whole lifecycle lives here: build, update, load, `ensure_index` (reuse, update or build the index
-of a folder) and `FaissIndex.without` (a copy lacking some documents: their evidence is absent).
+The whole lifecycle lives here: build, update, load, `ensure_index` (reuse, update or build the
+index of a folder) and `FaissIndex.without` (a copy lacking some documents: their evidence is
+absent).
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ from raftkit.retrieval.embedding import Embedder
 from raftkit.retrieval.loaders import Document, load_documents
 from raftkit.ui import say
 
-MANIFEST, CONFIG, CHUNKS, VECTORS, FAISS = "manifest.json", "config.yaml", "chunks.jsonl", "vectors.npy", "index.faiss"
+MANIFEST, CONFIG, CHUNKS, VECTORS, FAISS = (
+    "manifest.json",
+    "config.yaml",
+    "chunks.jsonl",
+    "vectors.npy",
+    "index.faiss",
+)
 
 
 @dataclass
@@ -52,7 +60,8 @@ class UpdateStats:
 
 
 def index_path(name: str, indexes_dir: str | Path = "indexes") -> Path:
-    """Where index `name` lives: a plain name under `indexes_dir`, or (to read) the path of an index folder."""
+    """Where index `name` lives: a plain name under `indexes_dir`, or (to read) the path of an index
+    folder."""
     path = Path(name)
     if (path / MANIFEST).is_file() and ("/" in name or not Path(indexes_dir, name).exists()):
         return path
@@ -62,7 +71,9 @@ def index_path(name: str, indexes_dir: str | Path = "indexes") -> Path:
 def available(indexes_dir: str | Path = "indexes") -> list[str]:
     """Names of the indexes under `indexes_dir`."""
     root = Path(indexes_dir)
-    return sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file()) if root.is_dir() else []
+    return (
+        sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file()) if root.is_dir() else []
+    )
 
 
 def make_faiss(vectors: np.ndarray, cfg: IndexConfig):
@@ -81,9 +92,13 @@ def make_faiss(vectors: np.ndarray, cfg: IndexConfig):
         index.hnsw.efSearch = cfg.hnsw_ef_search
     elif kind == "ivfpq":
         if d % cfg.pq_m:
-            raise RaftkitError(f"retrieval.index.pq_m ({cfg.pq_m}) must divide the embedding dimension ({d})")
+            raise RaftkitError(
+                f"retrieval.index.pq_m ({cfg.pq_m}) must divide the embedding dimension ({d})"
+            )
         nlist = cfg.ivf_nlist or max(1, min(int(4 * math.sqrt(n)), n // 39))
-        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, nlist, cfg.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFPQ(
+            faiss.IndexFlatIP(d), d, nlist, cfg.pq_m, 8, faiss.METRIC_INNER_PRODUCT
+        )
         index.train(vectors)
         index.nprobe = min(cfg.ivf_nprobe, nlist)
     else:
@@ -95,8 +110,16 @@ def make_faiss(vectors: np.ndarray, cfg: IndexConfig):
 class FaissIndex:
     """A loaded index: chunks, their vectors and the FAISS structure, searchable by text."""
 
-    def __init__(self, path: Path, manifest: dict, cfg: RaftkitConfig, chunks: list[Chunk],
-                 vectors: np.ndarray, index, embedder: Embedder | None = None):
+    def __init__(
+        self,
+        path: Path,
+        manifest: dict,
+        cfg: RaftkitConfig,
+        chunks: list[Chunk],
+        vectors: np.ndarray,
+        index,
+        embedder: Embedder | None = None,
+    ):
         self.path, self.manifest, self.cfg = path, manifest, cfg
         self.chunks, self.vectors, self.index = chunks, vectors, index
         self._embedder = embedder
@@ -122,22 +145,42 @@ class FaissIndex:
     def search_vectors(self, q: np.ndarray, k: int = 5) -> list[list[Hit]]:
         if not len(q):
             return []
-        scores, ids = self.index.search(np.ascontiguousarray(q, dtype=np.float32), min(k, len(self.chunks)))
-        return [[Hit(r + 1, float(s), self.chunks[i]) for r, (s, i) in enumerate(zip(row_s, row_i)) if i >= 0]
-                for row_s, row_i in zip(scores, ids)]
+        scores, ids = self.index.search(
+            np.ascontiguousarray(q, dtype=np.float32), min(k, len(self.chunks))
+        )
+        return [
+            [
+                Hit(r + 1, float(s), self.chunks[i])
+                for r, (s, i) in enumerate(zip(row_s, row_i))
+                if i >= 0
+            ]
+            for row_s, row_i in zip(scores, ids)
+        ]
 
     def without(self, doc_ids: set[str]) -> FaissIndex:
-        """An in-memory copy lacking the chunks of `doc_ids` (their evidence is absent); never saved."""
+        """An in-memory copy lacking the chunks of `doc_ids` (their evidence is absent); never
+        saved."""
         keep = [i for i, c in enumerate(self.chunks) if c.doc_id not in doc_ids]
         if not keep:
-            raise RaftkitError(f"index '{self.name}': holding out {len(doc_ids)} documents leaves nothing to search")
+            raise RaftkitError(
+                f"index '{self.name}': holding out {len(doc_ids)} documents leaves nothing to "
+                "search"
+            )
         vectors = np.ascontiguousarray(self.vectors[keep])
         index, _ = make_faiss(vectors, self.cfg.retrieval.index)
-        return FaissIndex(self.path, self.manifest, self.cfg, [self.chunks[i] for i in keep], vectors, index,
-                          self.embedder)
+        return FaissIndex(
+            self.path,
+            self.manifest,
+            self.cfg,
+            [self.chunks[i] for i in keep],
+            vectors,
+            index,
+            self.embedder,
+        )
 
     def save(self) -> Path:
-        """Write the whole index folder through a staged folder and a crash-safe swap (hold its lock)."""
+        """Write the whole index folder through a staged folder and a crash-safe swap (hold its
+        lock)."""
         import faiss
 
         with outputs.staged(self.path, "index") as tmp:
@@ -149,21 +192,34 @@ class FaissIndex:
         return self.path
 
 
-def _manifest(name: str, cfg: RaftkitConfig, docs: list[Document], chunks: list[Chunk], dim: int,
-              kind: str, source: str, created: str | None = None) -> dict:
+def _manifest(
+    name: str,
+    cfg: RaftkitConfig,
+    docs: list[Document],
+    chunks: list[Chunk],
+    dim: int,
+    kind: str,
+    source: str,
+    created: str | None = None,
+) -> dict:
     per_doc: dict[str, int] = {}
     for c in chunks:
         per_doc[c.doc_id] = per_doc.get(c.doc_id, 0) + 1
     r = cfg.retrieval
     return {
-        "name": name, "raftkit_version": __version__, "created": created or now(), "updated": now(),
+        "name": name,
+        "raftkit_version": __version__,
+        "created": created or now(),
+        "updated": now(),
         "source": source,
         "embedder": {"model": r.embedding.model, "dimension": dim},
         "chunking": config.to_dict(r.chunking),
         "index": {**config.to_dict(r.index), "effective_kind": kind},
         "counts": {"documents": len(docs), "chunks": len(chunks)},
-        "documents": {d.id: {"hash": d.hash, "title": d.title, "date": d.date, "chunks": per_doc.get(d.id, 0)}
-                      for d in docs},
+        "documents": {
+            d.id: {"hash": d.hash, "title": d.title, "date": d.date, "chunks": per_doc.get(d.id, 0)}
+            for d in docs
+        },
     }
 
 
@@ -174,17 +230,23 @@ def _load_docs(docs_path: str | Path, cfg: RaftkitConfig) -> list[Document]:
     return result.documents
 
 
-def build_index(docs_path: str | Path, name: str, cfg: RaftkitConfig, overwrite: bool = False) -> FaissIndex:
-    """Load, chunk and embed every document under `docs_path` into index `name` (under retrieval.indexes_dir).
+def build_index(
+    docs_path: str | Path, name: str, cfg: RaftkitConfig, overwrite: bool = False
+) -> FaissIndex:
+    """Load, chunk and embed every document under `docs_path` into index `name` (under
+    retrieval.indexes_dir).
 
-    Raises RaftkitError if the index exists (without `overwrite`), if the folder there is not an index,
-    if another process holds it, or if the documents are unusable. The old index stays until the new one is whole.
+    Raises RaftkitError if the index exists (without `overwrite`), if the folder there is not an
+    index, if another process holds it, or if the documents are unusable. The old index stays until
+    the new one is whole.
     """
     path = Path(cfg.retrieval.indexes_dir) / outputs.plain_name(name, "index name")
     with outputs.lock(path, f"index '{name}'"):
         if path.exists() and not overwrite:
-            raise RaftkitError(f"index '{name}' already exists at {path}; use --overwrite to rebuild it "
-                               f"or `raftkit index update` to refresh it")
+            raise RaftkitError(
+                f"index '{name}' already exists at {path}; use --overwrite to rebuild it "
+                f"or `raftkit index update` to refresh it"
+            )
         outputs.check_replaceable(path, "index", "index folder")
         return _build_locked(docs_path, path, cfg)
 
@@ -192,11 +254,16 @@ def build_index(docs_path: str | Path, name: str, cfg: RaftkitConfig, overwrite:
 def _build_locked(docs_path: str | Path, path: Path, cfg: RaftkitConfig) -> FaissIndex:
     docs = _load_docs(docs_path, cfg)
     chunks = chunk_documents(docs, cfg.retrieval.chunking)
-    say(f"embedding {len(chunks)} chunks of {len(docs)} documents with {cfg.retrieval.embedding.model}")
+    say(
+        f"embedding {len(chunks)} chunks of {len(docs)} documents with "
+        f"{cfg.retrieval.embedding.model}"
+    )
     built = FaissIndex(path, {}, cfg, chunks, np.zeros((0, 0), np.float32), None)
     built.vectors = built.embedder.encode([c.embedding_text for c in chunks], progress=True)
     built.index, kind = make_faiss(built.vectors, cfg.retrieval.index)
-    built.manifest = _manifest(path.name, cfg, docs, chunks, built.embedder.dimension, kind, str(docs_path))
+    built.manifest = _manifest(
+        path.name, cfg, docs, chunks, built.embedder.dimension, kind, str(docs_path)
+    )
     built.save()
     return built
 
@@ -209,8 +276,11 @@ def _legacy(data: dict) -> dict:
     return data
 
 
-def load_index(name: str, indexes_dir: str | Path = "indexes", overrides: list[str] | None = None) -> FaissIndex:
-    """Open index `name`; its own config is the default, `overrides` may change search and runtime settings.
+def load_index(
+    name: str, indexes_dir: str | Path = "indexes", overrides: list[str] | None = None
+) -> FaissIndex:
+    """Open index `name`; its own config is the default, `overrides` may change search and runtime
+    settings.
 
     Raises RaftkitError when it is missing or corrupt, or when an override asks for another embedder
     or chunker than the index was built with. A swap a crash interrupted is finished first.
@@ -225,15 +295,24 @@ def _read_index(path: Path, name: str, indexes_dir, overrides) -> FaissIndex:
 
     if not path.is_dir():
         names = available(indexes_dir)
-        hint = f" (available: {', '.join(names)})" if names else "; build it with `raftkit index build DOCS --name NAME`"
+        hint = (
+            f" (available: {', '.join(names)})"
+            if names
+            else "; build it with `raftkit index build DOCS --name NAME`"
+        )
         raise RaftkitError(f"index '{name}' not found at {path}{hint}")
-    corrupt, fix = f"index '{name}' at {path} is corrupt", "rebuild it with `raftkit index build DOCS --name NAME --overwrite`"
+    corrupt, fix = (
+        f"index '{name}' at {path} is corrupt",
+        "rebuild it with `raftkit index build DOCS --name NAME --overwrite`",
+    )
     for fname in (MANIFEST, CONFIG, CHUNKS, VECTORS, FAISS):
         if not (path / fname).is_file():
             raise RaftkitError(f"{corrupt}: {fname} is missing; {fix}")
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-        cfg = config.load(RaftkitConfig, data=_legacy(config.read_yaml(path / CONFIG)), overrides=overrides)
+        cfg = config.load(
+            RaftkitConfig, data=_legacy(config.read_yaml(path / CONFIG)), overrides=overrides
+        )
         _check_same_settings(manifest, cfg, name)
         chunks = [Chunk(**row) for row in files.read_jsonl(path / CHUNKS)]
         vectors = np.load(path / VECTORS)
@@ -242,7 +321,9 @@ def _read_index(path: Path, name: str, indexes_dir, overrides) -> FaissIndex:
         raise
     except Exception as e:
         raise RaftkitError(f"{corrupt}: {type(e).__name__} while reading it; {fix}") from None
-    if not (len(chunks) == len(vectors) == index.ntotal == manifest.get("counts", {}).get("chunks")):
+    if not (
+        len(chunks) == len(vectors) == index.ntotal == manifest.get("counts", {}).get("chunks")
+    ):
         raise RaftkitError(f"{corrupt}: chunk, vector and index counts disagree; {fix}")
     if isinstance(index, faiss.IndexHNSW):
         index.hnsw.efSearch = cfg.retrieval.index.hnsw_ef_search
@@ -254,15 +335,23 @@ def _read_index(path: Path, name: str, indexes_dir, overrides) -> FaissIndex:
 def _check_same_settings(manifest: dict, cfg: RaftkitConfig, name: str) -> None:
     built_with = manifest["embedder"]["model"]
     if cfg.retrieval.embedding.model != built_with:
-        raise RaftkitError(f"index '{name}' was built with embedder '{built_with}', not "
-                           f"'{cfg.retrieval.embedding.model}'; rebuild it with --overwrite to switch")
+        raise RaftkitError(
+            f"index '{name}' was built with embedder '{built_with}', not "
+            f"'{cfg.retrieval.embedding.model}'; rebuild it with --overwrite to switch"
+        )
     if manifest["chunking"] != config.to_dict(cfg.retrieval.chunking):
-        raise RaftkitError(f"index '{name}' was built with chunking {manifest['chunking']}; "
-                           f"rebuild it with --overwrite to change chunking")
+        raise RaftkitError(
+            f"index '{name}' was built with chunking {manifest['chunking']}; "
+            f"rebuild it with --overwrite to change chunking"
+        )
 
 
-def update_index(docs_path: str | Path, name: str, indexes_dir: str | Path = "indexes",
-                 overrides: list[str] | None = None) -> tuple[FaissIndex, UpdateStats]:
+def update_index(
+    docs_path: str | Path,
+    name: str,
+    indexes_dir: str | Path = "indexes",
+    overrides: list[str] | None = None,
+) -> tuple[FaissIndex, UpdateStats]:
     """Bring index `name` in line with `docs_path`, re-embedding only added or changed documents.
 
     Documents are compared by content hash; deleted documents lose their chunks. The FAISS structure
@@ -280,7 +369,9 @@ def _updated(old: FaissIndex, docs: list[Document], source: str) -> tuple[FaissI
     keep_ids = {d.id for d in docs} - {d.id for d in fresh}
     new_chunks = chunk_documents(fresh, old.cfg.retrieval.chunking) if fresh else []
     t0 = time.perf_counter()
-    new_vectors = old.embedder.encode([c.embedding_text for c in new_chunks], progress=bool(new_chunks))
+    new_vectors = old.embedder.encode(
+        [c.embedding_text for c in new_chunks], progress=bool(new_chunks)
+    )
     embed_seconds = time.perf_counter() - t0
     # Chunks follow the documents' order in the folder, so an updated index matches a fresh build.
     by_doc: dict[str, list[tuple[Chunk, np.ndarray]]] = {}
@@ -291,24 +382,37 @@ def _updated(old: FaissIndex, docs: list[Document], source: str) -> tuple[FaissI
         by_doc.setdefault(c.doc_id, []).append((c, v))
     pairs = [p for d in docs for p in by_doc.get(d.id, [])]
     chunks, dim = [c for c, _ in pairs], old.vectors.shape[1]
-    vectors = np.stack([v for _, v in pairs]).astype(np.float32) if pairs else np.zeros((0, dim), np.float32)
+    vectors = (
+        np.stack([v for _, v in pairs]).astype(np.float32)
+        if pairs
+        else np.zeros((0, dim), np.float32)
+    )
     index, kind = make_faiss(vectors, old.cfg.retrieval.index)
-    manifest = _manifest(old.name, old.cfg, docs, chunks, dim, kind, source, old.manifest["created"])
+    manifest = _manifest(
+        old.name, old.cfg, docs, chunks, dim, kind, source, old.manifest["created"]
+    )
     updated = FaissIndex(old.path, manifest, old.cfg, chunks, vectors, index, old.embedder)
     updated.save()
     stats = UpdateStats(
-        added=sum(d.id not in known for d in fresh), changed=sum(d.id in known for d in fresh),
-        deleted=len(set(known) - {d.id for d in docs}), unchanged=len(keep_ids),
-        chunks_embedded=len(new_chunks), chunks_total=len(chunks), embed_seconds=embed_seconds)
+        added=sum(d.id not in known for d in fresh),
+        changed=sum(d.id in known for d in fresh),
+        deleted=len(set(known) - {d.id for d in docs}),
+        unchanged=len(keep_ids),
+        chunks_embedded=len(new_chunks),
+        chunks_total=len(chunks),
+        embed_seconds=embed_seconds,
+    )
     return updated, stats
 
 
-def ensure_index(docs: str | Path, name: str, cfg: RaftkitConfig,
-                 documents: list[Document] | None = None) -> tuple[FaissIndex, str]:
-    """The index `name` of folder `docs`: reused when it holds exactly its documents, updated when that
-    folder changed, built when missing. Returns (index, 'reused' | 'updated' | 'built').
+def ensure_index(
+    docs: str | Path, name: str, cfg: RaftkitConfig, documents: list[Document] | None = None
+) -> tuple[FaissIndex, str]:
+    """The index `name` of folder `docs`: reused when it holds exactly its documents, updated when
+    that folder changed, built when missing. Returns (index, 'reused' | 'updated' | 'built').
 
-    An index of another folder, or with another embedder or chunking, is never touched: RaftkitError.
+    An index of another folder, or with another embedder or chunking, is never touched:
+    RaftkitError.
     """
     path = Path(cfg.retrieval.indexes_dir) / outputs.plain_name(name, "index name")
     with outputs.lock(path, f"index '{name}'"):
@@ -317,14 +421,23 @@ def ensure_index(docs: str | Path, name: str, cfg: RaftkitConfig,
             return _build_locked(docs, path, cfg), "built"
         index = _read_index(path, name, cfg.retrieval.indexes_dir, None)
         r, ir = cfg.retrieval, index.cfg.retrieval
-        if (r.embedding.model, config.to_dict(r.chunking)) != (ir.embedding.model, config.to_dict(ir.chunking)):
-            raise RaftkitError(f"index '{name}' at {index.path} was built with another embedder or chunking than "
-                               f"this config; set index_name to build a separate one")
+        if (r.embedding.model, config.to_dict(r.chunking)) != (
+            ir.embedding.model,
+            config.to_dict(ir.chunking),
+        ):
+            raise RaftkitError(
+                f"index '{name}' at {index.path} was built with another embedder or chunking than "
+                f"this config; set index_name to build a separate one"
+            )
         documents = documents if documents is not None else _load_docs(docs, cfg)
-        if {k: v["hash"] for k, v in index.manifest["documents"].items()} == {d.id: d.hash for d in documents}:
+        if {k: v["hash"] for k, v in index.manifest["documents"].items()} == {
+            d.id: d.hash for d in documents
+        }:
             return index, "reused"
         if Path(index.manifest.get("source", "")).resolve() != Path(docs).resolve():
-            raise RaftkitError(f"index '{name}' at {index.path} holds other documents "
-                               f"({index.manifest.get('source')}); set index_name to build one for {docs}")
+            raise RaftkitError(
+                f"index '{name}' at {index.path} holds other documents "
+                f"({index.manifest.get('source')}); set index_name to build one for {docs}"
+            )
         say(f"updating index '{name}': the documents changed")
         return _updated(index, documents, str(docs))[0], "updated"

@@ -30,7 +30,8 @@ class Document:
 
     @property
     def hash(self) -> str:
-        """Content hash over everything that ends up in chunks; it decides what an update re-embeds."""
+        """Content hash over everything that ends up in chunks; it decides what an update
+        re-embeds."""
         h = hashlib.sha256()
         for part in (self.title, self.date or "", self.text):
             h.update(part.encode("utf-8"))
@@ -103,7 +104,8 @@ def _read_file(path: Path, doc_id: str, skipped: list) -> list[Document]:
 
 
 def _read_jsonl(path: Path, doc_id: str, skipped: list) -> list[Document]:
-    """One Document per line with a `text` field; other lines are reported as skipped, by line number."""
+    """One Document per line with a `text` field; other lines are reported as skipped, by line
+    number."""
     lines = scan_jsonl(path)
     skipped += [(f"{path}:{n}", why) for n, why in lines.bad]
     docs = []
@@ -111,24 +113,38 @@ def _read_jsonl(path: Path, doc_id: str, skipped: list) -> list[Document]:
         if not isinstance(row.get("text"), str):
             skipped.append((f"{path}:{n}", "no text field"))
             continue
-        docs.append(Document(id=str(row.get("id") or f"{doc_id}:{n}"), title=str(row.get("title") or ""),
-                             text=row["text"], date=row.get("date"), source=f"{path}:{n}"))
+        docs.append(
+            Document(
+                id=str(row.get("id") or f"{doc_id}:{n}"),
+                title=str(row.get("title") or ""),
+                text=row["text"],
+                date=row.get("date"),
+                source=f"{path}:{n}",
+            )
+        )
     return docs
 
 
 def _files(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
-                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
 
 
 def _too_big(size_bytes: int, limits: LimitsConfig) -> str:
     mb = size_bytes / 1e6
     if mb <= limits.max_document_mb:
         return ""
-    return (f"{mb:.1f} MB is over retrieval.limits.max_document_mb ({limits.max_document_mb:g}); "
-            f"raise it to index this document")
+    return (
+        f"{mb:.1f} MB is over retrieval.limits.max_document_mb ({limits.max_document_mb:g}); "
+        f"raise it to index this document"
+    )
 
 
 def _keep(doc: Document, seen: set[str], limits: LimitsConfig) -> str:
@@ -143,7 +159,8 @@ def _keep(doc: Document, seen: set[str], limits: LimitsConfig) -> str:
 def load_documents(root: str | Path, limits: LimitsConfig | None = None) -> LoadResult:
     """Every readable document under `root` (a folder, searched recursively, or one file).
 
-    Raises RaftkitError when `root` is missing or holds no readable document (naming why each was skipped).
+    Raises RaftkitError when `root` is missing or holds no readable document (naming why each was
+    skipped).
     """
     root, limits = Path(root), limits or LimitsConfig()
     if not root.exists():
@@ -153,7 +170,11 @@ def load_documents(root: str | Path, limits: LimitsConfig | None = None) -> Load
     seen: set[str] = set()
     for path in files:
         doc_id = path.name if root.is_file() else path.relative_to(root).as_posix()
-        big = _too_big(path.stat().st_size, limits) if path.suffix.lower() not in (".jsonl", ".pdf") else ""
+        big = (
+            _too_big(path.stat().st_size, limits)
+            if path.suffix.lower() not in (".jsonl", ".pdf")
+            else ""
+        )
         if big:
             result.skipped.append((str(path), big))
             continue

@@ -14,13 +14,28 @@ class RagAnswer:
     question: str
     reply: str  # the generator's whole reply (reasoning and quotes included)
     answer: str  # the `<ANSWER>:` span
-    sources: list[str]  # ids of the retrieved chunks the reply quotes (all retrieved when it quotes none)
+    sources: list[
+        str
+    ]  # ids of the retrieved chunks the reply quotes (all retrieved when it quotes none)
     hits: list[Hit]
 
     def to_dict(self) -> dict:
-        return {"question": self.question, "answer": self.answer, "sources": self.sources, "reply": self.reply,
-                "retrieved": [{"rank": h.rank, "score": round(h.score, 4), "id": h.chunk.id,
-                               "doc_id": h.chunk.doc_id, "title": h.chunk.title} for h in self.hits]}
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "sources": self.sources,
+            "reply": self.reply,
+            "retrieved": [
+                {
+                    "rank": h.rank,
+                    "score": round(h.score, 4),
+                    "id": h.chunk.id,
+                    "doc_id": h.chunk.doc_id,
+                    "title": h.chunk.title,
+                }
+                for h in self.hits
+            ],
+        }
 
 
 def used_sources(reply: str, hits: list[Hit]) -> list[str]:
@@ -30,11 +45,17 @@ def used_sources(reply: str, hits: list[Hit]) -> list[str]:
     return used or [h.chunk.id for h in hits]
 
 
-def answer_questions(index: FaissIndex, generator: Generator, questions: list[str], k: int) -> list[RagAnswer]:
+def answer_questions(
+    index: FaissIndex, generator: Generator, questions: list[str], k: int
+) -> list[RagAnswer]:
     """Answer each question over its top-k chunks; retrieval and generation run batched."""
     all_hits = index.search(questions, k)
-    conversations = [prompts.rag_messages(q, [h.chunk.text for h in hits], [h.chunk.title for h in hits])
-                     for q, hits in zip(questions, all_hits)]
+    conversations = [
+        prompts.rag_messages(q, [h.chunk.text for h in hits], [h.chunk.title for h in hits])
+        for q, hits in zip(questions, all_hits)
+    ]
     replies = generator.chat(conversations, desc="answering")
-    return [RagAnswer(q, r, prompts.extract_answer(r), used_sources(r, hits), hits)
-            for q, r, hits in zip(questions, replies, all_hits)]
+    return [
+        RagAnswer(q, r, prompts.extract_answer(r), used_sources(r, hits), hits)
+        for q, r, hits in zip(questions, replies, all_hits)
+    ]

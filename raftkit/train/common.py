@@ -1,5 +1,6 @@
 """What every stage shares: the dataset (opened and checked before any model), the model (full, LoRA
-or 4-bit QLoRA from the same code path), TRL arguments for the runtime, and the run folder record."""
+or 4-bit QLoRA from the same code path), TRL arguments for the runtime, and the run folder
+record."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def _json_file(path: str) -> bool:
 
 
 def _open(path: str, what: str):
-    """A DatasetDict from a build-dataset folder, a save_to_disk folder, a .jsonl file or a Hub id."""
+    """A DatasetDict from a build-dataset folder, a save_to_disk folder, a .jsonl file or a Hub
+    id."""
     import datasets
 
     datasets.disable_progress_bars()
@@ -40,12 +42,16 @@ def _open(path: str, what: str):
         try:
             ds = datasets.load_from_disk(str(target))
         except FileNotFoundError:
-            raise RaftkitError(f"{what} {path}: not a build-dataset or save_to_disk folder") from None
+            raise RaftkitError(
+                f"{what} {path}: not a build-dataset or save_to_disk folder"
+            ) from None
         return ds if isinstance(ds, datasets.DatasetDict) else datasets.DatasetDict({"train": ds})
     if hub.explicit_id(path) or hub.looks_like_id(path):
         return _hub_dataset(path, what)
-    raise RaftkitError(f"{what} {path}: not found (a build-dataset folder, a .jsonl file, or hf://org/name "
-                       f"for a Hub dataset)")
+    raise RaftkitError(
+        f"{what} {path}: not found (a build-dataset folder, a .jsonl file, or hf://org/name "
+        f"for a Hub dataset)"
+    )
 
 
 def _hub_dataset(path: str, what: str):
@@ -55,7 +61,9 @@ def _hub_dataset(path: str, what: str):
     try:
         return datasets.load_dataset(local)
     except Exception as e:
-        raise RaftkitError(f"{what} {path}: cannot be read as a dataset ({type(e).__name__})") from None
+        raise RaftkitError(
+            f"{what} {path}: cannot be read as a dataset ({type(e).__name__})"
+        ) from None
 
 
 def _read_json_split(path: str, what: str):
@@ -70,7 +78,8 @@ def _read_json_split(path: str, what: str):
 
 
 def pick_columns(stage: str, have: list[str], where: str) -> list[str]:
-    """The first column set of `stage` that `have` covers; else RaftkitError naming what is missing."""
+    """The first column set of `stage` that `have` covers; else RaftkitError naming what is
+    missing."""
     from raftkit.train.stages import registry
 
     s = registry()[stage]
@@ -80,12 +89,15 @@ def pick_columns(stage: str, have: list[str], where: str) -> list[str]:
     wanted = " or ".join("+".join(o) for o in s.columns)
     missing = [c for c in s.columns[0] if c not in have]
     hint = f" ({s.column_hint})" if s.column_hint else ""
-    raise RaftkitError(f"dataset {where} lacks column(s) {', '.join(missing)} needed by stage '{stage}'{hint}: "
-                       f"it needs {wanted}; it has {', '.join(have) or 'none'}")
+    raise RaftkitError(
+        f"dataset {where} lacks column(s) {', '.join(missing)} needed by stage '{stage}'{hint}: "
+        f"it needs {wanted}; it has {', '.join(have) or 'none'}"
+    )
 
 
 def load_data(cfg: TrainConfig):
-    """(train, eval or None) datasets holding only the columns `cfg.stage` needs; raises RaftkitError naming missing ones."""
+    """(train, eval or None) datasets holding only the columns `cfg.stage` needs; raises
+    RaftkitError naming missing ones."""
     d = cfg.data
     ds = _open(d.path, "data.path")
     split = "train" if _json_file(d.path) else d.train_split
@@ -104,7 +116,8 @@ def load_data(cfg: TrainConfig):
 
 
 def _eval_split(cfg: TrainConfig, ds, columns: list[str]):
-    """The eval split (data.eval_path, else the dataset's eval split) with the train columns, else None."""
+    """The eval split (data.eval_path, else the dataset's eval split) with the train columns, else
+    None."""
     d = cfg.data
     if d.eval_path:
         if not Path(d.eval_path).is_file():
@@ -112,8 +125,10 @@ def _eval_split(cfg: TrainConfig, ds, columns: list[str]):
         evals = _read_json_split(d.eval_path, "data.eval_path")
         missing = [c for c in columns if c not in evals.column_names]
         if missing:
-            raise RaftkitError(f"data.eval_path {d.eval_path}: missing column(s) {', '.join(missing)} that "
-                               f"data.path has")
+            raise RaftkitError(
+                f"data.eval_path {d.eval_path}: missing column(s) {', '.join(missing)} that "
+                f"data.path has"
+            )
     else:
         evals = ds.get(d.eval_split) if not _json_file(d.path) else None
         if evals is None or any(c not in evals.column_names for c in columns):
@@ -122,7 +137,8 @@ def _eval_split(cfg: TrainConfig, ds, columns: list[str]):
 
 
 def _mixed(train, paths: list[str], columns: list[str]):
-    """`train` with the train split of each of `paths` appended (same columns, cast to train's types)."""
+    """`train` with the train split of each of `paths` appended (same columns, cast to train's
+    types)."""
     from datasets import concatenate_datasets
 
     parts = [train]
@@ -132,7 +148,9 @@ def _mixed(train, paths: list[str], columns: list[str]):
             raise RaftkitError(f"data.mix {path}: no split 'train' (has: {', '.join(ds)})")
         missing = [c for c in columns if c not in ds["train"].column_names]
         if missing:
-            raise RaftkitError(f"data.mix {path}: missing column(s) {', '.join(missing)} that data.path has")
+            raise RaftkitError(
+                f"data.mix {path}: missing column(s) {', '.join(missing)} that data.path has"
+            )
         parts.append(ds["train"].select_columns(columns).cast(train.features))
     return concatenate_datasets(parts)
 
@@ -147,7 +165,11 @@ def load_model(cfg: TrainConfig, head: str = "causal"):
     bf16 autocast, measured faster there than a bf16 base with float32 adapters).
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, BitsAndBytesConfig
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        BitsAndBytesConfig,
+    )
 
     ref = models.resolve(cfg.model)
     tok = models.load_tokenizer(ref.base, padding_side="right")  # generation (GRPO) sets its own
@@ -155,10 +177,17 @@ def load_model(cfg: TrainConfig, head: str = "causal"):
     dtype = rt.torch_dtype if rt.cuda else torch.float32
     kwargs = {}
     if cfg.quantized:
-        compute = rt.torch_dtype if cfg.quant.compute_dtype == "auto" else getattr(torch, cfg.quant.compute_dtype)
+        compute = (
+            rt.torch_dtype
+            if cfg.quant.compute_dtype == "auto"
+            else getattr(torch, cfg.quant.compute_dtype)
+        )
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type=cfg.quant.quant_type,
-            bnb_4bit_use_double_quant=cfg.quant.double_quant, bnb_4bit_compute_dtype=compute)
+            load_in_4bit=True,
+            bnb_4bit_quant_type=cfg.quant.quant_type,
+            bnb_4bit_use_double_quant=cfg.quant.double_quant,
+            bnb_4bit_compute_dtype=compute,
+        )
         # one whole copy per rank: each accelerate rank sits on its LOCAL_RANK GPU
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0")) if rt.cuda else "cpu"}
     cls = AutoModelForCausalLM if head == "causal" else AutoModelForSequenceClassification
@@ -172,39 +201,68 @@ def load_model(cfg: TrainConfig, head: str = "causal"):
 
 
 def _with_adapter(cfg: TrainConfig, model, ref: models.ModelRef, head: str):
-    from peft import LoraConfig, PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
+    from peft import (
+        LoraConfig,
+        PeftModel,
+        TaskType,
+        get_peft_model,
+        prepare_model_for_kbit_training,
+    )
 
     if cfg.quantized:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.optim.gradient_checkpointing)
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=cfg.optim.gradient_checkpointing
+        )
     if ref.adapter:
         return PeftModel.from_pretrained(model, ref.adapter, is_trainable=True)
     targets = cfg.lora.target_modules
-    lcfg = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=targets[0] if targets == ["all-linear"] else targets,
-                      task_type=TaskType.CAUSAL_LM if head == "causal" else TaskType.SEQ_CLS)
+    lcfg = LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=targets[0] if targets == ["all-linear"] else targets,
+        task_type=TaskType.CAUSAL_LM if head == "causal" else TaskType.SEQ_CLS,
+    )
     return get_peft_model(model, lcfg)
 
 
 # ----------------------------------------------------------------------------- trainer arguments
 def trainer_args(cfg: TrainConfig, config_cls, has_eval: bool, **extra):
-    """A TRL `config_cls` (SFTConfig, DPOConfig ...) from the recipe; mixed precision from the runtime."""
+    """A TRL `config_cls` (SFTConfig, DPOConfig ...) from the recipe; mixed precision from the
+    runtime."""
     o, rt = cfg.optim, runtime_of(cfg)
     eval_strategy = "steps" if has_eval and o.eval_steps else ("epoch" if has_eval else "no")
     args = dict(
-        output_dir=cfg.output_dir, seed=cfg.seed, data_seed=cfg.seed,
-        use_cpu=not rt.cuda, bf16=rt.dtype == "bfloat16", fp16=rt.dtype == "float16",
-        learning_rate=o.lr, num_train_epochs=o.epochs, max_steps=o.max_steps or -1,
-        per_device_train_batch_size=o.batch_size, per_device_eval_batch_size=o.batch_size,
-        gradient_accumulation_steps=o.grad_accum, warmup_steps=o.warmup, lr_scheduler_type=o.scheduler,
-        weight_decay=o.weight_decay, max_grad_norm=o.max_grad_norm,
+        output_dir=cfg.output_dir,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        use_cpu=not rt.cuda,
+        bf16=rt.dtype == "bfloat16",
+        fp16=rt.dtype == "float16",
+        learning_rate=o.lr,
+        num_train_epochs=o.epochs,
+        max_steps=o.max_steps or -1,
+        per_device_train_batch_size=o.batch_size,
+        per_device_eval_batch_size=o.batch_size,
+        gradient_accumulation_steps=o.grad_accum,
+        warmup_steps=o.warmup,
+        lr_scheduler_type=o.scheduler,
+        weight_decay=o.weight_decay,
+        max_grad_norm=o.max_grad_norm,
         activation_checkpointing=o.gradient_checkpointing,
-        logging_steps=o.logging_steps, logging_first_step=True,
-        save_strategy="steps", save_steps=o.save_steps, save_total_limit=o.save_total_limit,
-        eval_strategy=eval_strategy, eval_steps=o.eval_steps or None,
-        dataloader_num_workers=o.dataloader_workers, report_to="none",
+        logging_steps=o.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=o.save_steps,
+        save_total_limit=o.save_total_limit,
+        eval_strategy=eval_strategy,
+        eval_steps=o.eval_steps or None,
+        dataloader_num_workers=o.dataloader_workers,
+        report_to="none",
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=os.environ.get("RAFTKIT_QUIET") == "1",
-        optim="paged_adamw_8bit" if cfg.quantized and rt.cuda else "adamw_torch")
+        optim="paged_adamw_8bit" if cfg.quantized and rt.cuda else "adamw_torch",
+    )
     return config_cls(**{**args, **extra})
 
 
@@ -229,7 +287,8 @@ def last_checkpoint(run_dir: str | Path) -> str | None:
 
 # ----------------------------------------------------------------------------- run folder
 def peak_memory_mb(cuda: bool) -> float:
-    """Peak CUDA memory allocated when on CUDA, else the process's peak resident set size, in MiB."""
+    """Peak CUDA memory allocated when on CUDA, else the process's peak resident set size, in
+    MiB."""
     if cuda:
         import torch
 
@@ -238,7 +297,8 @@ def peak_memory_mb(cuda: bool) -> float:
 
 
 def cpu_seconds() -> float:
-    """CPU time (user + system, all threads) this process has used: steadier than wall time on a shared machine."""
+    """CPU time (user + system, all threads) this process has used: steadier than wall time on a
+    shared machine."""
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
 
@@ -266,14 +326,19 @@ def plot_loss(history: list[dict], out: Path) -> None:
     os.replace(tmp, out)
 
 
-def run_training(trainer, cfg: TrainConfig, tok, base: str, resume: bool, examples: int = 0) -> dict:
-    """Train, then write RUN/model, metrics.jsonl, loss.png and run.json; returns the run.json summary."""
+def run_training(
+    trainer, cfg: TrainConfig, tok, base: str, resume: bool, examples: int = 0
+) -> dict:
+    """Train, then write RUN/model, metrics.jsonl, loss.png and run.json; returns the run.json
+    summary."""
     run, rt = Path(cfg.output_dir), runtime_of(cfg)
     if rt.cuda:
         import torch
 
         torch.cuda.reset_peak_memory_stats()
-    if os.environ.get("RAFTKIT_QUIET") == "1":  # no bars, and no per-step log dicts on stdout either
+    if (
+        os.environ.get("RAFTKIT_QUIET") == "1"
+    ):  # no bars, and no per-step log dicts on stdout either
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
@@ -290,7 +355,9 @@ def run_training(trainer, cfg: TrainConfig, tok, base: str, resume: bool, exampl
 
 
 def _save_model(trainer, model_dir: Path, tok, base: str) -> None:
-    if trainer.args.world_size > 1:  # every rank takes part: FSDP/DeepSpeed gather the sharded weights
+    if (
+        trainer.args.world_size > 1
+    ):  # every rank takes part: FSDP/DeepSpeed gather the sharded weights
         trainer.save_model(str(model_dir))
         if trainer.is_world_process_zero():
             _finish_model_dir(model_dir, tok, base)
@@ -300,30 +367,53 @@ def _save_model(trainer, model_dir: Path, tok, base: str) -> None:
         _finish_model_dir(tmp, tok, base)
 
 
-def _summary(trainer, cfg: TrainConfig, base: str, result, wall: float, cpu: float, examples: int,
-             resume: bool) -> dict:
+def _summary(
+    trainer,
+    cfg: TrainConfig,
+    base: str,
+    result,
+    wall: float,
+    cpu: float,
+    examples: int,
+    resume: bool,
+) -> dict:
     state, rt = trainer.state, runtime_of(cfg)
     history = state.log_history
-    tokens = max([h.get("num_input_tokens_seen", 0) for h in history] + [h.get("num_tokens", 0) for h in history]
-                 + [state.num_input_tokens_seen or 0])
+    tokens = max(
+        [h.get("num_input_tokens_seen", 0) for h in history]
+        + [h.get("num_tokens", 0) for h in history]
+        + [state.num_input_tokens_seen or 0]
+    )
     train_s = result.metrics.get("train_runtime", wall)
     losses = [h["loss"] for h in history if "loss" in h]
     return {
-        "stage": cfg.stage, "method": cfg.method, "base_model": base, "dataset": cfg.data.path,
-        "steps": state.global_step, "examples": examples or len(trainer.train_dataset),
-        "tokens": int(tokens), "tokens_per_s": round(tokens / train_s, 1) if train_s else 0.0,
-        "peak_mem_mb": round(peak_memory_mb(rt.cuda), 1), "wall_s": round(wall, 2),
-        "train_runtime_s": round(train_s, 2), "train_cpu_s": round(cpu, 2),
-        "device": rt.device, "dtype": rt.dtype,
-        "precision": f"{rt.dtype} autocast, float32 weights" if not rt.cuda and rt.dtype != "float32" else rt.dtype,
+        "stage": cfg.stage,
+        "method": cfg.method,
+        "base_model": base,
+        "dataset": cfg.data.path,
+        "steps": state.global_step,
+        "examples": examples or len(trainer.train_dataset),
+        "tokens": int(tokens),
+        "tokens_per_s": round(tokens / train_s, 1) if train_s else 0.0,
+        "peak_mem_mb": round(peak_memory_mb(rt.cuda), 1),
+        "wall_s": round(wall, 2),
+        "train_runtime_s": round(train_s, 2),
+        "train_cpu_s": round(cpu, 2),
+        "device": rt.device,
+        "dtype": rt.dtype,
+        "precision": f"{rt.dtype} autocast, float32 weights"
+        if not rt.cuda and rt.dtype != "float32"
+        else rt.dtype,
         "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
-        "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
+        "first_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else None,
         "resumed": bool(resume),
     }
 
 
 def _finish_model_dir(model_dir: Path, tok, base: str) -> None:
-    """Add the tokenizer; point an adapter at the user-facing base name, resolvable on any machine."""
+    """Add the tokenizer; point an adapter at the user-facing base name, resolvable on any
+    machine."""
     tok.save_pretrained(str(model_dir))
     adapter = model_dir / models.ADAPTER
     if adapter.is_file():

@@ -17,18 +17,26 @@ METHODS = ("full", "lora", "qlora")
 
 
 class DataConfig(Section):
-    path: str = ""  # build-dataset OUT folder, a save_to_disk folder, a .jsonl file or hf://org/name on the Hub
+    # build-dataset OUT folder, a save_to_disk folder, a .jsonl file or hf://org/name on the Hub
+    path: str = ""
     eval_path: str = ""  # .jsonl for evaluation when `path` is a .jsonl file (optional)
-    # more training data mixed into the train split, e.g. OUT/dsf_train.jsonl of the same build: closed-book
-    # rows that teach the facts without documents, so the model also answers when retrieval is off
+    # more training data mixed into the train split, e.g. OUT/dsf_train.jsonl of the same build:
+    # closed-book rows that teach the facts without documents, so the model also answers when
+    # retrieval is off
     mix: list[str] = Field(default_factory=list)
     train_split: str = "train"
     eval_split: str = "eval"  # skipped when the dataset has no such split
-    max_length: int = Field(1024, ge=16)  # tokens per example (prompt + answer); RAFT prompts hold several documents
+    max_length: int = Field(
+        1024, ge=16
+    )  # tokens per example (prompt + answer); RAFT prompts hold several documents
     max_samples: int = Field(0, ge=0)  # 0 = all; a cap keeps smoke runs short
 
     def check(self) -> list[str]:
-        return [] if self.path else ["path is required (a build-dataset folder, a .jsonl file or an HF id)"]
+        return (
+            []
+            if self.path
+            else ["path is required (a build-dataset folder, a .jsonl file or an HF id)"]
+        )
 
 
 class LoraSection(Section):
@@ -38,11 +46,17 @@ class LoraSection(Section):
     target_modules: list[str] = Field(default_factory=lambda: ["all-linear"])  # peft's shorthand
 
     def check(self) -> list[str]:
-        return [] if self.target_modules else ["target_modules must name at least one module (or 'all-linear')"]
+        return (
+            []
+            if self.target_modules
+            else ["target_modules must name at least one module (or 'all-linear')"]
+        )
 
 
 class QuantSection(Section):
-    load_in_4bit: bool | None = None  # None = follow `method` (qlora -> 4-bit); set only to be explicit
+    load_in_4bit: bool | None = (
+        None  # None = follow `method` (qlora -> 4-bit); set only to be explicit
+    )
     quant_type: Literal["nf4", "fp4"] = "nf4"  # NF4 is what the QLoRA paper uses
     double_quant: bool = True  # quantizes the quantization constants too: ~0.4 bit/param saved
     compute_dtype: Literal["auto", "bfloat16", "float32"] = "auto"  # auto = runtime.dtype
@@ -58,7 +72,9 @@ class OptimSection(Section):
     scheduler: str = "cosine"  # any transformers scheduler name
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
-    gradient_checkpointing: bool = False  # saves activation memory at ~20% speed; worth it from ~1B params
+    gradient_checkpointing: bool = (
+        False  # saves activation memory at ~20% speed; worth it from ~1B params
+    )
     logging_steps: int = Field(5, ge=1)
     save_steps: int = Field(100, ge=1)  # checkpoints for --resume
     save_total_limit: int = 2
@@ -66,7 +82,9 @@ class OptimSection(Section):
     dataloader_workers: int = 0  # >0 overlaps collation with compute; 0 is best on 2 CPU cores
 
     def check(self) -> list[str]:
-        return ["set epochs > 0 or max_steps > 0"] if self.max_steps == 0 and self.epochs <= 0 else []
+        return (
+            ["set epochs > 0 or max_steps > 0"] if self.max_steps == 0 and self.epochs <= 0 else []
+        )
 
 
 class TrainBase(Section):
@@ -74,7 +92,8 @@ class TrainBase(Section):
 
     stage: str = "sft"  # TrainConfig narrows it to the registered stages
     method: Literal["full", "lora", "qlora"] = "lora"
-    model: str = DEFAULT_GENERATOR  # alias, HF id, local folder, or a previous run (its adapter is continued)
+    # alias, HF id, local folder, or a previous run (its adapter is continued)
+    model: str = DEFAULT_GENERATOR
     output_dir: str = ""  # the RUN folder
     seed: int = 0
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
@@ -87,12 +106,19 @@ class TrainBase(Section):
         problems = [] if self.output_dir else ["output_dir is required (the run folder)"]
         q = self.quant.load_in_4bit
         if self.method == "full" and q:
-            problems.append("method 'full' cannot be combined with quant.load_in_4bit: true (4-bit weights "
-                            "take no gradients); use method 'qlora' for LoRA on a 4-bit base")
+            problems.append(
+                "method 'full' cannot be combined with quant.load_in_4bit: true (4-bit weights "
+                "take no gradients); use method 'qlora' for LoRA on a 4-bit base"
+            )
         if self.method == "lora" and q:
-            problems.append("method 'lora' with quant.load_in_4bit: true is QLoRA; set method 'qlora'")
+            problems.append(
+                "method 'lora' with quant.load_in_4bit: true is QLoRA; set method 'qlora'"
+            )
         if self.method == "qlora" and q is False:
-            problems.append("method 'qlora' needs a 4-bit base; remove quant.load_in_4bit: false or use method 'lora'")
+            problems.append(
+                "method 'qlora' needs a 4-bit base; remove quant.load_in_4bit: false or use method "
+                "'lora'"
+            )
         return problems + registry()[self.stage].problems(self)
 
     @property
@@ -102,9 +128,16 @@ class TrainBase(Section):
 
 def _train_config():
     stages = registry()
-    sections = {s.name: (s.section, Field(default_factory=s.section)) for s in stages.values() if s.section}
-    return create_model("TrainConfig", __base__=TrainBase, __module__=__name__,
-                        stage=(Literal[tuple(stages)], next(iter(stages))), **sections)
+    sections = {
+        s.name: (s.section, Field(default_factory=s.section)) for s in stages.values() if s.section
+    }
+    return create_model(
+        "TrainConfig",
+        __base__=TrainBase,
+        __module__=__name__,
+        stage=(Literal[tuple(stages)], next(iter(stages))),
+        **sections,
+    )
 
 
 TrainConfig = _train_config()

@@ -1,5 +1,6 @@
-"""`raftkit train --launcher accelerate`: the same recipe, re-run under `accelerate launch` (multi-GPU,
-FSDP or DeepSpeed ZeRO-2 as the accelerate config says). Each process runs `raftkit train` itself."""
+"""`raftkit train --launcher accelerate`: the same recipe, re-run under `accelerate launch`
+(multi-GPU, FSDP or DeepSpeed ZeRO-2 as the accelerate config says). Each process runs
+`raftkit train` itself."""
 
 from __future__ import annotations
 
@@ -10,22 +11,38 @@ from raftkit.errors import RaftkitError
 
 
 def launch_command(args, output_dir: str | None = None) -> list[str]:
-    """The argv that runs `raftkit train` (same config, --set, flags) under accelerate; raises RaftkitError.
+    """The argv that runs `raftkit train` (same config, --set, flags) under accelerate; raises
+    RaftkitError.
 
     `output_dir` sends the ranks to another folder (the staging folder of an --overwrite run).
     """
     cfg = args.accelerate_config
     if not cfg:
-        raise RaftkitError("--launcher accelerate needs --accelerate-config (e.g. recipes/accelerate/fsdp.yaml)")
+        raise RaftkitError(
+            "--launcher accelerate needs --accelerate-config (e.g. recipes/accelerate/fsdp.yaml)"
+        )
     if not Path(cfg).is_file():
         raise RaftkitError(f"--accelerate-config {cfg}: file not found")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(cfg),
-           "-m", "raftkit.cli", "train", "--config", str(args.config)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(cfg),
+        "-m",
+        "raftkit.cli",
+        "train",
+        "--config",
+        str(args.config),
+    ]
     for item in args.set or []:
         cmd += ["--set", item]
     if output_dir:
         cmd += ["--set", f"output_dir={output_dir}"]
-    # --overwrite is not passed on: the launcher stages and swaps the run folder once, around the ranks.
+    # --overwrite is not passed on: the launcher stages and swaps the run folder once, around the
+    # ranks.
     if args.resume:
         cmd.append("--resume")
-    return cmd  # the child keeps the default --launcher none, so it trains instead of launching again
+    return (
+        cmd  # the child keeps the default --launcher none, so it trains instead of launching again
+    )

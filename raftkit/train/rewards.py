@@ -1,4 +1,5 @@
-"""Rule rewards for RLHF, in TRL's reward-function form `f(prompts, completions, **columns) -> list[float]`.
+"""Rule rewards for RLHF, in TRL's reward-function form
+`f(prompts, completions, **columns) -> list[float]`.
 
 They score what RAFT teaches: quote the given documents verbatim, end with `<ANSWER>:`, and give the
 reference answer when the dataset has one (`answer` column; None = no opinion, which TRL skips).
@@ -6,7 +7,14 @@ reference answer when the dataset has one (`answer` column; None = no opinion, w
 
 from __future__ import annotations
 
-from raftkit.prompts import ABSTAIN, ANSWER_TAG, extract_answer, extract_quotes, normalize_answer, quote_in
+from raftkit.prompts import (
+    ABSTAIN,
+    ANSWER_TAG,
+    extract_answer,
+    extract_quotes,
+    normalize_answer,
+    quote_in,
+)
 
 
 def _text(message) -> str:
@@ -42,10 +50,11 @@ def format_reward(completions, **_) -> list[float]:
 
 
 def answer_reward(completions, answer=None, target_answer=None, **_) -> list[float | None]:
-    """1.0 for a normalised exact match with the reference, 0.5 when it contains it, else 0; None without one.
+    """1.0 for a normalised exact match with the reference, 0.5 when it contains it, else 0; None
+    without one.
 
-    The reference is `target_answer` when the dataset has it (build-dataset's training target: the refusal
-    where the oracle was dropped and the target is abstain), else `answer`.
+    The reference is `target_answer` when the dataset has it (build-dataset's training target: the
+    refusal where the oracle was dropped and the target is abstain), else `answer`.
     """
     answer = answer or [None] * len(completions)
     if target_answer is not None:
@@ -56,6 +65,10 @@ def answer_reward(completions, answer=None, target_answer=None, **_) -> list[flo
             out.append(None)
             continue
         ref = normalize_answer(ref or ABSTAIN)
-        got = normalize_answer(extract_answer(_text(completion))) if ANSWER_TAG in _text(completion) else ""
+        got = (
+            normalize_answer(extract_answer(_text(completion)))
+            if ANSWER_TAG in _text(completion)
+            else ""
+        )
         out.append(1.0 if got == ref and ref else 0.5 if ref and ref in got else 0.0)
     return out

@@ -1,9 +1,9 @@
-"""`raftkit train`: validate everything (config, run folder, dataset columns, the stage's own checks)
-before any model is loaded, then hand over to the stage's trainer.
+"""`raftkit train`: validate everything (config, run folder, dataset columns, the stage's own
+checks) before any model is loaded, then hand over to the stage's trainer.
 
-The run folder is locked while training. `--overwrite` trains in `.RUN.overwrite` beside it and swaps
-the new run in only when it finished, so an interrupted rerun leaves the old run as it was; a folder
-that is not a raftkit run is never replaced.
+The run folder is locked while training. `--overwrite` trains in `.RUN.overwrite` beside it and
+swaps the new run in only when it finished, so an interrupted rerun leaves the old run as it was; a
+folder that is not a raftkit run is never replaced.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ LAUNCHED_ENV = "RAFTKIT_LAUNCHED"  # set by the accelerate launcher for the rank
 
 
 def load_config(path: str | None, overrides: list[str] | None = None) -> TrainConfig:
-    """The resolved TrainConfig (defaults < YAML < --set); raises ConfigError listing every problem."""
+    """The resolved TrainConfig (defaults < YAML < --set); raises ConfigError listing every
+    problem."""
     return config.load(TrainConfig, path, overrides)
 
 
 def check_run_dir(cfg: TrainConfig, overwrite: bool, resume: bool) -> None:
-    """Refuse to clobber a run without --overwrite, anything but a run with it, and --resume without a checkpoint."""
+    """Refuse to clobber a run without --overwrite, anything but a run with it, and --resume without
+    a checkpoint."""
     from raftkit.train.common import last_checkpoint
 
     run = Path(cfg.output_dir)
@@ -37,11 +39,15 @@ def check_run_dir(cfg: TrainConfig, overwrite: bool, resume: bool) -> None:
         return
     outputs.check_replaceable(run, "run", "output_dir")
     if run.exists() and not outputs.is_empty_dir(run) and not overwrite:
-        raise RaftkitError(f"run folder {run} already exists: pass --overwrite to replace it or --resume to continue")
+        raise RaftkitError(
+            f"run folder {run} already exists: pass --overwrite to replace it or --resume to "
+            "continue"
+        )
 
 
 def preflight(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> None:
-    """Every check that needs no model: run folder, model name, the stage's checks, dataset columns."""
+    """Every check that needs no model: run folder, model name, the stage's checks, dataset
+    columns."""
     from raftkit.models import resolve
     from raftkit.train.common import load_data
     from raftkit.train.stages import registry
@@ -63,7 +69,8 @@ def rank() -> int:
 
 
 def workspace(run: Path, overwrite: bool) -> Path:
-    """Where this run writes: the run folder, or with --overwrite of an existing run, a fresh staging folder."""
+    """Where this run writes: the run folder, or with --overwrite of an existing run, a fresh
+    staging folder."""
     if overwrite and run.exists() and not outputs.is_empty_dir(run):
         stage = outputs.staging(run)
         shutil.rmtree(stage, ignore_errors=True)
@@ -72,7 +79,8 @@ def workspace(run: Path, overwrite: bool) -> Path:
 
 
 def train(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> dict:
-    """Run stage `cfg.stage` after every check; returns the run.json summary. Raises RaftkitError."""
+    """Run stage `cfg.stage` after every check; returns the run.json summary. Raises
+    RaftkitError."""
     from transformers import set_seed
 
     from raftkit.train.stages import registry
@@ -83,14 +91,20 @@ def train(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> di
     with outputs.lock(run, "run folder") if not launched() else _nothing():
         where = workspace(run, overwrite) if not launched() else run
         if rank() == 0:
-            say(f"training: stage {cfg.stage}, method {cfg.method}, model {cfg.model} -> {cfg.output_dir}")
+            say(
+                f"training: stage {cfg.stage}, method {cfg.method}, model {cfg.model} -> "
+                f"{cfg.output_dir}"
+            )
             where.mkdir(parents=True, exist_ok=True)
             outputs.mark(where, "run")
             config.save_resolved(cfg, where)
-        # before the stage builds its model: LoRA A matrices and a reward head are drawn there, ahead of the
-        # Trainer's own seeding; unseeded, two runs of one recipe differed by up to 0.09 in adapter weights
+        # before the stage builds its model: LoRA A matrices and a reward head are drawn there,
+        # ahead of the Trainer's own seeding; unseeded, two runs of one recipe differed by up to
+        # 0.09 in adapter weights
         set_seed(cfg.seed)
-        summary = registry()[cfg.stage].train(cfg.model_copy(update={"output_dir": str(where)}), resume)
+        summary = registry()[cfg.stage].train(
+            cfg.model_copy(update={"output_dir": str(where)}), resume
+        )
         if where != run:
             outputs.swap(where, run)
     return summary
@@ -103,7 +117,8 @@ def _nothing():
 
 
 def launch(args, cfg: TrainConfig) -> None:
-    """`--launcher accelerate`: check once, lock the run folder, spawn the ranks, swap the new run in."""
+    """`--launcher accelerate`: check once, lock the run folder, spawn the ranks, swap the new run
+    in."""
     import subprocess
 
     from raftkit.train.launch import launch_command
@@ -119,5 +134,7 @@ def launch(args, cfg: TrainConfig) -> None:
         if rc:
             raise RaftkitError(f"accelerate launch exited with code {rc}")
         if where != run:
-            config.save_resolved(cfg, where)  # the ranks wrote the staging path; the run lives at output_dir
+            config.save_resolved(
+                cfg, where
+            )  # the ranks wrote the staging path; the run lives at output_dir
             outputs.swap(where, run)

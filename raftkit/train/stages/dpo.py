@@ -1,4 +1,5 @@
-"""DPO on RAFT preference pairs (grounded chosen vs ungrounded rejected answers) with TRL's DPOTrainer."""
+"""DPO on RAFT preference pairs (grounded chosen vs ungrounded rejected answers) with TRL's
+DPOTrainer."""
 
 from __future__ import annotations
 
@@ -21,9 +22,11 @@ class DPOSection(Section):
 
 
 def reference_model(cfg: TrainConfig, model):
-    """The frozen policy DPO measures drift against: the starting model, never the bare base of an SFT run.
+    """The frozen policy DPO measures drift against: the starting model, never the bare base of an
+    SFT run.
 
-    Fresh LoRA: None (TRL disables the adapter instead). Continued LoRA run or full: an explicit copy.
+    Fresh LoRA: None (TRL disables the adapter instead). Continued LoRA run or full: an explicit
+    copy.
     """
     import copy
 
@@ -32,7 +35,9 @@ def reference_model(cfg: TrainConfig, model):
 
     if cfg.method == "full":
         return copy.deepcopy(model).eval()
-    if models.resolve(cfg.model).adapter:  # disabling a continued adapter would fall back past SFT to the raw base
+    if models.resolve(
+        cfg.model
+    ).adapter:  # disabling a continued adapter would fall back past SFT to the raw base
         return models.load_causal_lm(cfg.model, common.runtime_of(cfg))
     return None
 
@@ -45,12 +50,31 @@ def train_dpo(cfg: TrainConfig, resume: bool = False) -> dict:
 
     train, evals = common.load_data(cfg)
     model, tok, base = common.load_model(cfg)
-    args = common.trainer_args(cfg, DPOConfig, evals is not None, max_length=cfg.data.max_length,
-                               beta=cfg.dpo.beta, loss_type=[cfg.dpo.loss_type])
-    trainer = DPOTrainer(model=model, ref_model=reference_model(cfg, model), args=args, train_dataset=train,
-                         eval_dataset=evals, processing_class=tok, callbacks=[common.recorder()])
+    args = common.trainer_args(
+        cfg,
+        DPOConfig,
+        evals is not None,
+        max_length=cfg.data.max_length,
+        beta=cfg.dpo.beta,
+        loss_type=[cfg.dpo.loss_type],
+    )
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=reference_model(cfg, model),
+        args=args,
+        train_dataset=train,
+        eval_dataset=evals,
+        processing_class=tok,
+        callbacks=[common.recorder()],
+    )
     return common.run_training(trainer, cfg, tok, base, resume, examples=len(train))
 
 
-STAGE = Stage(name="dpo", order=1, columns=(PAIRS,), train=train_dpo, section=DPOSection,
-              column_hint="reward and dpo need preference pairs")
+STAGE = Stage(
+    name="dpo",
+    order=1,
+    columns=(PAIRS,),
+    train=train_dpo,
+    section=DPOSection,
+    column_hint="reward and dpo need preference pairs",
+)

@@ -1,4 +1,5 @@
-"""A reward model (sequence classifier, one score) on RAFT preference pairs with TRL's RewardTrainer.
+"""A reward model (sequence classifier, one score) on RAFT preference pairs with TRL's
+RewardTrainer.
 
 RLHF (raftkit/train/stages/rlhf.py) uses the finished run as one of its rewards.
 """
@@ -21,28 +22,50 @@ class RewardSection(Section):
 
 
 def train_reward(cfg: TrainConfig, resume: bool = False) -> dict:
-    """Train a scorer that ranks grounded answers over ungrounded ones; returns the run.json summary."""
+    """Train a scorer that ranks grounded answers over ungrounded ones; returns the run.json
+    summary."""
     from trl import RewardConfig, RewardTrainer
 
     from raftkit.train import common
 
     train, evals = common.load_data(cfg)
     model, tok, base = common.load_model(cfg, head="score")
-    args = common.trainer_args(cfg, RewardConfig, evals is not None, max_length=cfg.data.max_length,
-                               center_rewards_coefficient=cfg.reward.center_rewards or None)
-    trainer = RewardTrainer(model=model, args=args, train_dataset=train, eval_dataset=evals,
-                            processing_class=tok, callbacks=[common.recorder()])
+    args = common.trainer_args(
+        cfg,
+        RewardConfig,
+        evals is not None,
+        max_length=cfg.data.max_length,
+        center_rewards_coefficient=cfg.reward.center_rewards or None,
+    )
+    trainer = RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evals,
+        processing_class=tok,
+        callbacks=[common.recorder()],
+    )
     return common.run_training(trainer, cfg, tok, base, resume, examples=len(train))
 
 
 def starts_from_a_base(cfg: TrainConfig) -> None:
-    """A reward model starts from a base model, not from a LoRA run (a causal LM adapter has no score head)."""
+    """A reward model starts from a base model, not from a LoRA run (a causal LM adapter has no
+    score head)."""
     from raftkit.models import resolve
 
     if resolve(cfg.model).adapter:
-        raise RaftkitError(f"model {cfg.model}: a reward model starts from a base model, not a LoRA run; "
-                           f"`raftkit export {cfg.model} --merge --out DIR` and use DIR")
+        raise RaftkitError(
+            f"model {cfg.model}: a reward model starts from a base model, not a LoRA run; "
+            f"`raftkit export {cfg.model} --merge --out DIR` and use DIR"
+        )
 
 
-STAGE = Stage(name="reward", order=2, columns=(PAIRS,), train=train_reward, section=RewardSection,
-              column_hint="reward and dpo need preference pairs", preflight=starts_from_a_base)
+STAGE = Stage(
+    name="reward",
+    order=2,
+    columns=(PAIRS,),
+    train=train_reward,
+    section=RewardSection,
+    column_hint="reward and dpo need preference pairs",
+    preflight=starts_from_a_base,
+)

@@ -1,6 +1,6 @@
-"""RLHF: online RL (GRPO or RLOO from TRL) whose reward is the trained reward model plus raftkit's rule
-rewards. trl 1.x has no PPOTrainer; both trainers here are critic-free and rank each prompt's group of
-`num_generations` sampled answers."""
+"""RLHF: online RL (GRPO or RLOO from TRL) whose reward is the trained reward model plus raftkit's
+rule rewards. trl 1.x has no PPOTrainer; both trainers here are critic-free and rank each prompt's
+group of `num_generations` sampled answers."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ class RLHFSection(Section):
     algorithm: Literal["grpo", "rloo"] = "grpo"  # trl 1.x has no PPOTrainer; both are critic-free
     reward_model: str = ""  # a `raftkit train` run of stage reward (required)
     reward_model_weight: float = 1.0
-    quote_weight: float = 1.0  # share of ##begin_quote## spans found verbatim in the prompt's documents
+    quote_weight: float = (
+        1.0  # share of ##begin_quote## spans found verbatim in the prompt's documents
+    )
     format_weight: float = 0.5  # `<ANSWER>:` present
     answer_weight: float = 1.0  # `<ANSWER>:` span matches the reference `answer` column
     num_generations: int = 4  # completions per prompt: the group a reward is normalised against
@@ -32,18 +34,25 @@ class RLHFSection(Section):
 
     def check(self) -> list[str]:
         if self.num_generations < 2:
-            return [f"num_generations ({self.num_generations}) must be at least 2 (rewards are ranked in a group)"]
+            return [
+                f"num_generations ({self.num_generations}) must be at least 2 (rewards are ranked "
+                "in a group)"
+            ]
         return []
 
 
 def problems(cfg: TrainConfig) -> list[str]:
     out = []
     if not cfg.rlhf.reward_model:
-        out.append("stage 'rlhf' needs rlhf.reward_model (a run of `raftkit train` with stage 'reward')")
+        out.append(
+            "stage 'rlhf' needs rlhf.reward_model (a run of `raftkit train` with stage 'reward')"
+        )
     group, n = cfg.optim.batch_size * cfg.optim.grad_accum, cfg.rlhf.num_generations
     if n >= 2 and group % n:
-        out.append(f"stage 'rlhf': optim.batch_size x optim.grad_accum ({group}) must be a multiple of "
-                   f"rlhf.num_generations ({n}): each prompt's answers form one batch")
+        out.append(
+            f"stage 'rlhf': optim.batch_size x optim.grad_accum ({group}) must be a multiple of "
+            f"rlhf.num_generations ({n}): each prompt's answers form one batch"
+        )
     return out
 
 
@@ -52,14 +61,17 @@ def check_reward_model(cfg: TrainConfig) -> None:
     path = Path(cfg.rlhf.reward_model)
     info = path / "run.json"
     if not info.is_file() or not (path / "model").is_dir():
-        raise RaftkitError(f"rlhf.reward_model {path}: not a finished `raftkit train` run (no run.json + model/)")
+        raise RaftkitError(
+            f"rlhf.reward_model {path}: not a finished `raftkit train` run (no run.json + model/)"
+        )
     stage = json.loads(info.read_text()).get("stage")
     if stage != "reward":
         raise RaftkitError(f"rlhf.reward_model {path}: is a '{stage}' run, not a 'reward' run")
 
 
 def train_rlhf(cfg: TrainConfig, resume: bool = False) -> dict:
-    """Optimise `cfg.model` against reward model + quote/format/answer rewards; returns the run.json summary."""
+    """Optimise `cfg.model` against reward model + quote/format/answer rewards; returns the run.json
+    summary."""
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     from raftkit.models import load_classifier
@@ -72,17 +84,38 @@ def train_rlhf(cfg: TrainConfig, resume: bool = False) -> dict:
     scorer, scorer_tok = load_classifier(r.reward_model, common.runtime_of(cfg))
     funcs = [scorer, rewards.quote_reward, rewards.format_reward, rewards.answer_reward]
     weights = [r.reward_model_weight, r.quote_weight, r.format_weight, r.answer_weight]
-    config_cls, trainer_cls = (GRPOConfig, GRPOTrainer) if r.algorithm == "grpo" else (RLOOConfig, RLOOTrainer)
+    config_cls, trainer_cls = (
+        (GRPOConfig, GRPOTrainer) if r.algorithm == "grpo" else (RLOOConfig, RLOOTrainer)
+    )
     args = common.trainer_args(
-        cfg, config_cls, False, num_generations=r.num_generations,
-        max_completion_length=r.max_completion_length, temperature=r.temperature, beta=r.beta,
-        reward_weights=weights)
-    trainer = trainer_cls(model=model, reward_funcs=funcs, args=args, train_dataset=train,
-                          processing_class=tok, reward_processing_classes=[scorer_tok, None, None, None],
-                          callbacks=[common.recorder()])
+        cfg,
+        config_cls,
+        False,
+        num_generations=r.num_generations,
+        max_completion_length=r.max_completion_length,
+        temperature=r.temperature,
+        beta=r.beta,
+        reward_weights=weights,
+    )
+    trainer = trainer_cls(
+        model=model,
+        reward_funcs=funcs,
+        args=args,
+        train_dataset=train,
+        processing_class=tok,
+        reward_processing_classes=[scorer_tok, None, None, None],
+        callbacks=[common.recorder()],
+    )
     return common.run_training(trainer, cfg, tok, base, resume, examples=len(train))
 
 
-STAGE = Stage(name="rlhf", order=3, columns=(("prompt",),), train=train_rlhf, section=RLHFSection,
-              extra_columns=("answer", "target_answer", "context"), problems=problems,
-              preflight=check_reward_model)
+STAGE = Stage(
+    name="rlhf",
+    order=3,
+    columns=(("prompt",),),
+    train=train_rlhf,
+    section=RLHFSection,
+    extra_columns=("answer", "target_answer", "context"),
+    problems=problems,
+    preflight=check_reward_model,
+)

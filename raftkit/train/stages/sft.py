@@ -1,4 +1,5 @@
-"""SFT on RAFT chat data: TRL's SFTTrainer on prompt-completion conversations, loss on the answer only."""
+"""SFT on RAFT chat data: TRL's SFTTrainer on prompt-completion conversations, loss on the answer
+only."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ if TYPE_CHECKING:
 
 
 class SFTSection(Section):
-    packing: bool = True  # best-fit packing of whole examples into max_length rows: no padding computed
-    completion_only: bool = True  # loss on the assistant answer only, never on the documents of the prompt
+    packing: bool = (
+        True  # best-fit packing of whole examples into max_length rows: no padding computed
+    )
+    completion_only: bool = (
+        True  # loss on the assistant answer only, never on the documents of the prompt
+    )
 
 
 def train_sft(cfg: TrainConfig, resume: bool = False) -> dict:
@@ -38,23 +43,37 @@ def sft_trainer(cfg: TrainConfig):
     if cfg.sft.packing and not cuda:
         # Padding-free packing flattens a batch into one row; on CPU, attention then runs over all
         # batch x max_length tokens with a block mask (4x the work at batch 4). One packed row per
-        # micro-batch, accumulated to the same effective batch, measured 1.35x faster at half the memory.
-        batch = dict(per_device_train_batch_size=1,
-                     gradient_accumulation_steps=cfg.optim.batch_size * cfg.optim.grad_accum)
+        # micro-batch, accumulated to the same effective batch, measured 1.35x faster at half the
+        # memory.
+        batch = dict(
+            per_device_train_batch_size=1,
+            gradient_accumulation_steps=cfg.optim.batch_size * cfg.optim.grad_accum,
+        )
     args = common.trainer_args(
-        cfg, SFTConfig, evals is not None,
+        cfg,
+        SFTConfig,
+        evals is not None,
         max_length=cfg.data.max_length,
         # Best-fit packing turns on padding-free batches: no FLOPs are spent on pad tokens, and
         # transformers keeps attention inside each packed example via position_ids.
-        packing=cfg.sft.packing, packing_strategy="bfd",
-        # prompt-completion data: the loss mask is the completion (the RAFT answer), never the documents;
-        # plain `messages` data: the loss mask is the assistant turns.
+        packing=cfg.sft.packing,
+        packing_strategy="bfd",
+        # prompt-completion data: the loss mask is the completion (the RAFT answer), never the
+        # documents; plain `messages` data: the loss mask is the assistant turns.
         completion_only_loss=cfg.sft.completion_only if prompt_completion else None,
         assistant_only_loss=cfg.sft.completion_only and not prompt_completion,
-        dataset_num_proc=None, **batch)
+        dataset_num_proc=None,
+        **batch,
+    )
     trainer_cls = SFTTrainer if cuda else cpu_trainer(SFTTrainer)
-    trainer = trainer_cls(model=model, args=args, train_dataset=train, eval_dataset=evals,
-                          processing_class=tok, callbacks=[common.recorder()])
+    trainer = trainer_cls(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evals,
+        processing_class=tok,
+        callbacks=[common.recorder()],
+    )
     return trainer, tok, base
 
 
@@ -73,5 +92,10 @@ def cpu_trainer(base):
     return CpuSFTTrainer
 
 
-STAGE = Stage(name="sft", order=0, columns=(("prompt", "completion"), ("messages",)), train=train_sft,
-              section=SFTSection)
+STAGE = Stage(
+    name="sft",
+    order=0,
+    columns=(("prompt", "completion"), ("messages",)),
+    train=train_sft,
+    section=SFTSection,
+)
