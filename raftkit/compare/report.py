@@ -286,11 +286,8 @@ def render_markdown(results: dict, systems: list[SystemResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_html(results: dict, systems: list[SystemResult]) -> str:
-    """report.html: verdict, tables, plots (embedded PNGs), definitions and reproduction details in
-    one file."""
+def _plots_html(systems: list[SystemResult]) -> str:
     e = html.escape
-    names, q = [s.name for s in systems], results["questions"]
     imgs = ""
     for group, only, title in PLOTS:
         metrics = [m for m in present(systems, group) if only is None or m.name in only]
@@ -299,9 +296,15 @@ def render_html(results: dict, systems: list[SystemResult]) -> str:
                 f'<img alt="{e(group)} per system" '
                 f'src="data:image/png;base64,{_figure(systems, metrics, title)}">'
             )
+    return imgs
+
+
+def _head_html(results: dict, systems: list[SystemResult]) -> list[str]:
+    """The title line, the verdict and the systems table."""
+    e, q = html.escape, results["questions"]
     parts = [
-        f"<h1>raftkit comparison</h1><p class=sub>{e(', '.join(names))} &middot; {q['count']} "
-        f"questions from <code>{e(q['source'])}</code> "
+        f"<h1>raftkit comparison</h1><p class=sub>{e(', '.join(s.name for s in systems))} &middot; "
+        f"{q['count']} questions from <code>{e(q['source'])}</code> "
         f"({e(', '.join(f'{k}: {v}' for k, v in q['by_status'].items()))}) &middot; "
         f"{e(results['created'])}</p>"
     ]
@@ -311,14 +314,21 @@ def render_html(results: dict, systems: list[SystemResult]) -> str:
             + "".join(f"<li>{e(v)}</li>" for v in results["verdict"])
             + "</ul></div>"
         )
-    parts += [
-        "<h2>Systems</h2>"
-        + _html_table(
-            systems_table(systems)[0], [[(c, "") for c in r] for r in systems_table(systems)[1:]]
-        ),
+    table = systems_table(systems)
+    return parts + [
+        "<h2>Systems</h2>" + _html_table(table[0], [[(c, "") for c in r] for r in table[1:]])
+    ]
+
+
+def render_html(results: dict, systems: list[SystemResult]) -> str:
+    """report.html: verdict, tables, plots (embedded PNGs), definitions and reproduction details in
+    one file."""
+    e = html.escape
+    names = [s.name for s in systems]
+    parts = _head_html(results, systems) + [
         "<h2>Plots</h2><p class=sub>Bars: value; whiskers: bootstrap "
         f"{int(100 * results['bootstrap']['level'])}% interval over questions.</p>"
-        f"<div class=plots>{imgs}</div>",
+        f"<div class=plots>{_plots_html(systems)}</div>",
     ]
     for group in GROUPS:
         rows = metric_rows(systems, group)

@@ -166,33 +166,42 @@ def build_dataset(
             records, batches, examples, picker, len(index.chunks), time.perf_counter() - t0
         )
         config.save_resolved(cfg, where)
-        files.write_json(
-            where / MANIFEST,
-            {
-                "raftkit_version": __version__,
-                "created": now(),
-                "fingerprint": fingerprint,
-                "inputs": {
-                    "docs": str(docs),
-                    "documents": len(loaded.documents),
-                    "skipped_files": loaded.skipped,
-                    "qa": str(qa) if qa else None,
-                    "qa_lines": len(qa_rows) if qa_rows else 0,
-                },
-                "index": {"name": index.name, "path": str(index.path), "action": index_action},
-                "models": {
-                    "generator": cfg.generation.model if gen.gen is not None else None,
-                    "backend": cfg.generation.backend,
-                    "embedder": cfg.retrieval.embedding.model,
-                },
-                "settings": config.to_dict(cfg),
-                "summary": summary,
-                "splits": {"eval_documents": sorted(d for d, s in splits.items() if s == "eval")},
-            },
+        inputs = {"docs": str(docs), "qa": str(qa) if qa else None, "qa_lines": len(qa_rows or [])}
+        _write_manifest(
+            where, cfg, fingerprint, inputs, loaded, (index, index_action), gen, summary, splits
         )
         if where != out:
             outputs.swap(where, out)
     return BuildResult(out, dataset, summary)
+
+
+def _write_manifest(
+    where: Path, cfg, fingerprint, inputs, loaded, index_and_action, gen, summary, splits
+):
+    """OUT/manifest.json: inputs, index, models, settings, counts and eval documents."""
+    index, action = index_and_action
+    files.write_json(
+        where / MANIFEST,
+        {
+            "raftkit_version": __version__,
+            "created": now(),
+            "fingerprint": fingerprint,
+            "inputs": {
+                **inputs,
+                "documents": len(loaded.documents),
+                "skipped_files": loaded.skipped,
+            },
+            "index": {"name": index.name, "path": str(index.path), "action": action},
+            "models": {
+                "generator": cfg.generation.model if gen.gen is not None else None,
+                "backend": cfg.generation.backend,
+                "embedder": cfg.retrieval.embedding.model,
+            },
+            "settings": config.to_dict(cfg),
+            "summary": summary,
+            "splits": {"eval_documents": sorted(d for d, s in splits.items() if s == "eval")},
+        },
+    )
 
 
 def _index(cfg: RaftBuildConfig, docs, loaded, index):

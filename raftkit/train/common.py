@@ -266,6 +266,39 @@ def trainer_args(cfg: TrainConfig, config_cls, has_eval: bool, **extra):
     return config_cls(**{**args, **extra})
 
 
+def build_trainer(
+    cfg: TrainConfig,
+    trainer_cls,
+    config_cls,
+    head: str = "causal",
+    evaluate: bool = True,
+    args: dict | None = None,
+    extra=None,
+):
+    """(trainer, tokenizer, base name): the stage's data and model in a TRL trainer.
+
+    `args` are the stage's own trainer arguments; `extra(model, tok)` returns more trainer keyword
+    arguments built from the loaded model (a DPO reference model, RLHF reward functions).
+    """
+    train, evals = load_data(cfg)
+    evals = evals if evaluate else None
+    model, tok, base = load_model(cfg, head=head)
+    targs = trainer_args(cfg, config_cls, evals is not None, **(args or {}))
+    more = extra(model, tok) if extra else {}
+    if evaluate:
+        more["eval_dataset"] = evals
+    trainer = trainer_cls(
+        model=model,
+        args=targs,
+        train_dataset=train,
+        processing_class=tok,
+        callbacks=[recorder()],
+        **more,
+    )
+    trainer.raftkit_examples = len(train)  # before packing: what run.json counts as examples
+    return trainer, tok, base
+
+
 def recorder():
     """A TrainerCallback that rewrites RUN/metrics.jsonl (atomically) at every log."""
     from transformers import TrainerCallback
@@ -392,7 +425,7 @@ def _summary(
         "base_model": base,
         "dataset": cfg.data.path,
         "steps": state.global_step,
-        "examples": examples or len(trainer.train_dataset),
+        "examples": examples or getattr(trainer, "raftkit_examples", len(trainer.train_dataset)),
         "tokens": int(tokens),
         "tokens_per_s": round(tokens / train_s, 1) if train_s else 0.0,
         "peak_mem_mb": round(peak_memory_mb(rt.cuda), 1),

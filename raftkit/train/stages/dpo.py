@@ -48,26 +48,18 @@ def train_dpo(cfg: TrainConfig, resume: bool = False) -> dict:
 
     from raftkit.train import common
 
-    train, evals = common.load_data(cfg)
-    model, tok, base = common.load_model(cfg)
-    args = common.trainer_args(
+    trainer, tok, base = common.build_trainer(
         cfg,
+        DPOTrainer,
         DPOConfig,
-        evals is not None,
-        max_length=cfg.data.max_length,
-        beta=cfg.dpo.beta,
-        loss_type=[cfg.dpo.loss_type],
+        args={
+            "max_length": cfg.data.max_length,
+            "beta": cfg.dpo.beta,
+            "loss_type": [cfg.dpo.loss_type],
+        },
+        extra=lambda model, tok: {"ref_model": reference_model(cfg, model)},
     )
-    trainer = DPOTrainer(
-        model=model,
-        ref_model=reference_model(cfg, model),
-        args=args,
-        train_dataset=train,
-        eval_dataset=evals,
-        processing_class=tok,
-        callbacks=[common.recorder()],
-    )
-    return common.run_training(trainer, cfg, tok, base, resume, examples=len(train))
+    return common.run_training(trainer, cfg, tok, base, resume)
 
 
 STAGE = Stage(

@@ -28,24 +28,17 @@ def train_reward(cfg: TrainConfig, resume: bool = False) -> dict:
 
     from raftkit.train import common
 
-    train, evals = common.load_data(cfg)
-    model, tok, base = common.load_model(cfg, head="score")
-    args = common.trainer_args(
+    trainer, tok, base = common.build_trainer(
         cfg,
+        RewardTrainer,
         RewardConfig,
-        evals is not None,
-        max_length=cfg.data.max_length,
-        center_rewards_coefficient=cfg.reward.center_rewards or None,
+        head="score",
+        args={
+            "max_length": cfg.data.max_length,
+            "center_rewards_coefficient": cfg.reward.center_rewards or None,
+        },
     )
-    trainer = RewardTrainer(
-        model=model,
-        args=args,
-        train_dataset=train,
-        eval_dataset=evals,
-        processing_class=tok,
-        callbacks=[common.recorder()],
-    )
-    return common.run_training(trainer, cfg, tok, base, resume, examples=len(train))
+    return common.run_training(trainer, cfg, tok, base, resume)
 
 
 def starts_from_a_base(cfg: TrainConfig) -> None:

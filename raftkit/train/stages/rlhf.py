@@ -78,35 +78,36 @@ def train_rlhf(cfg: TrainConfig, resume: bool = False) -> dict:
     from raftkit.train import common, rewards
 
     r = cfg.rlhf
-    train, _ = common.load_data(cfg)
-    model, tok, base = common.load_model(cfg)
-    tok.padding_side = "left"  # generation needs the prompts aligned on the right
-    scorer, scorer_tok = load_classifier(r.reward_model, common.runtime_of(cfg))
-    funcs = [scorer, rewards.quote_reward, rewards.format_reward, rewards.answer_reward]
-    weights = [r.reward_model_weight, r.quote_weight, r.format_weight, r.answer_weight]
     config_cls, trainer_cls = (
         (GRPOConfig, GRPOTrainer) if r.algorithm == "grpo" else (RLOOConfig, RLOOTrainer)
     )
-    args = common.trainer_args(
+
+    def rewarded(model, tok):
+        tok.padding_side = "left"  # generation needs the prompts aligned on the right
+        scorer, scorer_tok = load_classifier(r.reward_model, common.runtime_of(cfg))
+        funcs = [scorer, rewards.quote_reward, rewards.format_reward, rewards.answer_reward]
+        return {"reward_funcs": funcs, "reward_processing_classes": [scorer_tok, None, None, None]}
+
+    trainer, tok, base = common.build_trainer(
         cfg,
+        trainer_cls,
         config_cls,
-        False,
-        num_generations=r.num_generations,
-        max_completion_length=r.max_completion_length,
-        temperature=r.temperature,
-        beta=r.beta,
-        reward_weights=weights,
+        evaluate=False,
+        extra=rewarded,
+        args={
+            "num_generations": r.num_generations,
+            "max_completion_length": r.max_completion_length,
+            "temperature": r.temperature,
+            "beta": r.beta,
+            "reward_weights": [
+                r.reward_model_weight,
+                r.quote_weight,
+                r.format_weight,
+                r.answer_weight,
+            ],
+        },
     )
-    trainer = trainer_cls(
-        model=model,
-        reward_funcs=funcs,
-        args=args,
-        train_dataset=train,
-        processing_class=tok,
-        reward_processing_classes=[scorer_tok, None, None, None],
-        callbacks=[common.recorder()],
-    )
-    return common.run_training(trainer, cfg, tok, base, resume, examples=len(train))
+    return common.run_training(trainer, cfg, tok, base, resume)
 
 
 STAGE = Stage(

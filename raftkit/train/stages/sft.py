@@ -26,7 +26,7 @@ def train_sft(cfg: TrainConfig, resume: bool = False) -> dict:
     from raftkit.train import common
 
     trainer, tok, base = sft_trainer(cfg)
-    return common.run_training(trainer, cfg, tok, base, resume, examples=len(trainer.train_dataset))
+    return common.run_training(trainer, cfg, tok, base, resume)
 
 
 def sft_trainer(cfg: TrainConfig):
@@ -35,9 +35,7 @@ def sft_trainer(cfg: TrainConfig):
 
     from raftkit.train import common
 
-    train, evals = common.load_data(cfg)
-    model, tok, base = common.load_model(cfg)
-    prompt_completion = "completion" in train.column_names
+    prompt_completion = "completion" in common.load_data(cfg)[0].column_names
     cuda = common.runtime_of(cfg).cuda
     batch = {}
     if cfg.sft.packing and not cuda:
@@ -49,10 +47,7 @@ def sft_trainer(cfg: TrainConfig):
             per_device_train_batch_size=1,
             gradient_accumulation_steps=cfg.optim.batch_size * cfg.optim.grad_accum,
         )
-    args = common.trainer_args(
-        cfg,
-        SFTConfig,
-        evals is not None,
+    args = dict(
         max_length=cfg.data.max_length,
         # Best-fit packing turns on padding-free batches: no FLOPs are spent on pad tokens, and
         # transformers keeps attention inside each packed example via position_ids.
@@ -66,15 +61,7 @@ def sft_trainer(cfg: TrainConfig):
         **batch,
     )
     trainer_cls = SFTTrainer if cuda else cpu_trainer(SFTTrainer)
-    trainer = trainer_cls(
-        model=model,
-        args=args,
-        train_dataset=train,
-        eval_dataset=evals,
-        processing_class=tok,
-        callbacks=[common.recorder()],
-    )
-    return trainer, tok, base
+    return common.build_trainer(cfg, trainer_cls, SFTConfig, args=args)
 
 
 def cpu_trainer(base):
