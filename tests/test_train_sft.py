@@ -125,7 +125,7 @@ def test_cpu_trainer_loss_equals_trls_on_the_same_batch(tiny_llama, tmp_path):
     assert float(ours) == pytest.approx(float(theirs), rel=1e-4)
 
 
-def test_bf16_runtime_trains_with_autocast_and_float32_weights(
+def test_bf16_runtime_trains_float32_adapters_on_a_bf16_base(
     tiny_llama, tmp_path, train_tiny, read_tensors
 ):
     run = tmp_path / "run"
@@ -138,7 +138,7 @@ def test_bf16_runtime_trains_with_autocast_and_float32_weights(
     summary = json.loads((run / "run.json").read_text())
     assert (summary["dtype"], summary["precision"]) == (
         "bfloat16",
-        "bfloat16 autocast, float32 weights",
+        "bfloat16 autocast; trained weights float32, frozen weights bfloat16",
     )
     weights = read_tensors(run / "model" / "adapter_model.safetensors")
     assert {str(w.dtype) for w in weights.values()} == {"torch.float32"}
