@@ -28,6 +28,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: install
+	# lint and format gate first: seconds, and a red line here needs no model to explain it
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
 test-fast: install

@@ -1,106 +1,225 @@
-"""Questions/s of `raftkit compare` per system on the 135M default, batched against unbatched, one run.
+"""Questions/s of `raftkit compare`: the old float32 two-prefill path against the default.
+
+The 135M default: the float32 path with a second prefill for the
+choice log-likelihoods (how compare worked until commit d74e6c5) against the runtime default (bf16
+on this CPU) scoring the choices from its generation's own KV cache. Same questions, one process.
 
     .venv/bin/python benchmarks/compare.py [--questions 24] [--batch-size 8] [--max-new-tokens 48]
 
-The same seeded sample of corpora/demo/qa.jsonl is answered by a closed-book and a RAG system (index
-of corpora/demo/v2, top-3) twice: generation.batch_size 1, then --batch-size. Questions/s counts
-generation plus choice log-likelihoods (what `compare` spends per question); retrieval and ragas are
-shared and excluded. Prints a table and writes the `compare` section of benchmarks/RESULTS.md.
+A closed-book and a RAG system (index of corpora/demo/v2, top-3) answer a seeded sample of
+corpora/demo/qa.jsonl; choices are scored after each reply (`scoring.mc_after: reply`, what the
+real-data benchmarks use). Questions/s counts generation plus choice scoring (retrieval is shared
+and excluded). Writes benchmarks/data/compare.json and the `compare` section of
+benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results import machine, peak_rss_mb, table, write_section  # noqa: E402
+from results import ROOT, bench_main, describe, peak_rss_mb, table
 
-ROOT = Path(__file__).resolve().parents[1]
+MODEL = "smollm2-135m-instruct"
+PATHS = {"float32, second prefill": ("float32", True), "auto, one prefill": ("auto", False)}
 
 
-def run(batch_size: int, args, indexes: Path, out: Path) -> tuple[dict, float]:
+def two_prefill_factory(rt):
+    """The old path as a generator: generate, then run every prompt again to score the choices."""
+    import torch
+
+    from raftkit import prompts
+    from raftkit.generate import Answer, HFGenerator, choice_continuation
+
+    class TwoPrefill(HFGenerator):
+        def answer(self, conversations, choices=None, after_reply=False, desc="answering"):
+            replies = self.chat(conversations, desc=desc)
+            out = []
+            for conv, reply, ch in zip(conversations, replies, choices or [[]] * len(replies)):
+                prefix = prompts.reasoning(reply) if after_reply else ""
+                scores = (
+                    self._second_prefill(conv, [prefix + choice_continuation(c) for c in ch])
+                    if ch
+                    else None
+                )
+                out.append(Answer(reply, scores))
+            return out
+
+        def _second_prefill(self, conv, continuations):
+            """The prompt once more, its KV cache shared by the continuations
+            (the old shared_prompt_loglik)."""
+            prompt = self.prompt_ids(conv)
+            conts = [
+                self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations
+            ]
+            pad = self.tokenizer.pad_token_id or 0
+            n, width, dev = len(conts), max(map(len, conts)), self.model.device
+            with torch.inference_mode():
+                out = self.model(input_ids=torch.tensor([prompt], device=dev), use_cache=True)
+                first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+                cache = out.past_key_values
+                cache.batch_repeat_interleave(n)
+                ids = torch.tensor([c + [pad] * (width - len(c)) for c in conts], device=dev)
+                mask = torch.tensor(
+                    [[1] * (len(prompt) + len(c)) + [0] * (width - len(c)) for c in conts],
+                    device=dev,
+                )
+                positions = torch.arange(len(prompt), len(prompt) + width, device=dev).expand(
+                    n, width
+                )
+                logits = self.model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    past_key_values=cache,
+                ).logits
+                logp = torch.log_softmax(logits.float(), dim=-1)
+            return [
+                float(
+                    first[c[0]]
+                    + (
+                        logp[i, : len(c) - 1].gather(1, ids[i, 1 : len(c), None]).sum()
+                        if len(c) > 1
+                        else 0.0
+                    )
+                )
+                for i, c in enumerate(conts)
+            ]
+
+    return lambda gcfg: TwoPrefill(gcfg, rt)
+
+
+def run(label: str, args, indexes: Path, out: Path):
     from raftkit import config
     from raftkit.compare.config import CompareConfig
     from raftkit.compare.run import compare
+    from raftkit.models import runtime
 
-    cfg = config.load(CompareConfig, data={
-        "systems": [{"name": "base", "model": "smollm2-135m-instruct", "mode": "closed"},
-                    {"name": "base+rag", "model": "smollm2-135m-instruct", "mode": "rag", "index": "bench",
-                     "top_k": 3}],
-        "questions": {"path": str(ROOT / "corpora/demo/qa.jsonl"), "max_questions": args.questions, "seed": 0},
-        "generation": {"batch_size": batch_size, "max_new_tokens": args.max_new_tokens, "device": "cpu"},
-        "indexes_dir": str(indexes), "build_indexes": {"bench": str(ROOT / "corpora/demo/v2")},
-        "scoring": {"ragas": False}, "bootstrap": {"samples": 100}})
+    dtype, old = PATHS[label]
+    cfg = config.load(
+        CompareConfig,
+        data={
+            "systems": [
+                {"name": "base", "model": MODEL, "mode": "closed"},
+                {"name": "base+rag", "model": MODEL, "mode": "rag", "index": "bench", "top_k": 3},
+            ],
+            "questions": {
+                "path": str(ROOT / "corpora/demo/qa.jsonl"),
+                "max_questions": args.questions,
+                "seed": 0,
+            },
+            "generation": {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens},
+            "runtime": {"dtype": dtype},
+            "indexes_dir": str(indexes),
+            "build_indexes": {"bench": str(ROOT / "corpora/demo/v2")},
+            "scoring": {"ragas": False, "mc_after": "reply"},
+            "bootstrap": {"samples": 100},
+        },
+    )
     t0 = time.perf_counter()
-    report = compare(cfg, out)
+    report = compare(
+        cfg, out, generator_factory=two_prefill_factory(runtime(cfg.runtime)) if old else None
+    )
     return report, time.perf_counter() - t0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def measure(args) -> dict:
+    import os
+
+    os.environ.setdefault("RAFTKIT_QUIET", "1")
+    paths = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for i, label in enumerate(PATHS):
+            report, wall = run(label, args, tmp / "indexes", tmp / f"run{i}")
+            paths[label] = {
+                "wall_s": wall,
+                "dtype": report.results["runtime"]["dtype"],
+                "systems": {
+                    s.name: {
+                        "seconds": s.speed["seconds"],
+                        "questions": s.questions,
+                        "questions_per_s": s.speed["questions_per_s"],
+                        "accuracy": s.metrics["accuracy"].value,
+                        "correct": sum(bool(r.correct) for r in report.rows if r.system == s.name),
+                        "answers": {r.qid: r.answer for r in report.rows if r.system == s.name},
+                    }
+                    for s in report.systems
+                },
+            }
+    return {
+        "questions": args.questions,
+        "batch_size": args.batch_size,
+        "max_new_tokens": args.max_new_tokens,
+        "paths": paths,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def render(d: dict) -> str:
+    old, new = (d["paths"][k] for k in PATHS)
+    rows = []
+    for label, p in d["paths"].items():
+        for name, s in p["systems"].items():
+            rows.append(
+                [
+                    label,
+                    p["dtype"],
+                    name,
+                    s["questions"],
+                    round(s["seconds"], 1),
+                    round(s["questions_per_s"], 3),
+                    f"{100 * s['accuracy']:.1f}% ({s['correct']})",
+                ]
+            )
+    lines = []
+    for name in old["systems"]:
+        a, b = old["systems"][name], new["systems"][name]
+        same = sum(a["answers"][q] == b["answers"].get(q) for q in a["answers"])
+        lines.append(
+            f"{name}: {b['questions_per_s'] / a['questions_per_s']:.2f}x the questions/s, the same "
+            f"answer on {same} of {len(a['answers'])} questions "
+            f"({100 * same / len(a['answers']):.0f}%), {b['correct'] - a['correct']:+d} correct"
+        )
+    return "\n\n".join(
+        [
+            "## Comparator (`benchmarks/compare.py`)",
+            f"Machine: {describe(d['machine'])}. Peak RSS {d['peak_rss_mb']:,.0f} MiB. Command: "
+            f"`{d['command']}`.",
+            f"{d['questions']} seeded questions of corpora/demo/qa.jsonl, {MODEL}, greedy, "
+            f"max_new_tokens {d['max_new_tokens']}, batch {d['batch_size']}; base = closed-book, "
+            "base+rag = top-3 chunks of corpora/demo/v2; choices scored after each reply. "
+            "*float32, second prefill* is how compare ran until commit d74e6c5: generate, then "
+            "feed every prompt again to score the choices. *auto, one prefill* is now: the "
+            "runtime's dtype (bf16 here) and the choices scored from the generation's own KV "
+            "cache.",
+            table(
+                [
+                    "path",
+                    "dtype",
+                    "system",
+                    "questions",
+                    "seconds",
+                    "questions/s",
+                    "accuracy (correct)",
+                ],
+                rows,
+            ),
+            "**Against the old path:** "
+            + "; ".join(lines)
+            + ". Greedy answers differ where bf16 rounding changes a "
+            "token; the cache-based scores equal a fresh forward to 1e-3 in float32 "
+            "(tests/test_compare_report.py).",
+        ]
+    )
+
+
+def add_args(parser) -> None:
     parser.add_argument("--questions", type=int, default=24)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=48)
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads (0 = torch's default); 1 avoids thread thrashing on a busy machine")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
-    args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("RAFTKIT_QUIET", "1")
-    from raftkit.ui import quiet_libraries
-
-    quiet_libraries()
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        runs = {bs: run(bs, args, tmp / "indexes", tmp / f"bs{bs}") for bs in (1, args.batch_size)}
-    load_after = os.getloadavg()[0]
-    rows, speeds = [], {}
-    for bs, (report, wall) in runs.items():
-        for s in report.results["systems"]:
-            qps = s["speed"]["questions_per_s"]
-            speeds[(bs, s["name"])] = qps
-            gen_s = s["speed"].get("generate_seconds", 0.0)
-            rows.append([s["name"], bs, s["questions"], round(s["speed"]["seconds"], 1), round(gen_s, 1),
-                         round(s["speed"]["seconds"] - gen_s, 1), round(qps, 3),
-                         f"{100 * s['metrics']['accuracy']['value']:.1f}%"])
-    unbatched, batched = runs[1][0], runs[args.batch_size][0]
-    same = sum(a["answer"] == b["answer"] for a, b in zip(unbatched.rows, batched.rows))
-    speedups = {n: speeds[(args.batch_size, n)] / speeds[(1, n)] for n in ("base", "base+rag")}
-    body = "\n".join([
-        "## Comparator (`benchmarks/compare.py`)", "",
-        f"Machine: {machine()}. Peak RSS {peak_rss_mb():,.0f} MiB. Command: "
-        f"`.venv/bin/python benchmarks/compare.py --questions {args.questions} --batch-size {args.batch_size} "
-        f"--max-new-tokens {args.max_new_tokens}" + (f" --threads {args.threads}" if args.threads else "") + "`. "
-        f"torch threads: {torch.get_num_threads()}. The cores were shared with other jobs: 1-minute load average "
-        f"{load_before:.1f} before and {load_after:.1f} after, so absolute rates are pessimistic; the "
-        "batched/unbatched ratio is the point.", "",
-        f"{args.questions} seeded questions of corpora/demo/qa.jsonl, smollm2-135m-instruct on CPU, greedy, "
-        f"max_new_tokens {args.max_new_tokens}; base = closed-book, base+rag = top-3 chunks of corpora/demo/v2. "
-        "Seconds and questions/s cover generation plus the choice log-likelihoods of each question (one prompt "
-        "pass per question, its KV cache shared by the choices).", "",
-        table(["system", "batch size", "questions", "seconds", "generation s", "choice log-lik s", "questions/s",
-               "accuracy"], rows), "",
-        f"Batching ({args.batch_size}) speeds up base {speedups['base']:.2f}x and base+rag {speedups['base+rag']:.2f}x. "
-        f"Answers identical between the two runs: {same} of {len(unbatched.rows)} (greedy decoding; padding can "
-        f"shift a float rounding). Wall time of the two runs: {runs[1][1]:.0f} s and "
-        f"{runs[args.batch_size][1]:.0f} s (model loading and retrieval included). Batching pays off where "
-        "decoding dominates (short closed-book prompts); RAG prompts (700-870 tokens here) are prefill-bound, and "
-        "on one busy CPU thread a prefill costs the same batched or not.",
-    ])
-    print(body)
-    if not args.no_write:
-        print(f"wrote {write_section('compare', body)}")
 
 
 if __name__ == "__main__":
-    main()
+    bench_main("compare", __doc__, measure, render, add_args)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from raftkit.atomic import read_jsonl  # noqa: F401  (the benchmarks read QA files with it)
+from raftkit.files import read_jsonl, write_jsonl  # noqa: F401  (the benchmarks read and write QA files)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "benchmarks"
@@ -47,14 +47,18 @@ class Steps:
         self.log.append((step, shown, seconds))
         return seconds
 
-    def table_rows(self) -> list[list]:
-        return [[step, f"`{cmd}`", round(sec, 1)] for step, cmd, sec in self.log]
+    def records(self) -> list[dict]:
+        return [{"step": step, "command": cmd, "seconds": sec} for step, cmd, sec in self.log]
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
+def steps_table(records: list[dict]) -> str:
+    """The Markdown table of a benchmark's steps: each a raftkit command, with its seconds."""
+    from results import table
+
+    return table(
+        ["step", "command", "seconds"],
+        [[r["step"], f"`{r['command']}`", round(r["seconds"], 1)] for r in records],
+    )
 
 
 def write_yaml(path: Path, data: dict, command: str) -> Path:
@@ -83,8 +87,11 @@ def per_question(report_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def accuracy_by(rows: list[dict], group_of: dict[str, str]) -> dict[tuple[str, str], tuple[float, int]]:
-    """{(system, group): (accuracy, n)} from per_question.csv rows; group_of maps question id -> group."""
+def accuracy_by(
+    rows: list[dict], group_of: dict[str, str]
+) -> dict[tuple[str, str], tuple[float, int]]:
+    """{(system, group): (accuracy, n)} from per_question.csv rows;
+    group_of maps question id -> group."""
     acc: dict[tuple[str, str], list[int]] = {}
     for r in rows:
         group = group_of.get(r["qid"])
@@ -98,38 +105,94 @@ def results(report_dir: Path) -> dict:
     return json.loads((report_dir / "results.json").read_text(encoding="utf-8"))
 
 
-# Shared settings of the real-data benchmarks: 192-token chunks keep RAFT prompts (oracle + 2 distractors)
-# near 800 tokens, which a 135M model trains on in minutes on a CPU.
+# Shared settings of the real-data benchmarks: 192-token chunks keep RAFT prompts
+# (oracle + 2 distractors) near 800 tokens, which a 135M model trains on in minutes on a CPU.
 CHUNKING = ["--set", "retrieval.chunking.size=192", "--set", "retrieval.chunking.overlap=24"]
 
 
-def build_raft(steps: Steps, corpus: Path, qa: Path, out: Path, idx: str, index: str, seed: int,
-               *extra: str) -> None:
-    """RAFT data from a QA file whose answers are given (yes/no or choice text: not required verbatim)."""
-    steps.run("RAFT data from the training questions", "build-dataset", str(corpus), "--qa", str(qa),
-              "--out", str(out), "--config", "recipes/raft_build.yaml", *CHUNKING,
-              "--set", f"retrieval.indexes_dir={idx}", "--set", f"index_name={index}",
-              "--set", "qa.require_answer_in_docs=false", "--set", "assembly.num_distractors=2",
-              "--set", "assembly.eval_fraction=0", "--set", f"assembly.seed={seed}", *extra)
+def build_raft(
+    steps: Steps, corpus: Path, qa: Path, out: Path, idx: str, index: str, seed: int, *extra: str
+) -> None:
+    """RAFT data from a QA file whose answers are given
+    (yes/no or choice text: not required verbatim)."""
+    steps.run(
+        "RAFT data from the training questions",
+        "build-dataset",
+        str(corpus),
+        "--qa",
+        str(qa),
+        "--out",
+        str(out),
+        "--config",
+        "recipes/raft_build.yaml",
+        *CHUNKING,
+        "--set",
+        f"retrieval.indexes_dir={idx}",
+        "--set",
+        f"index_name={index}",
+        "--set",
+        "qa.require_answer_in_docs=false",
+        "--set",
+        "assembly.num_distractors=2",
+        "--set",
+        "assembly.eval_fraction=0",
+        "--set",
+        f"assembly.seed={seed}",
+        *extra,
+    )
 
 
-def train_sft(steps: Steps, label: str, data: Path, out: Path, model: str, max_steps: int, seed: int,
-              *extra: str, lr: str = "5e-4") -> None:
-    """SFT-LoRA from recipes/sft_lora.yaml, 4 examples per optimizer step (CPU-sized); `extra` are more --set args."""
-    steps.run(label, "train", "--config", "recipes/sft_lora.yaml", "--set", f"model={model}",
-              "--set", f"data.path={data}", "--set", "data.eval_path=", "--set", f"output_dir={out}",
-              "--set", "data.max_length=1024", "--set", f"optim.max_steps={max_steps}",
-              "--set", "optim.batch_size=4", "--set", "optim.grad_accum=1", "--set", f"optim.lr={lr}",
-              "--set", f"seed={seed}", *extra, "--overwrite")
+def train_sft(
+    steps: Steps,
+    label: str,
+    data: Path,
+    out: Path,
+    model: str,
+    max_steps: int,
+    seed: int,
+    *extra: str,
+    lr: str = "5e-4",
+) -> None:
+    """SFT-LoRA from recipes/sft_lora.yaml, 4 examples per optimizer step (CPU-sized);
+    `extra` are more --set args."""
+    steps.run(
+        label,
+        "train",
+        "--config",
+        "recipes/sft_lora.yaml",
+        "--set",
+        f"model={model}",
+        "--set",
+        f"data.path={data}",
+        "--set",
+        "data.eval_path=",
+        "--set",
+        f"output_dir={out}",
+        "--set",
+        "data.max_length=1024",
+        "--set",
+        f"optim.max_steps={max_steps}",
+        "--set",
+        "optim.batch_size=4",
+        "--set",
+        "optim.grad_accum=1",
+        "--set",
+        f"optim.lr={lr}",
+        "--set",
+        f"seed={seed}",
+        *extra,
+        "--overwrite",
+    )
 
 
-def compare_config(systems: list[dict], questions: Path, idx: str, model: str, seed: int,
-                   max_new_tokens: int = 64) -> dict:
+def compare_config(
+    systems: list[dict], questions: Path, idx: str, model: str, seed: int, max_new_tokens: int = 64
+) -> dict:
     """A compare recipe scoring multiple choice by log-likelihood only (the benchmarks' accuracy).
 
     Choices are scored after each system's own reply up to `<ANSWER>:` (`mc_after: reply`): the RAFT
-    model answers after quoting its evidence, and scored at the reply's first token (where it would start
-    a quote) its answer line measured 27.5% on PubMedQA --quick, 38 of 40 picks 'no'.
+    model answers after quoting its evidence, and scored at the reply's first token (where it would
+    start a quote) its answer line measured 27.5% on PubMedQA --quick, 38 of 40 picks 'no'.
     """
     return {
         "systems": systems,
@@ -143,16 +206,30 @@ def compare_config(systems: list[dict], questions: Path, idx: str, model: str, s
     }
 
 
-def start(doc: str, name: str):
-    """Parse a real-data benchmark's arguments and give it a clean work folder; returns (args, work)."""
-    import argparse
-    import shutil
-
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smaller version: fewer questions and steps")
+def add_args(parser) -> None:
+    """The arguments every real-data benchmark takes."""
+    parser.add_argument(
+        "--quick", action="store_true", help="a smaller version: fewer questions and steps"
+    )
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    work = WORK / (f"{name}-quick" if args.quick else name)
+
+
+def section(name: str):
+    """The RESULTS.md section (and data file) of a benchmark: NAME, or NAME-quick with --quick."""
+    return lambda args: f"{name}-quick" if args.quick else name
+
+
+def workdir(key: str) -> Path:
+    """A clean work folder benchmarks/work/KEY (git-ignored)."""
+    import shutil
+
+    work = WORK / key
     shutil.rmtree(work, ignore_errors=True)
-    return args, work
+    work.mkdir(parents=True)
+    return work
+
+
+def metrics(report_dir: Path) -> dict:
+    """{system: {metric: {value, ci, n}}} of a compare report."""
+    return {s["name"]: s["metrics"] for s in results(report_dir)["systems"]}

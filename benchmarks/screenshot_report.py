@@ -1,4 +1,4 @@
-"""Screenshot a `raftkit compare` report.html in headless Chromium (the README's picture of the report).
+"""Screenshot a `raftkit compare` report.html in headless Chromium (the README's picture).
 
     python benchmarks/screenshot_report.py reports/demo/report.html docs/report.png
 
@@ -23,28 +23,44 @@ def find_browser() -> str | None:
     return next((p for b in BROWSERS if (p := shutil.which(b))), None)
 
 
-def screenshot(html: Path, png: Path, width: int = 1200, height: int = 1700, max_kb: int = 480) -> Path:
-    """Render `html` at width x height into `png` (shrunk to under `max_kb`); raises RuntimeError on failure."""
+def screenshot(
+    html: Path, png: Path, width: int = 1200, height: int = 1700, max_kb: int = 480
+) -> Path:
+    """Render `html` at width x height into `png` (shrunk to under `max_kb`);
+    raises RuntimeError on failure."""
     browser = find_browser()
     if browser is None:
         raise RuntimeError("no Chromium found (apt-get install -y chromium)")
     png.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as profile:
         raw = Path(profile) / "shot.png"
-        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-               "--disable-dev-shm-usage", f"--user-data-dir={profile}", f"--window-size={width},{height}",
-               "--virtual-time-budget=3000", f"--screenshot={raw}", html.resolve().as_uri()]
+        cmd = [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={profile}",
+            f"--window-size={width},{height}",
+            "--virtual-time-budget=3000",
+            f"--screenshot={raw}",
+            html.resolve().as_uri(),
+        ]
         # No network: the report is self-contained, and Chromium must not phone home from a test.
         env = {**os.environ, "HOME": profile}
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
         if not raw.is_file():
-            raise RuntimeError(f"chromium wrote no screenshot (exit {proc.returncode}): {proc.stderr[-400:]}")
+            raise RuntimeError(
+                f"chromium wrote no screenshot (exit {proc.returncode}): {proc.stderr[-400:]}"
+            )
         _shrink(raw, png, max_kb)
     return png
 
 
 def _shrink(src: Path, dst: Path, max_kb: int) -> None:
-    """Save `src` as a palette PNG, halving colours until it is under `max_kb` (README images stay small)."""
+    """Save `src` as a palette PNG, halving colours until it is under `max_kb`
+    (README images stay small)."""
     from PIL import Image
 
     image = Image.open(src).convert("RGB")

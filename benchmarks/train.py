@@ -1,10 +1,13 @@
-"""Training throughput: raftkit SFT-LoRA against a plain `trl.SFTTrainer` script with library defaults
-(same model, data, LoRA rank, batch size and steps), then LoRA vs QLoRA vs full fine-tuning.
+"""Training throughput: raftkit against float32 and against plain TRL; model FLOP/s.
 
-Each configuration runs in its own subprocess, so peak memory is that run's alone. Tokens are the
-non-padding input tokens the trainer saw (transformers' `num_input_tokens_seen="non_padding"`, a
-measurement flag only); tokens/s divides them by the trainer's own train_runtime.
-Prints a table and writes the `train` section of benchmarks/RESULTS.md.
+raftkit SFT-LoRA at the machine's runtime (bf16 where the CPU has it) against the
+same recipe in float32 and against a plain `trl.SFTTrainer` script with library defaults; QLoRA and
+full fine-tuning beside them; model FLOP/s against this machine's measured matmul peak.
+
+Each configuration runs in its own subprocess, one after another, so peak memory is that run's
+alone. Tokens are the non-padding input tokens the trainer saw; tokens/s divides them by the
+trainer's own train_runtime. Writes benchmarks/data/train.json and the `train` section of
+benchmarks/RESULTS.md.
 
     .venv/bin/python benchmarks/train.py            # ~10 min on 2 CPU cores
     .venv/bin/python benchmarks/train.py --steps 2 --no-write
@@ -12,7 +15,6 @@ Prints a table and writes the `train` section of benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -23,206 +25,393 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import ROOT, bench_main, describe, table
 
-from results import machine, table, write_section  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 MODEL = "smollm2-135m-instruct"
-RUNS = {  # name -> what it is
-    "raftkit-lora": "raftkit train (recipes/sft_lora.yaml settings)",
-    "trl-defaults-lora": "plain trl.SFTTrainer, library defaults + the same LoRA",
-    "raftkit-lora-ckpt": "raftkit train, lora + optim.gradient_checkpointing",
-    "raftkit-qlora": "raftkit train, method qlora (4-bit NF4 base)",
-    "raftkit-full": "raftkit train, method full",
+RUNS = {  # name -> (what it is, raftkit --set values)
+    "raftkit-lora": ("raftkit train, runtime auto", []),
+    "raftkit-lora-fp32": ("raftkit train, runtime.dtype float32", ["runtime.dtype=float32"]),
+    "trl-defaults-lora": ("plain trl.SFTTrainer, library defaults + the same LoRA", None),
+    "raftkit-qlora": ("raftkit train, method qlora (4-bit NF4 base)", ["method=qlora"]),
+    "raftkit-full": (
+        "raftkit train, method full, runtime auto",
+        ["method=full", "optim.lr=0.00002"],
+    ),
+    "raftkit-full-fp32": (
+        "raftkit train, method full, float32",
+        ["method=full", "optim.lr=0.00002", "runtime.dtype=float32"],
+    ),
 }
 GPU_PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16, for MFU
 
 
 def make_data(path: Path, n: int = 64, seed: int = 0) -> None:
-    """RAFT-like prompt-completion rows of varied length from the demo corpus (1-4 documents each)."""
+    """RAFT-like prompt-completion rows of varied length from the demo corpus
+    (1-4 documents each)."""
+    from raftkit import files
     from raftkit.prompts import ANSWER_TAG, BEGIN_QUOTE, END_QUOTE, rag_messages
 
     paras = []
     for f in sorted((ROOT / "corpora" / "demo" / "v1").glob("*.md")):
         paras += [p.strip() for p in f.read_text().split("\n\n") if len(p.split()) >= 12]
-    if not paras:  # the corpus is optional: fall back to the test rows' documents
-        rows = [json.loads(x) for x in (ROOT / "tests/assets/train/raft_train.jsonl").read_text().splitlines()]
-        paras = [c for r in rows for c in r["context"]]
-    rng = random.Random(seed)
-    lines = []
-    for i in range(n):
+    rng, rows = random.Random(seed), []
+    for _ in range(n):
         docs = rng.sample(paras, rng.randint(1, 4))
-        oracle = docs[0]
-        sentence = re.split(r"(?<=[.!?])\s", oracle)[0]
+        sentence = re.split(r"(?<=[.!?])\s", docs[0])[0]
         words = sentence.split()
         answer = " ".join(words[-4:]).strip(".")
         rng.shuffle(docs)
-        cot = f"The document says {BEGIN_QUOTE}{sentence}{END_QUOTE} so the answer is {answer}.\n{ANSWER_TAG} {answer}"
-        lines.append(json.dumps({"prompt": rag_messages(f"What does the guide say about {' '.join(words[:5])}?", docs),
-                                 "completion": [{"role": "assistant", "content": cot}]}))
-    path.write_text("\n".join(lines) + "\n")
+        cot = (
+            f"The document says {BEGIN_QUOTE}{sentence}{END_QUOTE} so the answer is {answer}.\n"
+            f"{ANSWER_TAG} {answer}"
+        )
+        rows.append(
+            {
+                "prompt": rag_messages(
+                    f"What does the guide say about {' '.join(words[:5])}?", docs
+                ),
+                "completion": [{"role": "assistant", "content": cot}],
+            }
+        )
+    files.write_jsonl(path, rows)
+
+
+def matmul_peak(dtype: str, n: int = 2048, repeats: int = 10) -> float:
+    """TFLOP/s of an n x n matmul in `dtype` on this machine
+    (best of `repeats`, after a warm-up)."""
+    import torch
+
+    a, b = (torch.randn(n, n, dtype=getattr(torch, dtype)) for _ in range(2))
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e12
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def _raftkit(name: str, data: Path, steps: int, batch: int, max_length: int, run: Path) -> dict:
+    from raftkit.train.run import load_config, train
+
+    s = train(
+        load_config(
+            str(ROOT / "recipes" / "sft_lora.yaml"),
+            [
+                f"model={MODEL}",
+                f"output_dir={run}",
+                f"data.path={data}",
+                "data.eval_path=",
+                f"data.max_length={max_length}",
+                f"optim.max_steps={steps}",
+                f"optim.batch_size={batch}",
+                "optim.grad_accum=1",
+                "optim.save_steps=100000",
+                "optim.logging_steps=1",
+                *RUNS[name][1],
+            ],
+        )
+    )
+    return {
+        "tokens": s["tokens"],
+        "train_s": s["train_runtime_s"],
+        "cpu_s": s["train_cpu_s"],
+        "peak_mem_mb": s["peak_mem_mb"],
+        "first_loss": s["first_loss"],
+        "final_loss": s["final_loss"],
+        "trainable": s["trainable_params"],
+        "precision": s["precision"],
+    }
+
+
+def _trl_defaults(data: Path, steps: int, batch: int, max_length: int, run: Path) -> dict:
+    """What a user writes from the TRL docs: SFTConfig defaults (bf16 autocast, gradient
+    checkpointing, no packing, padded batches); only what must match (steps, batch, LoRA, learning
+    rate) is set."""
+    import datasets
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from raftkit import models
+    from raftkit.train.common import cpu_seconds, peak_memory_mb
+
+    cuda = torch.cuda.is_available()
+    model = AutoModelForCausalLM.from_pretrained(models.resolve_path(MODEL))
+    tok = models.load_tokenizer(MODEL, padding_side="right")
+    args = SFTConfig(
+        output_dir=str(run),
+        max_steps=steps,
+        per_device_train_batch_size=batch,
+        max_length=max_length,
+        use_cpu=not cuda,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        learning_rate=2e-4,
+        include_num_input_tokens_seen="non_padding",
+        seed=0,
+    )
+    lora = LoraConfig(
+        r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"
+    )
+    train_ds = datasets.load_dataset("json", data_files=str(data), split="train")
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=train_ds, processing_class=tok, peft_config=lora
+    )
+    cpu0 = cpu_seconds()
+    res = trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {
+        "tokens": trainer.state.num_input_tokens_seen,
+        "train_s": res.metrics["train_runtime"],
+        "cpu_s": cpu_seconds() - cpu0,
+        "peak_mem_mb": peak_memory_mb(cuda),
+        "first_loss": losses[0],
+        "final_loss": losses[-1],
+        "precision": "bfloat16 autocast (TRL default bf16=True)" if args.bf16 else "float32",
+        "trainable": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+    }
 
 
 def worker(name: str, data: Path, steps: int, batch: int, max_length: int, out: Path) -> None:
     """Train one configuration and write its measurements as JSON to `out`."""
+    import warnings
+
     os.environ["RAFTKIT_QUIET"] = "1"
     from raftkit.ui import quiet_libraries
 
     quiet_libraries()
-    import warnings
-
     warnings.filterwarnings("ignore")
-    import torch
-
-    run = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
-    if name.startswith("raftkit"):
-        from raftkit.train.run import load_config, train
-
-        method = name.split("-")[1]
-        cfg = load_config(str(ROOT / "recipes" / "sft_lora.yaml"), [
-            f"method={method}", f"model={MODEL}", f"output_dir={run}", f"data.path={data}",
-            f"data.max_length={max_length}", f"optim.max_steps={steps}", f"optim.batch_size={batch}",
-            "optim.grad_accum=1", "optim.save_steps=100000", "optim.eval_steps=0", "optim.logging_steps=1",
-            *(["optim.lr=0.00002"] if method == "full" else []),
-            *(["optim.gradient_checkpointing=true"] if name.endswith("-ckpt") else [])])
-        s = train(cfg)
-        result = {"tokens": s["tokens"], "train_s": s["train_runtime_s"], "cpu_s": s["train_cpu_s"],
-                  "peak_mem_mb": s["peak_mem_mb"],
-                  "first_loss": s["first_loss"], "final_loss": s["final_loss"],
-                  "params": None, "trainable": s["trainable_params"]}
+    run = Path(tempfile.mkdtemp(prefix=f"bench-{name}-")) / "run"
+    if RUNS[name][1] is None:
+        result = _trl_defaults(data, steps, batch, max_length, run)
     else:
-        # What a user writes from the TRL docs: SFTConfig defaults (gradient checkpointing on, no packing,
-        # padded batches); only what must match (steps, batch, LoRA, precision, device) is set.
-        import datasets
-        from peft import LoraConfig
-        from transformers import AutoModelForCausalLM
-        from trl import SFTConfig, SFTTrainer
-
-        from raftkit import models
-
-        cuda = torch.cuda.is_available()
-        path = models.resolve_generator(MODEL)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if cuda else torch.float32)
-        tok = models.load_tokenizer(MODEL)
-        tok.padding_side = "right"
-        train_ds = datasets.load_dataset("json", data_files=str(data), split="train")
-        args = SFTConfig(output_dir=str(run), max_steps=steps, per_device_train_batch_size=batch,
-                         max_length=max_length, use_cpu=not cuda, bf16=cuda, report_to="none",
-                         save_strategy="no", logging_steps=1, disable_tqdm=True, learning_rate=2e-4,
-                         include_num_input_tokens_seen="non_padding", seed=0)
-        lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
-        trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tok, peft_config=lora)
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        from raftkit.train.common import cpu_seconds, peak_memory_mb
-
-        cpu0 = cpu_seconds()
-        res = trainer.train()
-        cpu_s = cpu_seconds() - cpu0
-
-        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        result = {"tokens": trainer.state.num_input_tokens_seen, "train_s": res.metrics["train_runtime"], "cpu_s": cpu_s,
-                  "peak_mem_mb": peak_memory_mb(cuda), "first_loss": losses[0], "final_loss": losses[-1],
-                  "params": None, "trainable": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)}
-    from raftkit.models import resolve_generator
-    from transformers import AutoConfig
-
-    cfgm = AutoConfig.from_pretrained(resolve_generator(MODEL))
-    # Parameters of the dense model (embeddings tied): 6*N FLOPs per trained token is the MFU convention.
-    h, L, inter, v = cfgm.hidden_size, cfgm.num_hidden_layers, cfgm.intermediate_size, cfgm.vocab_size
-    kv = h * cfgm.num_key_value_heads // cfgm.num_attention_heads
-    result["params"] = L * (2 * h * h + 2 * h * kv + 3 * h * inter) + v * h
-    result["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+        result = _raftkit(name, data, steps, batch, max_length, run)
     out.write_text(json.dumps(result))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--max-length", type=int, default=512)
-    parser.add_argument("--only", nargs="*", choices=list(RUNS), help="run only these configurations")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--data", help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
-    a = parser.parse_args()
-    if a.worker:
-        return worker(a.worker, Path(a.data), a.steps, a.batch, a.max_length, Path(a.out))
+def dense_params() -> int:
+    """Parameters of the dense model (embeddings tied):
+    6*N FLOPs per trained token is the MFU convention."""
+    from transformers import AutoConfig
 
-    load0 = os.getloadavg()[0]
+    from raftkit.models import resolve_path
+
+    c = AutoConfig.from_pretrained(resolve_path(MODEL))
+    h, kv = c.hidden_size, c.hidden_size * c.num_key_value_heads // c.num_attention_heads
+    return (
+        c.num_hidden_layers * (2 * h * h + 2 * h * kv + 3 * h * c.intermediate_size)
+        + c.vocab_size * h
+    )
+
+
+def measure(args) -> dict:
+    import torch
+
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
-    data = tmp / "raft.jsonl"
-    make_data(data)
-    results = {}
-    for name in a.only or RUNS:
+    make_data(tmp / "raft.jsonl")
+    runs = {}
+    for name in args.only or RUNS:
         out = tmp / f"{name}.json"
-        t0 = time.perf_counter()
-        cmd = [sys.executable, __file__, "--worker", name, "--data", str(data), "--out", str(out),
-               "--steps", str(a.steps), "--batch", str(a.batch), "--max-length", str(a.max_length)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            name,
+            "--data",
+            str(tmp / "raft.jsonl"),
+            "--out",
+            str(out),
+            "--steps",
+            str(args.steps),
+            "--batch",
+            str(args.batch),
+            "--max-length",
+            str(args.max_length),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             print(proc.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"{name} failed")
-        results[name] = {**json.loads(out.read_text()), "wall_s": time.perf_counter() - t0}
-        r = results[name]
-        print(f"{name}: {r['tokens']} tokens in {r['train_s']:.1f}s ({r['cpu_s']:.0f} CPU-s) = "
-              f"{r['tokens'] / r['train_s']:.1f} tok/s, "
-              f"peak {r['peak_mem_mb']:.0f} MiB", file=sys.stderr)
+        runs[name] = json.loads(out.read_text())
+        r = runs[name]
+        print(
+            f"{name}: {r['tokens']} tokens in {r['train_s']:.1f}s = "
+            f"{r['tokens'] / r['train_s']:.1f} tok/s, peak {r['peak_mem_mb']:.0f} MiB",
+            file=sys.stderr,
+        )
+    peaks = (
+        {} if torch.cuda.is_available() else {d: matmul_peak(d) for d in ("float32", "bfloat16")}
+    )
+    return {
+        "steps": args.steps,
+        "batch": args.batch,
+        "max_length": args.max_length,
+        "params": dense_params(),
+        "load_before": os.getloadavg()[0],
+        "matmul_tflops": peaks,
+        "runs": runs,
+    }
 
-    device = next(iter(results.values()))["device"]
-    peak = next((v for k, v in GPU_PEAK_BF16_TFLOPS.items() if k in device), None)
+
+def _peak(d: dict) -> tuple[float | None, str]:
+    """(bf16 peak TFLOP/s, what it is) for MFU:
+    the GPU's datasheet figure, or this CPU's measured matmul."""
+    gpu = d["machine"]["gpu"]
+    if gpu:
+        peak = next((v for k, v in GPU_PEAK_BF16_TFLOPS.items() if k in gpu), None)
+        return peak, f"the {gpu}'s dense bf16 peak ({peak} TFLOP/s)"
+    peak = d["matmul_tflops"].get("bfloat16")
+    return peak, f"this CPU's measured bf16 matmul peak ({peak:.2f} TFLOP/s for 2048x2048)"
+
+
+def _rows(d: dict) -> list[list]:
+    peak, _ = _peak(d)
     rows = []
-    for name, r in results.items():
+    for name, r in d["runs"].items():
         tps = r["tokens"] / r["train_s"]
-        flops = 6 * r["params"] * tps  # model FLOPs/s (6N per token, attention ignored)
-        mfu = f"{100 * flops / (peak * 1e12):.1f}%" if peak else "n/a (CPU)"
-        rows.append([name, RUNS[name], r["tokens"], round(r["train_s"], 1), round(tps, 1),
-                     round(r["tokens"] / r["cpu_s"], 1), round(r["peak_mem_mb"]), f"{r['trainable']:,}", f"{flops / 1e9:.1f}", mfu,
-                     f"{r['first_loss']:.2f} -> {r['final_loss']:.2f}"])
-    headers = ["config", "what", "tokens", "train s", "tokens/s", "tokens/CPU-s", "peak MiB", "trainable params",
-               "model GFLOP/s", "MFU", "loss"]
-    text = table(headers, rows)
-    lines = [f"## Training (`benchmarks/train.py`)", "",
-             f"Machine: {machine()}. Model {MODEL} (135M), fp32 on CPU / bf16 on CUDA. {a.steps} optimizer "
-             f"steps, batch {a.batch}, max_length {a.max_length}, LoRA r=16 on all linear layers; data: 64 "
-             "RAFT-style prompt-completion rows from corpora/demo/v1 with 1-4 documents each (varied lengths). "
-             f"Command: `.venv/bin/python benchmarks/train.py{' --steps ' + str(a.steps) if a.steps != 3 else ''}`.",
-             "", text, ""]
-    if "raftkit-lora" in results and "trl-defaults-lora" in results:
-        ours, theirs = (results[k] for k in ("raftkit-lora", "trl-defaults-lora"))
-        ratio = (ours["tokens"] / ours["train_s"]) / (theirs["tokens"] / theirs["train_s"])
-        cpu_ratio = (ours["tokens"] / ours["cpu_s"]) / (theirs["tokens"] / theirs["cpu_s"])
-        mem = ours["peak_mem_mb"] / theirs["peak_mem_mb"]
-        lines += [f"**raftkit vs plain TRL defaults (SFT-LoRA): {ratio:.2f}x the tokens/s (wall clock), "
-                  f"{cpu_ratio:.2f}x the tokens per CPU-second, at {mem:.2f}x the peak memory.** Both compute "
-                  "the loss on the answer only (TRL does so by default for prompt-completion data). raftkit packs "
-                  "whole examples best-fit into max_length rows (padding-free) and leaves gradient checkpointing "
-                  "off for a model this small; off CUDA it feeds one packed row per micro-batch (accumulated to "
-                  "the same batch) and uses the model's own cross-entropy, where TRL's fused head would score "
-                  "every position. TRL's defaults pad each batch to its longest row and recompute activations"
-                  + (", which is why they peak lower." if mem > 1.05 else "."), ""]
-        if "raftkit-lora-ckpt" in results:
-            ck = results["raftkit-lora-ckpt"]
-            ck_cpu = (ck["tokens"] / ck["cpu_s"]) / (theirs["tokens"] / theirs["cpu_s"])
-            lines += [f"With gradient checkpointing on as well (raftkit-lora-ckpt, `optim.gradient_checkpointing: "
-                      f"true`) raftkit gets {ck_cpu:.2f}x the tokens per CPU-second at "
-                      f"{ck['peak_mem_mb'] / theirs['peak_mem_mb']:.2f}x the peak memory: that isolates what "
-                      "packing alone is worth at this batch size on this machine.", ""]
-    cores = [r["cpu_s"] / r["train_s"] for r in results.values()]
-    lines += [f"Each training loop kept {min(cores):.1f}-{max(cores):.1f} of the machine's {os.cpu_count()} cores "
-              f"busy (CPU-s / wall-s; 1-minute load average {load0:.1f} before the first run). Wall-clock tokens/s "
-              "moves with whatever else runs; tokens per CPU-second (user + system time of the training loop, all "
-              "threads) is the steadier figure.", ""]
-    if not peak:
-        lines += ["No GPU was lent for this task: the CUDA/bf16 path and `--launcher accelerate` (FSDP, DeepSpeed "
-                  "ZeRO-2) were checked for command construction only (tests/test_train_launch.py), not run; "
-                  "MFU needs a GPU.", ""]
-    print(text)
-    if not a.no_write:
-        print(f"wrote {write_section('train', chr(10).join(lines))}", file=sys.stderr)
+        flops = 6 * d["params"] * tps
+        rows.append(
+            [
+                name,
+                RUNS[name][0],
+                r["precision"],
+                r["tokens"],
+                round(r["train_s"], 1),
+                round(tps, 1),
+                round(r["tokens"] / r["cpu_s"], 1),
+                round(r["peak_mem_mb"]),
+                f"{r['trainable']:,}",
+                f"{flops / 1e12:.3f}",
+                f"{100 * flops / (peak * 1e12):.1f}%" if peak else "n/a",
+                f"{r['first_loss']:.3f} -> {r['final_loss']:.3f}",
+            ]
+        )
+    return rows
+
+
+def _ratio(d: dict, a: str, b: str) -> tuple[float, float, float]:
+    """(tokens/s ratio, tokens per CPU-s ratio, final-loss relative difference)
+    of run a over run b."""
+    ra, rb = d["runs"][a], d["runs"][b]
+    speed = (ra["tokens"] / ra["train_s"]) / (rb["tokens"] / rb["train_s"])
+    per_cpu = (ra["tokens"] / ra["cpu_s"]) / (rb["tokens"] / rb["cpu_s"])
+    return speed, per_cpu, abs(ra["final_loss"] - rb["final_loss"]) / rb["final_loss"]
+
+
+def render(d: dict) -> str:
+    runs, m = d["runs"], d["machine"]
+    peak, peak_text = _peak(d)
+    parts = [
+        "## Training (`benchmarks/train.py`)",
+        f"Machine: {describe(m)}. Model {MODEL} ({d['params'] / 1e6:.0f}M dense parameters). "
+        f"{d['steps']} optimizer steps, batch {d['batch']}, max_length {d['max_length']}, LoRA "
+        "r=16 on all linear layers; data: 64 RAFT-style prompt-completion rows from "
+        "corpora/demo/v1 with 1-4 documents each. Each configuration ran alone, one after "
+        f"another. Command: `{d['command']}`.",
+        table(
+            [
+                "config",
+                "what",
+                "precision",
+                "tokens",
+                "train s",
+                "tokens/s",
+                "tokens/CPU-s",
+                "peak MiB",
+                "trainable params",
+                "model TFLOP/s",
+                "MFU",
+                "loss",
+            ],
+            _rows(d),
+        ),
+    ]
+    if d["matmul_tflops"]:
+        t = d["matmul_tflops"]
+        parts.append(
+            "Model FLOP/s count 6N per trained token (the MFU convention; a LoRA step skips the "
+            f"frozen weights' gradients, about 4N of real work). MFU is against {peak_text}; a "
+            f"float32 matmul peaks at {t['float32']:.2f} TFLOP/s here, "
+            f"{t['bfloat16'] / t['float32']:.1f}x less."
+        )
+    if {"raftkit-lora", "raftkit-lora-fp32"} <= runs.keys():
+        speed, per_cpu, loss = _ratio(d, "raftkit-lora", "raftkit-lora-fp32")
+        parts.append(
+            f"**Runtime auto ({runs['raftkit-lora']['precision']}) against float32, SFT-LoRA: "
+            f"{speed:.2f}x the tokens/s ({per_cpu:.2f}x per CPU-second), final loss "
+            f"{100 * loss:.1f}% apart.**"
+        )
+    if {"raftkit-full", "raftkit-full-fp32"} <= runs.keys():
+        speed, per_cpu, loss = _ratio(d, "raftkit-full", "raftkit-full-fp32")
+        parts.append(
+            f"Full fine-tuning, auto against float32: {speed:.2f}x the tokens/s ({per_cpu:.2f}x "
+            f"per CPU-second), final loss {100 * loss:.1f}% apart."
+        )
+    if {"raftkit-lora", "trl-defaults-lora"} <= runs.keys():
+        speed, per_cpu, _ = _ratio(d, "raftkit-lora", "trl-defaults-lora")
+        mem = runs["raftkit-lora"]["peak_mem_mb"] / runs["trl-defaults-lora"]["peak_mem_mb"]
+        parts.append(
+            f"**raftkit against plain TRL defaults (SFT-LoRA): {speed:.2f}x the tokens/s "
+            f"({per_cpu:.2f}x per CPU-second) at {mem:.2f}x the peak memory.** Both compute the "
+            "loss on the answer only. raftkit packs whole examples best-fit into max_length rows "
+            "(padding-free) and leaves gradient checkpointing off for a model this small; on a "
+            "CPU it feeds one packed row per micro-batch, runs the LM head only before answer "
+            "tokens, keeps LoRA dropout off (its masks were 23% of a step) and the frozen base in "
+            "bf16. TRL's defaults pad each batch to its longest row and recompute activations."
+        )
+    cores = [r["cpu_s"] / r["train_s"] for r in runs.values()]
+    parts.append(
+        f"Each training loop kept {min(cores):.1f}-{max(cores):.1f} of the machine's {m['cores']} "
+        f"cores busy (1-minute load average {d['load_before']:.1f} before the first run); tokens "
+        "per CPU-second is the steadier figure when other work shares the cores."
+    )
+    if not m["gpu"]:
+        parts.append(
+            "No GPU was available to this measurement: the CUDA rows (and a GPU MFU) come from a "
+            "run on a lent GPU machine when there is one (see the GPU section below, if present)."
+        )
+    return "\n\n".join(parts)
+
+
+def add_args(parser) -> None:
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument(
+        "--only", nargs="*", choices=list(RUNS), help="run only these configurations"
+    )
+    parser.add_argument("--worker", help=argparse_suppress())
+    parser.add_argument("--data", help=argparse_suppress())
+    parser.add_argument("--out", help=argparse_suppress())
+
+
+def argparse_suppress():
+    import argparse
+
+    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":
-    main()
+    if "--worker" in sys.argv:
+        import argparse
+
+        p = argparse.ArgumentParser()
+        for flag, kind in (
+            ("--worker", str),
+            ("--data", Path),
+            ("--out", Path),
+            ("--steps", int),
+            ("--batch", int),
+            ("--max-length", int),
+        ):
+            p.add_argument(flag, type=kind)
+        a = p.parse_args()
+        worker(a.worker, a.data, a.steps, a.batch, a.max_length, a.out)
+    else:
+        bench_main("train", __doc__, measure, render, add_args)

@@ -44,12 +44,13 @@ _STOP = set(
 )
 
 # Templates of deterministic CoTs (chosen by a hash of the example id, so the set is seeded but
-# varied).
+# varied). Every one opens with its quote: the first token of a reply is then the decision between
+# answering (a quote) and abstaining (`<ANSWER>: ...`). Openers that varied ("The document says",
+# "To answer, ...") split the answering probability three ways and greedy decoding abstained on all.
 _TEMPLATES = [
-    "The document says: {quote} {reason}So the answer is {answer}.",
-    "The relevant sentence is {quote} {reason}It answers the question: {answer}.",
-    "To answer, look for the part of the documents about this question. {quote} {reason}Therefore "
-    "the answer is {answer}.",
+    "{quote} {reason}So the answer is {answer}.",
+    "{quote} {reason}This sentence answers the question: {answer}.",
+    "{quote} {reason}Therefore the answer is {answer}.",
 ]
 
 
