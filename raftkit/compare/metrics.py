@@ -143,6 +143,20 @@ METRICS: list[Metric] = [
         headline_at=6,
     ),
     Metric(
+        "truthfulness",
+        "Truthfulness score",
+        "hallucination",
+        "CRAG's score (Meta, 2024) over all questions: +1 for a correct answer, 0 for an "
+        "abstention, -1 for a wrong answer or any answer to a question whose evidence is absent "
+        "(a hallucination). It rewards knowing when not to answer; shown x100, in [-100, 100].",
+        lambda r: 0.0 if r.abstained else (1.0 if r.answerable and r.correct else -1.0),
+        column="truthfulness",
+        headline="truthfulness",
+        headline_at=7,
+        verdict=True,
+        score=True,
+    ),
+    Metric(
         "unanswerable_answered_rate",
         "Unanswerable answered",
         "hallucination",
