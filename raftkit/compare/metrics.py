@@ -171,6 +171,14 @@ METRICS: list[Metric] = [
         verdict=True,
     ),
     Metric(
+        "refusal_precision",
+        "Refusal precision",
+        "hallucination",
+        "Trust-Score's (Song et al. 2025): of the questions the system refused, the share whose "
+        "evidence was indeed absent.",
+        lambda r: (not r.answerable) if r.abstained else None,
+    ),
+    Metric(
         "unsupported_quote_rate",
         "Unsupported quotes",
         "hallucination",
