@@ -179,6 +179,14 @@ METRICS: list[Metric] = [
         lambda r: (not r.answerable) if r.abstained else None,
     ),
     Metric(
+        "refusal_recall",
+        "Refusal recall",
+        "hallucination",
+        "Trust-Score's: of the questions whose evidence was absent, the share the system refused "
+        "(1 - unanswerable answered).",
+        lambda r: None if r.answerable else r.abstained,
+    ),
+    Metric(
         "unsupported_quote_rate",
         "Unsupported quotes",
         "hallucination",
