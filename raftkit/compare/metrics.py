@@ -187,6 +187,15 @@ METRICS: list[Metric] = [
         lambda r: None if r.answerable else r.abstained,
     ),
     Metric(
+        "refusal_f1",
+        "Refusal F1",
+        "hallucination",
+        "Harmonic mean of refusal precision and recall; its interval resamples the questions "
+        "jointly for both.",
+        combine=lambda p, r: 2 * p * r / (p + r),
+        parts=("refusal_precision", "refusal_recall"),
+    ),
+    Metric(
         "unsupported_quote_rate",
         "Unsupported quotes",
         "hallucination",
