@@ -115,6 +115,14 @@ METRICS: list[Metric] = [
         column="substring",
     ),
     Metric(
+        "selective_accuracy",
+        "Accuracy when answering",
+        "accuracy",
+        "Selective accuracy: correctness over the answerable questions the system answered "
+        "(did not abstain on).",
+        lambda r: r.correct if r.answerable and not r.abstained else None,
+    ),
+    Metric(
         "mc_loglik_accuracy",
         "MC accuracy (log-likelihood)",
         "accuracy",
