@@ -216,6 +216,17 @@ METRICS: list[Metric] = [
         column="unsupported_quote_share",
     ),
     Metric(
+        "over_refusal_rate",
+        "Abstained when answerable",
+        "hallucination",
+        "Share of answerable questions (their evidence in the index) the system refused: the "
+        "price of abstaining.",
+        lambda r: r.abstained if r.answerable else None,
+        lower_is_better=True,
+        headline="abstained answerable",
+        headline_at=6,
+    ),
+    Metric(
         "abstention_rate",
         "Abstention",
         "hallucination",
