@@ -265,3 +265,31 @@ def test_missing_model_is_named_before_anything_is_written(
     with pytest.raises(RaftkitError, match=r"^system 'fine-tuned': unknown model '.*nope'"):
         compare(cfg, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_paired_differences_against_the_baseline_and_the_verdict(
+    tmp_path, built_index, stub_generator, compare_cfg
+):
+    report = compare(
+        compare_cfg(built_index, baseline="base"),
+        tmp_path / "out",
+        generator_factory=stub_generator,
+    )
+    rag = next(s for s in report.systems if s.name == "base+rag")
+    base = next(s for s in report.systems if s.name == "base")
+    assert base.paired == {}  # the baseline is not compared with itself
+    # paired over the 8 questions both answered: the difference of the two systems
+    diff = rag.paired["accuracy"]
+    assert diff.value == pytest.approx(
+        rag.metrics["accuracy"].value - base.metrics["accuracy"].value
+    )
+    assert diff.ci[0] <= diff.value <= diff.ci[1] and diff.n == 8
+    verdict = report.results["verdict"]
+    assert verdict[0].startswith(
+        "accuracy: accuracy, best base+rag (85.7%); against base: base+rag +57.1 points"
+    )
+    assert any(
+        line.startswith("hallucination: truthfulness score, best base+rag") for line in verdict
+    )
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert html.index("Verdict") < html.index("<h2>Systems")  # on top of the report

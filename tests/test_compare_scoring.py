@@ -261,3 +261,25 @@ def test_paired_difference_sees_a_gain_that_two_separate_intervals_hide():
     assert diff.ci[0] > 0  # ... but the paired interval excludes 0
     same = metrics.paired(base, base, ["accuracy"], 200, 0, 0.95)["accuracy"]
     assert (same.value, same.ci) == (0.0, (0.0, 0.0))
+
+
+def test_abstention_metrics_exact():
+    rows = [
+        row(correct=True, qid="a1"),  # answered right: +1
+        row(correct=False, qid="a2"),  # answered wrong: -1
+        row(abstained=True, qid="a3"),  # refused an answerable question: 0, an over-refusal
+        row(correct=True, qid="a4"),  # +1
+        row(answerable=False, status="unanswerable", qid="u1"),  # answered without evidence: -1
+        row(
+            answerable=False, status="unanswerable", abstained=True, qid="u2"
+        ),  # refused rightly: 0
+    ]
+    got = metrics.summarize(rows, 200, 0, 0.95)
+    assert got["truthfulness"].value == pytest.approx((1 - 1 + 0 + 1 - 1 + 0) / 6)
+    assert got["refusal_precision"].value == 0.5  # 2 refusals, 1 of them evidence-absent
+    assert got["refusal_recall"].value == 0.5  # 2 evidence-absent, 1 refused
+    assert got["refusal_f1"].value == pytest.approx(0.5)
+    assert got["selective_accuracy"].value == pytest.approx(2 / 3)  # 3 answered answerable, 2 right
+    assert got["over_refusal_rate"].value == 0.25
+    lo, hi = got["refusal_f1"].ci
+    assert 0.0 <= lo <= 0.5 <= hi <= 1.0

@@ -160,7 +160,7 @@ METRICS: list[Metric] = [
         lambda r: 0.0 if r.abstained else (1.0 if r.answerable and r.correct else -1.0),
         column="truthfulness",
         headline="truthfulness",
-        headline_at=7,
+        headline_at=8,
         verdict=True,
         score=True,
     ),
@@ -224,7 +224,7 @@ METRICS: list[Metric] = [
         lambda r: r.abstained if r.answerable else None,
         lower_is_better=True,
         headline="abstained answerable",
-        headline_at=6,
+        headline_at=7,
     ),
     Metric(
         "abstention_rate",
