@@ -168,3 +168,17 @@ def test_small_split_borrows_chunks_from_the_other_split_and_counts_it():
     picker = DistractorPicker(chunks, vectors, splits, cfg)
     out = assemble(records(chunks[:1], 1), picker, cfg)
     assert len(out["eval"][0].context_ids) == 3 and picker.fallbacks == 1
+
+
+def test_rejected_with_oracle_can_be_the_refusal():
+    chunks, vectors = corpus()
+    cfg = AssemblyConfig(oracle_p=0.5, rejected_with_oracle="refusal")
+    picker = DistractorPicker(
+        chunks, vectors, split_documents(sorted({c.doc_id for c in chunks}), 0.25, 0), cfg
+    )
+    every = [e for split in assemble(records(chunks), picker, cfg).values() for e in split]
+    shown = [e for e in every if e.oracle_present]
+    absent = [e for e in every if not e.oracle_present]
+    assert shown and all(e.rejected_cot == f"<ANSWER>: {ABSTAIN}" for e in shown)
+    # without the oracle: the refusal is chosen, an answer from a distractor rejected
+    assert absent and all(e.cot_answer == f"<ANSWER>: {ABSTAIN}" != e.rejected_cot for e in absent)

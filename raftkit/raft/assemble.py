@@ -136,7 +136,12 @@ def _example(
     else:
         cot, target = f"{ANSWER_TAG} {ABSTAIN}", ABSTAIN
     first = picker.chunks[distractors[0] if distractors else filler]
-    rejected = r.rejected or distractor_cot(r.question, r.answer, first.text, r.choices, r.id).cot
+    if keep_oracle and cfg.rejected_with_oracle == "refusal":
+        rejected = f"{ANSWER_TAG} {ABSTAIN}"
+    else:
+        rejected = (
+            r.rejected or distractor_cot(r.question, r.answer, first.text, r.choices, r.id).cot
+        )
     chunks = [picker.chunks[i] for i in shown]
     return RaftExample(
         id=r.id,

@@ -60,6 +60,10 @@ class AssemblyConfig(Section):
     absent_target: Literal["memorize", "abstain"] = (
         "abstain"  # abstain matches the shared system prompt
     )
+    # `rejected` of an example that shows its oracle: a confident answer quoting a distractor
+    # (teaches grounding) or the refusal (teaches not to refuse when the evidence is there). An
+    # example without its oracle and an abstain target rejects a confident answer from a distractor.
+    rejected_with_oracle: Literal["distractor", "refusal"] = "distractor"
     eval_fraction: float = Field(0.2, ge=0, lt=1)  # share of documents held out for eval
     seed: int = 0
 
