@@ -182,3 +182,27 @@ def test_rejected_with_oracle_can_be_the_refusal():
     assert shown and all(e.rejected_cot == f"<ANSWER>: {ABSTAIN}" for e in shown)
     # without the oracle: the refusal is chosen, an answer from a distractor rejected
     assert absent and all(e.cot_answer == f"<ANSWER>: {ABSTAIN}" != e.rejected_cot for e in absent)
+
+
+def test_contrast_gives_each_question_a_minimal_pair():
+    chunks, vectors = corpus()
+    cfg = AssemblyConfig(contrast=True, oracle_p=0.8)
+    picker = DistractorPicker(
+        chunks, vectors, split_documents(sorted({c.doc_id for c in chunks}), 0.25, 0), cfg
+    )
+    every = [e for split in assemble(records(chunks), picker, cfg).values() for e in split]
+    assert (
+        len(every) == 2 * 144 and sum(e.oracle_present for e in every) == 144
+    )  # oracle_p is ignored
+    by_id = {e.id: e for e in every}
+    for e in every:
+        if e.oracle_present:
+            pair = by_id[f"{e.id}/absent"]
+            slot = e.context_ids.index(e.oracle_id)
+            # the same distractors in the same places; the filler sits where the oracle was
+            assert [c for i, c in enumerate(e.context_ids) if i != slot] == [
+                c for i, c in enumerate(pair.context_ids) if i != slot
+            ]
+            assert (
+                pair.context_ids[slot] != e.oracle_id and pair.cot_answer == f"<ANSWER>: {ABSTAIN}"
+            )

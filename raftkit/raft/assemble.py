@@ -119,13 +119,23 @@ def assemble(
     for r in records:
         by_split[picker.splits.get(r.doc_id, "train")].append(r)
     for split, recs in by_split.items():
+        if cfg.contrast:
+            out[split] = [
+                e
+                for r in recs
+                for e in (
+                    _example(r, picker, cfg, True),
+                    _example(r, picker, cfg, False, "/absent"),
+                )
+            ]
+            continue
         flags = oracle_flags([r.id for r in recs], cfg.oracle_p, cfg.seed)
         out[split] = [_example(r, picker, cfg, flags[r.id]) for r in recs]
     return out
 
 
 def _example(
-    r: Record, picker: DistractorPicker, cfg: AssemblyConfig, keep_oracle: bool
+    r: Record, picker: DistractorPicker, cfg: AssemblyConfig, keep_oracle: bool, suffix: str = ""
 ) -> RaftExample:
     picked = picker.pick(r.oracle_id, r.id)
     distractors, filler = picked[: cfg.num_distractors], picked[cfg.num_distractors]
@@ -144,7 +154,7 @@ def _example(
         )
     chunks = [picker.chunks[i] for i in shown]
     return RaftExample(
-        id=r.id,
+        id=r.id + suffix,
         question=r.question,
         answer=r.answer,
         target_answer=target,

@@ -64,6 +64,10 @@ class AssemblyConfig(Section):
     # (teaches grounding) or the refusal (teaches not to refuse when the evidence is there). An
     # example without its oracle and an abstain target rejects a confident answer from a distractor.
     rejected_with_oracle: Literal["distractor", "refusal"] = "distractor"
+    # contrast: each question gives two examples, one with its oracle and one where the filler takes
+    # the oracle's place (same distractors, same order): a minimal pair for the answer-or-abstain
+    # decision; oracle_p is then 0.5 by construction and ignored
+    contrast: bool = False
     eval_fraction: float = Field(0.2, ge=0, lt=1)  # share of documents held out for eval
     seed: int = 0
 
