@@ -1,0 +1,248 @@
+"""Hallucination on RealTimeQA: train a model to abstain when the evidence is absent.
+
+    .venv/bin/python benchmarks/hallucination.py [--quick] [--render]
+
+The v1 questions of ../shared/benchmarks/realtimeqa are split by document; the training part becomes
+RAFT data with the abstain recipe (recipes/raft_build_abstain.yaml: every question once with its
+evidence and once without), then SFT-LoRA (recipes/sft_lora_abstain.yaml) and DPO on the build's
+preference pairs, starting from and measured against the SFT run (recipes/dpo_lora_abstain.yaml).
+Every held-out question is asked twice over an index of all 2021 passages: as it is (answerable) and
+over the index without its passage (`unanswerable.holdout_docs: 1`, evidence absent). base+RAG,
+RAFT-SFT+RAG and RAFT-SFT+DPO+RAG are scored with paired differences against base+RAG. Writes
+benchmarks/data/hallucination[-quick].json and its section of benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import random
+
+from pipeline import (
+    CHUNKING,
+    SHARED,
+    Steps,
+    add_args,
+    metrics,
+    read_jsonl,
+    section,
+    steps_table,
+    workdir,
+    write_jsonl,
+    write_yaml,
+)
+from results import bench_main, describe, table
+
+SYSTEMS = ("base+rag", "raft-sft+rag", "raft-dpo+rag")
+HEADLINE = (
+    "accuracy",
+    "over_refusal_rate",
+    "unanswerable_answered_rate",
+    "truthfulness",
+    "refusal_f1",
+    "selective_accuracy",
+    "confident_wrong_rate",
+)
+# (held-out questions, SFT steps, DPO steps): full run under 60 min on 2 CPU cores, quick under 15
+SIZES = {True: (20, 30, 10), False: (60, 90, 40)}
+
+
+def split(args, work):
+    """(training questions, held-out questions, training corpus path): v1 split by document; the
+    training corpus lacks the held-out passages, so none of them is ever a training distractor."""
+    test_n = SIZES[args.quick][0]
+    v1 = [r for r in read_jsonl(SHARED / "realtimeqa" / "qa.jsonl") if r.get("period") == "v1"]
+    docs = sorted({r["doc_ids"][0] for r in v1})
+    random.Random(args.seed).shuffle(docs)
+    held = set(docs[:test_n])
+    test = [r for r in v1 if r["doc_ids"][0] in held]
+    train = [r for r in v1 if r["doc_ids"][0] not in held]
+    corpus = [
+        d for d in read_jsonl(SHARED / "realtimeqa" / "corpus_v2.jsonl") if d["id"] not in held
+    ]
+    write_jsonl(work / "train_qa.jsonl", train)
+    write_jsonl(work / "test_qa.jsonl", test)
+    write_jsonl(work / "train_corpus.jsonl", corpus)
+    return train, test
+
+
+def train(steps: Steps, work, args) -> tuple[str, str]:
+    """RAFT data with abstain targets, SFT-LoRA, DPO from the SFT run; returns the two runs."""
+    _, sft_steps, dpo_steps = SIZES[args.quick]
+    idx, sft, dpo = str(work / "indexes"), str(work / "runs" / "sft"), str(work / "runs" / "dpo")
+    steps.run(
+        "RAFT data with abstain targets (minimal pairs)",
+        "build-dataset",
+        str(work / "train_corpus.jsonl"),
+        "--qa",
+        str(work / "train_qa.jsonl"),
+        "--out",
+        str(work / "raft"),
+        "--config",
+        "recipes/raft_build_abstain.yaml",
+        *CHUNKING,
+        "--set",
+        f"retrieval.indexes_dir={idx}",
+        "--set",
+        f"assembly.seed={args.seed}",
+    )
+    steps.run(
+        "SFT-LoRA",
+        "train",
+        "--config",
+        "recipes/sft_lora_abstain.yaml",
+        "--set",
+        f"model={args.model}",
+        "--set",
+        f"data.path={work / 'raft'}",
+        "--set",
+        f"output_dir={sft}",
+        "--set",
+        f"optim.max_steps={sft_steps}",
+        "--set",
+        f"seed={args.seed}",
+        "--overwrite",
+    )
+    steps.run(
+        "DPO from the SFT run",
+        "train",
+        "--config",
+        "recipes/dpo_lora_abstain.yaml",
+        "--set",
+        f"model={sft}",
+        "--set",
+        f"data.path={work / 'raft'}",
+        "--set",
+        f"output_dir={dpo}",
+        "--set",
+        f"optim.max_steps={dpo_steps}",
+        "--set",
+        f"seed={args.seed}",
+        "--overwrite",
+    )
+    return sft, dpo
+
+
+def measure(args) -> dict:
+    work = workdir(section("hallucination")(args))
+    train_rows, test = split(args, work)
+    steps, idx = Steps(), str(work / "indexes")
+    steps.run(
+        "index all 2021 passages",
+        "index",
+        "build",
+        str(SHARED / "realtimeqa" / "corpus_v2.jsonl"),
+        "--name",
+        "news",
+        "--indexes-dir",
+        idx,
+        *CHUNKING,
+    )
+    sft, dpo = train(steps, work, args)
+    rag = {"mode": "rag", "index": "news", "top_k": 4}
+    cfg = {
+        "systems": [
+            {"name": "base+rag", "model": args.model, **rag},
+            {"name": "raft-sft+rag", "model": sft, **rag},
+            {"name": "raft-dpo+rag", "model": dpo, **rag},
+        ],
+        "baseline": "base+rag",
+        "questions": {"path": str(work / "test_qa.jsonl")},
+        "generation": {"max_new_tokens": 96, "batch_size": 16},
+        "indexes_dir": idx,
+        "scoring": {"mc": "loglik", "mc_after": "reply", "ragas": False},
+        "freshness": {"enable": False},
+        "unanswerable": {"use_status": False, "holdout_docs": 1.0, "seed": args.seed},
+        "bootstrap": {"samples": 2000, "seed": args.seed},
+    }
+    path = write_yaml(
+        work / "compare.yaml",
+        cfg,
+        f"raftkit compare --config {work / 'compare.yaml'} --out {work / 'report'}",
+    )
+    steps.run(
+        "compare: each held-out question with and without its evidence",
+        "compare",
+        "--config",
+        str(path),
+        "--out",
+        str(work / "report"),
+        "--overwrite",
+    )
+    from pipeline import results
+
+    res = results(work / "report")
+    return {
+        "quick": args.quick,
+        "model": args.model,
+        "seed": args.seed,
+        "train": len(train_rows),
+        "test": len(test),
+        "sizes": SIZES[args.quick],
+        "metrics": metrics(work / "report"),
+        "paired": {s["name"]: s["paired"] for s in res["systems"]},
+        "verdict": res["verdict"],
+        "steps": steps.records(),
+    }
+
+
+def _cell(stat: dict | None, score: bool, signed: bool = False) -> str:
+    if not stat or stat["value"] is None:
+        return "-"
+    fmt = (lambda v: f"{100 * v:+.1f}") if signed else (lambda v: f"{100 * v:.1f}")
+    ci = f" [{fmt(stat['ci'][0])}, {fmt(stat['ci'][1])}]" if stat.get("ci") else ""
+    return fmt(stat["value"]) + ci
+
+
+def _setup(d: dict, total: float) -> str:
+    _, sft_steps, dpo_steps = d["sizes"]
+    return (
+        f"Machine: {describe(d['machine'])}. Model: `{d['model']}` (135M). RealTimeQA v1 questions "
+        f"split by document (seed {d['seed']}): {d['train']} to train on, {d['test']} held out. "
+        "Each held-out question is asked twice over an index of all 630 passages of 2021, top-4: "
+        "as it is (answerable: its passage is in the index) and over the index without its "
+        "passage (evidence absent: any answer is a hallucination, an abstention is right). RAFT "
+        "data: recipes/raft_build_abstain.yaml (each training question once with its passage and "
+        "once with a distractor in its place, abstain target); SFT-LoRA "
+        f"{sft_steps} steps (recipes/sft_lora_abstain.yaml), then DPO {dpo_steps} steps from "
+        f"the SFT run (recipes/dpo_lora_abstain.yaml). Total {total / 60:.1f} min."
+    )
+
+
+def render(d: dict) -> str:
+    from raftkit.compare.metrics import REGISTRY
+
+    rows = [
+        [
+            REGISTRY[m].label + ("" if REGISTRY[m].score else " %"),
+            *[_cell(d["metrics"][s].get(m), REGISTRY[m].score) for s in SYSTEMS],
+        ]
+        for m in HEADLINE
+    ]
+    diffs = [
+        [
+            REGISTRY[m].label,
+            *[_cell(d["paired"][s].get(m), REGISTRY[m].score, signed=True) for s in SYSTEMS[1:]],
+        ]
+        for m in HEADLINE
+    ]
+    total = sum(s["seconds"] for s in d["steps"])
+    return "\n\n".join(
+        [
+            f"## Hallucination (`benchmarks/hallucination.py{' --quick' if d['quick'] else ''}`)",
+            _setup(d, total),
+            "Per system (%, bootstrap 95% interval over questions; accuracy is the log-likelihood "
+            "choice among 4 options after the reply, on answerable questions; truthfulness in "
+            "points, -100..100):",
+            table(["metric", *SYSTEMS], rows),
+            "Paired differences against base+RAG (points, paired bootstrap over the questions):",
+            table(["metric", *SYSTEMS[1:]], diffs),
+            "Verdict: " + "; ".join(d["verdict"]) + ".",
+            "Steps (each is a raftkit command; rerun them to reproduce):",
+            steps_table(d["steps"]),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    bench_main(
+        "hallucination", __doc__, measure, render, add_args, section=section("hallucination")
+    )
