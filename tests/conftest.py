@@ -137,7 +137,7 @@ class CompareStub:
 
     def _key(self, conv):
         return conv[0]["content"] == prompts.SYSTEM_RAG, self.by_question[
-            conv[-1]["content"].rsplit("Question: ", 1)[1]
+            conv[-1]["content"].rsplit("Question: ", 1)[1].split("\n")[0]
         ]
 
     def answer(self, conversations, choices=None, after_reply=False, desc=""):

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from raftkit import config, files
+from raftkit import config, files, prompts
 from raftkit.cli import main
 from raftkit.errors import ConfigError, RaftkitError
 from raftkit.prompts import extract_quotes, quote_in
@@ -152,7 +152,9 @@ def test_build_writes_every_output_with_the_contract_columns(full, index):
     assert row["prompt"] == row["messages"][:2] and row["completion"] == row["messages"][2:]
     assert row["chosen"] == row["completion"] and row["rejected"][0]["role"] == "assistant"
     assert row["rejected"] != row["chosen"]
-    assert row["messages"][1]["content"].endswith(f"Question: {row['question']}")
+    titles = [{c.id: c.title for c in index.chunks}[i] for i in row["context_ids"]]
+    shown = prompts.rag_messages(row["question"], row["context"], titles)
+    assert row["messages"][1]["content"] == shown[1]["content"]
     dsf = files.read_jsonl(out / "dsf_train.jsonl")[0]
     assert dsf["prompt"][-1]["content"] == f"Question: {dd['train'][0]['question']}"
     assert dsf["completion"][0]["content"].startswith("<ANSWER>: ")
