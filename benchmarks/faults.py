@@ -103,9 +103,11 @@ class Scenario:
     def rerun_argv(self, work: Path) -> list:
         return self.argv(work)
 
+    finished = ""  # the file that marks a complete output (relative to the work folder)
+
     def done(self, work: Path) -> bool:
         """Whether the output is complete (a rerun would be refused or do nothing)."""
-        return False
+        return bool(self.finished) and (work / self.finished).is_file()
 
 
 class IndexUpdate(Scenario):
@@ -136,6 +138,7 @@ class IndexUpdate(Scenario):
 
 class BuildQA(Scenario):
     name = "build-dataset --qa (demo v1)"
+    finished = "ds/manifest.json"
     OUTPUTS = [
         f"{form}_{split}.jsonl"
         for form in ("chat", "completion", "preference", "dsf")
@@ -143,21 +146,30 @@ class BuildQA(Scenario):
     ]
 
     def argv(self, work):
+        return self.build(
+            work,
+            "--qa",
+            DEMO / "train_qa_v1.jsonl",
+            "qa.answer_field=answer_v1",
+            "checkpoint_every=16",
+        )
+
+    @staticmethod
+    def build(work, *extra) -> list:
+        """build-dataset of the demo v1 pages into work/ds (`extra`: options, key=value sets)."""
+        options = [x for x in extra if not isinstance(x, str) or "=" not in x]
+        sets = [a for x in extra if isinstance(x, str) and "=" in x for a in ("--set", x)]
         return [
             "build-dataset",
             DEMO / "v1",
-            "--qa",
-            DEMO / "train_qa_v1.jsonl",
+            *options,
             "--out",
             work / "ds",
             "--config",
             ROOT / "recipes" / "raft_build.yaml",
             "--set",
             f"retrieval.indexes_dir={work / 'idx'}",
-            "--set",
-            "qa.answer_field=answer_v1",
-            "--set",
-            "checkpoint_every=16",
+            *sets,
         ]
 
     def readable(self, work):
@@ -169,40 +181,25 @@ class BuildQA(Scenario):
     def fingerprint(self, work):
         return digest(work / "ds", self.OUTPUTS)
 
-    def done(self, work):
-        return (work / "ds" / "manifest.json").is_file()
-
 
 class BuildGenerated(BuildQA):
     name = "build-dataset, model-written (4 chunks)"
 
     def argv(self, work):
-        return [
-            "build-dataset",
-            DEMO / "v1",
-            "--out",
-            work / "ds",
-            "--config",
-            ROOT / "recipes" / "raft_build.yaml",
-            "--set",
-            f"retrieval.indexes_dir={work / 'idx'}",
-            "--set",
+        return self.build(
+            work,
             "questions.max_chunks=4",
-            "--set",
             "questions.per_chunk=1",
-            "--set",
             "questions.max_new_tokens=32",
-            "--set",
             "answers.max_new_tokens=48",
-            "--set",
             "checkpoint_every=1",
-            "--set",
             "assembly.eval_fraction=0",
-        ]
+        )
 
 
 class Train(Scenario):
     name = "train (SFT-LoRA, killed after its first checkpoint)"
+    finished = "run/run.json"
 
     def prepare(self, work):
         import torch
@@ -254,12 +251,10 @@ class Train(Scenario):
     def fingerprint(self, work):
         return tensors_digest(work / "run" / "model" / "adapter_model.safetensors")
 
-    def done(self, work):
-        return (work / "run" / "run.json").is_file()
-
 
 class Compare(Scenario):
     name = "compare (compare_tiny: 2 systems x 8 questions)"
+    finished = "report/results.json"
 
     def argv(self, work):
         return [
@@ -283,9 +278,6 @@ class Compare(Scenario):
 
     def fingerprint(self, work):
         return digest(work / "report", ["per_question.csv"])
-
-    def done(self, work):
-        return (work / "report" / "results.json").is_file()
 
 
 SCENARIOS = [IndexUpdate(), BuildQA(), BuildGenerated(), Train(), Compare()]

@@ -16,19 +16,7 @@ from __future__ import annotations
 
 import random
 
-from pipeline import (
-    CHUNKING,
-    SHARED,
-    Steps,
-    add_args,
-    metrics,
-    read_jsonl,
-    section,
-    steps_table,
-    workdir,
-    write_jsonl,
-    write_yaml,
-)
+import pipeline as p
 from results import bench_main, describe, table
 
 SYSTEMS = ("base+rag", "raft-sft+rag", "raft-dpo+rag")
@@ -49,22 +37,22 @@ def split(args, work):
     """(training questions, held-out questions, training corpus path): v1 split by document; the
     training corpus lacks the held-out passages, so none of them is ever a training distractor."""
     test_n = SIZES[args.quick][0]
-    v1 = [r for r in read_jsonl(SHARED / "realtimeqa" / "qa.jsonl") if r.get("period") == "v1"]
+    v1 = [r for r in p.read_jsonl(p.SHARED / "realtimeqa" / "qa.jsonl") if r.get("period") == "v1"]
     docs = sorted({r["doc_ids"][0] for r in v1})
     random.Random(args.seed).shuffle(docs)
     held = set(docs[:test_n])
     test = [r for r in v1 if r["doc_ids"][0] in held]
     train = [r for r in v1 if r["doc_ids"][0] not in held]
     corpus = [
-        d for d in read_jsonl(SHARED / "realtimeqa" / "corpus_v2.jsonl") if d["id"] not in held
+        d for d in p.read_jsonl(p.SHARED / "realtimeqa" / "corpus_v2.jsonl") if d["id"] not in held
     ]
-    write_jsonl(work / "train_qa.jsonl", train)
-    write_jsonl(work / "test_qa.jsonl", test)
-    write_jsonl(work / "train_corpus.jsonl", corpus)
+    p.write_jsonl(work / "train_qa.jsonl", train)
+    p.write_jsonl(work / "test_qa.jsonl", test)
+    p.write_jsonl(work / "train_corpus.jsonl", corpus)
     return train, test
 
 
-def train(steps: Steps, work, args) -> tuple[str, str]:
+def train(steps: p.Steps, work, args) -> tuple[str, str]:
     """RAFT data with abstain targets, SFT-LoRA, DPO from the SFT run; returns the two runs."""
     _, sft_steps, dpo_steps = SIZES[args.quick]
     idx, sft, dpo = str(work / "indexes"), str(work / "runs" / "sft"), str(work / "runs" / "dpo")
@@ -78,7 +66,7 @@ def train(steps: Steps, work, args) -> tuple[str, str]:
         str(work / "raft"),
         "--config",
         "recipes/raft_build_abstain.yaml",
-        *CHUNKING,
+        *p.CHUNKING,
         "--set",
         f"retrieval.indexes_dir={idx}",
         "--set",
@@ -122,19 +110,19 @@ def train(steps: Steps, work, args) -> tuple[str, str]:
 
 
 def measure(args) -> dict:
-    work = workdir(section("hallucination")(args))
+    work = p.workdir(p.section("hallucination")(args))
     train_rows, test = split(args, work)
-    steps, idx = Steps(), str(work / "indexes")
+    steps, idx = p.Steps(), str(work / "indexes")
     steps.run(
         "index all 2021 passages",
         "index",
         "build",
-        str(SHARED / "realtimeqa" / "corpus_v2.jsonl"),
+        str(p.SHARED / "realtimeqa" / "corpus_v2.jsonl"),
         "--name",
         "news",
         "--indexes-dir",
         idx,
-        *CHUNKING,
+        *p.CHUNKING,
     )
     sft, dpo = train(steps, work, args)
     rag = {"mode": "rag", "index": "news", "top_k": 4}
@@ -153,23 +141,10 @@ def measure(args) -> dict:
         "unanswerable": {"use_status": False, "holdout_docs": 1.0, "seed": args.seed},
         "bootstrap": {"samples": 2000, "seed": args.seed},
     }
-    path = write_yaml(
-        work / "compare.yaml",
-        cfg,
-        f"raftkit compare --config {work / 'compare.yaml'} --out {work / 'report'}",
+    p.compare_step(
+        steps, work, cfg, "compare: each held-out question with and without its evidence"
     )
-    steps.run(
-        "compare: each held-out question with and without its evidence",
-        "compare",
-        "--config",
-        str(path),
-        "--out",
-        str(work / "report"),
-        "--overwrite",
-    )
-    from pipeline import results
-
-    res = results(work / "report")
+    res = p.results(work / "report")
     return {
         "quick": args.quick,
         "model": args.model,
@@ -177,7 +152,7 @@ def measure(args) -> dict:
         "train": len(train_rows),
         "test": len(test),
         "sizes": SIZES[args.quick],
-        "metrics": metrics(work / "report"),
+        "metrics": p.metrics(work / "report"),
         "paired": {s["name"]: s["paired"] for s in res["systems"]},
         "verdict": res["verdict"],
         "steps": steps.records(),
@@ -237,12 +212,12 @@ def render(d: dict) -> str:
             table(["metric", *SYSTEMS[1:]], diffs),
             "Verdict: " + "; ".join(d["verdict"]) + ".",
             "Steps (each is a raftkit command; rerun them to reproduce):",
-            steps_table(d["steps"]),
+            p.steps_table(d["steps"]),
         ]
     )
 
 
 if __name__ == "__main__":
     bench_main(
-        "hallucination", __doc__, measure, render, add_args, section=section("hallucination")
+        "hallucination", __doc__, measure, render, p.add_args, section=p.section("hallucination")
     )

@@ -233,3 +233,14 @@ def workdir(key: str) -> Path:
 def metrics(report_dir: Path) -> dict:
     """{system: {metric: {value, ci, n}}} of a compare report."""
     return {s["name"]: s["metrics"] for s in results(report_dir)["systems"]}
+
+
+def compare_step(steps: Steps, work: Path, cfg: dict, label: str) -> Path:
+    """Write the run's compare recipe (first line: its command) and run it; returns the report."""
+    path = write_yaml(
+        work / "compare.yaml",
+        cfg,
+        f"raftkit compare --config {work / 'compare.yaml'} --out {work / 'report'}",
+    )
+    steps.run(label, "compare", "--config", str(path), "--out", str(work / "report"), "--overwrite")
+    return work / "report"

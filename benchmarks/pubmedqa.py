@@ -12,23 +12,7 @@ section.
 
 from __future__ import annotations
 
-from pipeline import (
-    CHUNKING,
-    SHARED,
-    Steps,
-    add_args,
-    build_raft,
-    compare_config,
-    metrics,
-    read_jsonl,
-    section,
-    split_by_document,
-    steps_table,
-    train_sft,
-    workdir,
-    write_jsonl,
-    write_yaml,
-)
+import pipeline as p
 from results import bench_main, describe, table
 
 PAPER = {
@@ -43,14 +27,16 @@ SIZES = {True: (24, 80, 20), False: (100, 400, 130)}
 
 
 def measure(args) -> dict:
-    work = workdir(section("pubmedqa")(args))
+    work = p.workdir(p.section("pubmedqa")(args))
     test_n, train_n, sft_steps = SIZES[args.quick]
-    corpus = SHARED / "pubmedqa" / "corpus.jsonl"
-    train, test = split_by_document(read_jsonl(SHARED / "pubmedqa" / "qa.jsonl"), test_n, args.seed)
+    corpus = p.SHARED / "pubmedqa" / "corpus.jsonl"
+    train, test = p.split_by_document(
+        p.read_jsonl(p.SHARED / "pubmedqa" / "qa.jsonl"), test_n, args.seed
+    )
     train = train[:train_n]
-    write_jsonl(work / "train_qa.jsonl", train)
-    write_jsonl(work / "test_qa.jsonl", test)
-    idx, steps = str(work / "indexes"), Steps()
+    p.write_jsonl(work / "train_qa.jsonl", train)
+    p.write_jsonl(work / "test_qa.jsonl", test)
+    idx, steps = str(work / "indexes"), p.Steps()
     steps.run(
         "index the corpus",
         "index",
@@ -60,10 +46,10 @@ def measure(args) -> dict:
         "pubmedqa",
         "--indexes-dir",
         idx,
-        *CHUNKING,
+        *p.CHUNKING,
     )
-    build_raft(steps, corpus, work / "train_qa.jsonl", work / "raft", idx, "pubmedqa", args.seed)
-    train_sft(
+    p.build_raft(steps, corpus, work / "train_qa.jsonl", work / "raft", idx, "pubmedqa", args.seed)
+    p.train_sft(
         steps,
         "SFT-LoRA (RAFT)",
         work / "raft",
@@ -74,7 +60,7 @@ def measure(args) -> dict:
     )
     # DSF rows are short: unpacked, a step sees the same 4 questions a RAFT step does (packed into
     # 1024-token rows it would see ~20 and repeat the data for many epochs).
-    train_sft(
+    p.train_sft(
         steps,
         "SFT-LoRA (DSF)",
         work / "raft" / "dsf_train.jsonl",
@@ -86,7 +72,7 @@ def measure(args) -> dict:
         "sft.packing=false",
     )
     rag = {"mode": "rag", "index": "pubmedqa", "top_k": 3}
-    cfg = compare_config(
+    cfg = p.compare_config(
         [
             {"name": "base", "model": args.model, "mode": "closed"},
             {"name": "base+rag", "model": args.model, **rag},
@@ -99,20 +85,7 @@ def measure(args) -> dict:
         args.seed,
         max_new_tokens=96,
     )  # quote + conclusion
-    path = write_yaml(
-        work / "compare.yaml",
-        cfg,
-        f"raftkit compare --config {work / 'compare.yaml'} --out {work / 'report'}",
-    )
-    steps.run(
-        "compare on the test split",
-        "compare",
-        "--config",
-        str(path),
-        "--out",
-        str(work / "report"),
-        "--overwrite",
-    )
+    p.compare_step(steps, work, cfg, "compare on the test split")
     return {
         "quick": args.quick,
         "model": args.model,
@@ -120,7 +93,7 @@ def measure(args) -> dict:
         "train": len(train),
         "test": len(test),
         "sft_steps": sft_steps,
-        "accuracy": {n: m["accuracy"] for n, m in metrics(work / "report").items()},
+        "accuracy": {n: m["accuracy"] for n, m in p.metrics(work / "report").items()},
         "steps": steps.records(),
     }
 
@@ -153,10 +126,10 @@ def render(d: dict) -> str:
                 "model, data and prompts."
             ),
             "Steps (each is a raftkit command; rerun them to reproduce):",
-            steps_table(d["steps"]),
+            p.steps_table(d["steps"]),
         ]
     )
 
 
 if __name__ == "__main__":
-    bench_main("pubmedqa", __doc__, measure, render, add_args, section=section("pubmedqa"))
+    bench_main("pubmedqa", __doc__, measure, render, p.add_args, section=p.section("pubmedqa"))

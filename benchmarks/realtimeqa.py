@@ -14,24 +14,7 @@ from __future__ import annotations
 
 import random
 
-from pipeline import (
-    CHUNKING,
-    SHARED,
-    Steps,
-    accuracy_by,
-    add_args,
-    build_raft,
-    compare_config,
-    per_question,
-    read_jsonl,
-    section,
-    split_by_document,
-    steps_table,
-    train_sft,
-    workdir,
-    write_jsonl,
-    write_yaml,
-)
+import pipeline as p
 from results import bench_main, describe, table
 
 GROUPS = ("v1 trained", "v1 held out", "v2 (new)")
@@ -49,26 +32,29 @@ SIZES = {True: (12, 60, 20), False: (60, 240, 140)}
 def questions(args, work):
     """(training rows, evaluation rows with their group): v1 split by document, v2 sampled."""
     per_group, train_n, _ = SIZES[args.quick]
-    qa = read_jsonl(SHARED / "realtimeqa" / "qa.jsonl")
+    qa = p.read_jsonl(p.SHARED / "realtimeqa" / "qa.jsonl")
     v1, v2 = [r for r in qa if r.get("period") == "v1"], [r for r in qa if r.get("period") == "v2"]
-    train, held = split_by_document(v1, per_group, args.seed)
+    train, held = p.split_by_document(v1, per_group, args.seed)
     rng, train = random.Random(args.seed), train[:train_n]
     eval_rows = (
         [dict(r, group=GROUPS[0]) for r in rng.sample(train, min(per_group, len(train)))]
         + [dict(r, group=GROUPS[1]) for r in held[:per_group]]
         + [dict(r, group=GROUPS[2]) for r in rng.sample(v2, min(per_group, len(v2)))]
     )
-    write_jsonl(work / "train_v1_qa.jsonl", train)
-    write_jsonl(work / "eval_qa.jsonl", eval_rows)
+    p.write_jsonl(work / "train_v1_qa.jsonl", train)
+    p.write_jsonl(work / "eval_qa.jsonl", eval_rows)
     return train, eval_rows
 
 
 def measure(args) -> dict:
-    work = workdir(section("realtimeqa")(args))
+    work = p.workdir(p.section("realtimeqa")(args))
     train, eval_rows = questions(args, work)
     sft_steps = SIZES[args.quick][2]
-    idx, steps = str(work / "indexes"), Steps()
-    v1, v2 = SHARED / "realtimeqa" / "corpus_v1.jsonl", SHARED / "realtimeqa" / "corpus_v2.jsonl"
+    idx, steps = str(work / "indexes"), p.Steps()
+    v1, v2 = (
+        p.SHARED / "realtimeqa" / "corpus_v1.jsonl",
+        p.SHARED / "realtimeqa" / "corpus_v2.jsonl",
+    )
     steps.run(
         "index corpus v1",
         "index",
@@ -78,11 +64,11 @@ def measure(args) -> dict:
         "rtqa",
         "--indexes-dir",
         idx,
-        *CHUNKING,
+        *p.CHUNKING,
     )
     # P=0.5 and lr 1e-3 as in `make demo`: half the RAFT rows lack the oracle,
     # so the answer has to come from memory.
-    build_raft(
+    p.build_raft(
         steps,
         v1,
         work / "train_v1_qa.jsonl",
@@ -100,7 +86,7 @@ def measure(args) -> dict:
     # model barely learned the v1 facts.
     closed_book = ",".join([str(work / "raft" / "dsf_train.jsonl")] * CLOSED_BOOK_REPEATS)
     ft = str(work / "runs" / "raft")
-    train_sft(
+    p.train_sft(
         steps,
         "SFT-LoRA on v1 (RAFT + closed-book rows)",
         work / "raft",
@@ -123,7 +109,7 @@ def measure(args) -> dict:
         idx,
     )
     rag = {"mode": "rag", "index": "rtqa", "top_k": 3}
-    cfg = compare_config(
+    cfg = p.compare_config(
         [
             {"name": "base", "model": args.model, "mode": "closed"},
             {"name": "base+rag", "model": args.model, **rag},
@@ -135,21 +121,8 @@ def measure(args) -> dict:
         args.model,
         args.seed,
     )
-    path = write_yaml(
-        work / "compare.yaml",
-        cfg,
-        f"raftkit compare --config {work / 'compare.yaml'} --out {work / 'report'}",
-    )
-    steps.run(
-        "compare the four systems",
-        "compare",
-        "--config",
-        str(path),
-        "--out",
-        str(work / "report"),
-        "--overwrite",
-    )
-    answered = per_question(work / "report")
+    p.compare_step(steps, work, cfg, "compare the four systems")
+    answered = p.per_question(work / "report")
     group_of = {r["id"]: r["group"] for r in eval_rows}
     evidence = {r["id"]: r["doc_ids"] for r in eval_rows}
     found = {
@@ -160,7 +133,7 @@ def measure(args) -> dict:
         ]
         for g in GROUPS
     }
-    acc = accuracy_by(answered, group_of)
+    acc = p.accuracy_by(answered, group_of)
     return {
         "quick": args.quick,
         "model": args.model,
@@ -196,10 +169,10 @@ def render(d: dict) -> str:
             + ", ".join(f"{g} {100 * v:.0f}%" for g, v in d["retrieved"].items())
             + ".",
             "Steps (each is a raftkit command; rerun them to reproduce):",
-            steps_table(d["steps"]),
+            p.steps_table(d["steps"]),
         ]
     )
 
 
 if __name__ == "__main__":
-    bench_main("realtimeqa", __doc__, measure, render, add_args, section=section("realtimeqa"))
+    bench_main("realtimeqa", __doc__, measure, render, p.add_args, section=p.section("realtimeqa"))

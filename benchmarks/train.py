@@ -340,19 +340,17 @@ def render(d: dict) -> str:
             f"float32 matmul peaks at {t['float32']:.2f} TFLOP/s here, "
             f"{t['bfloat16'] / t['float32']:.1f}x less."
         )
-    if {"raftkit-lora", "raftkit-lora-fp32"} <= runs.keys():
-        speed, per_cpu, loss = _ratio(d, "raftkit-lora", "raftkit-lora-fp32")
-        parts.append(
-            f"**Runtime auto ({runs['raftkit-lora']['precision']}) against float32, SFT-LoRA: "
-            f"{speed:.2f}x the tokens/s ({per_cpu:.2f}x per CPU-second), final loss "
-            f"{100 * loss:.1f}% apart.**"
-        )
-    if {"raftkit-full", "raftkit-full-fp32"} <= runs.keys():
-        speed, per_cpu, loss = _ratio(d, "raftkit-full", "raftkit-full-fp32")
-        parts.append(
-            f"Full fine-tuning, auto against float32: {speed:.2f}x the tokens/s ({per_cpu:.2f}x "
-            f"per CPU-second), final loss {100 * loss:.1f}% apart."
-        )
+    for auto, fp32, what in (
+        ("raftkit-lora", "raftkit-lora-fp32", "SFT-LoRA"),
+        ("raftkit-full", "raftkit-full-fp32", "full fine-tuning"),
+    ):
+        if {auto, fp32} <= runs.keys():
+            speed, per_cpu, loss = _ratio(d, auto, fp32)
+            parts.append(
+                f"**Runtime auto ({runs[auto]['precision']}) against float32, {what}: "
+                f"{speed:.2f}x the tokens/s ({per_cpu:.2f}x per CPU-second), final loss "
+                f"{100 * loss:.1f}% apart.**"
+            )
     if {"raftkit-lora", "trl-defaults-lora"} <= runs.keys():
         speed, per_cpu, _ = _ratio(d, "raftkit-lora", "trl-defaults-lora")
         mem = runs["raftkit-lora"]["peak_mem_mb"] / runs["trl-defaults-lora"]["peak_mem_mb"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
 
 from raftkit.config import GenerationConfig
 from raftkit.errors import RaftkitError
@@ -30,15 +29,11 @@ class Answer:
     )
 
 
-class Generator(Protocol):
-    cfg: GenerationConfig
+class Generator:
+    """What every backend offers: `answer` (replies, and each choice's log-likelihood where the
+    backend can score them) and `chat` (replies only). Backends implement `answer`."""
 
-    def chat(
-        self,
-        conversations: list[Conversation],
-        max_new_tokens: int | None = None,
-        desc: str = "generating",
-    ) -> list[str]: ...
+    cfg: GenerationConfig
 
     def answer(
         self,
@@ -46,7 +41,26 @@ class Generator(Protocol):
         choices: list[list[str]] | None = None,
         after_reply: bool = False,
         desc: str = "answering",
-    ) -> list[Answer]: ...
+        max_new_tokens: int | None = None,
+    ) -> list[Answer]:
+        """Replies, and with `choices` each choice's log-likelihood (None where not scored): right
+        after the prompt, or (`after_reply`) after the reply's reasoning."""
+        return self._answer(conversations, choices, after_reply, desc, max_new_tokens)
+
+    def _answer(self, conversations, choices, after_reply, desc, max_new_tokens) -> list[Answer]:
+        raise NotImplementedError
+
+    def chat(
+        self,
+        conversations: list[Conversation],
+        max_new_tokens: int | None = None,
+        desc: str = "generating",
+    ) -> list[str]:
+        """The replies to `conversations`, in order."""
+        return [
+            a.reply
+            for a in self.answer(conversations, None, desc=desc, max_new_tokens=max_new_tokens)
+        ]
 
 
 def choice_continuation(choice: str) -> str:
@@ -54,7 +68,7 @@ def choice_continuation(choice: str) -> str:
     return f"{ANSWER_TAG} {choice}"
 
 
-class HFGenerator:
+class HFGenerator(Generator):
     """A local transformers causal LM; `chat` and `answer` run batches of `cfg.batch_size`
     prompts."""
 
@@ -72,28 +86,8 @@ class HFGenerator:
             ids["input_ids"] if hasattr(ids, "keys") else ids
         )  # transformers 5 returns a BatchEncoding
 
-    def chat(
-        self,
-        conversations: list[Conversation],
-        max_new_tokens: int | None = None,
-        desc: str = "generating",
-    ) -> list[str]:
-        return [
-            a.reply
-            for a in self.answer(conversations, None, desc=desc, max_new_tokens=max_new_tokens)
-        ]
-
-    def answer(
-        self,
-        conversations: list[Conversation],
-        choices: list[list[str]] | None = None,
-        after_reply: bool = False,
-        desc: str = "answering",
-        max_new_tokens: int | None = None,
-    ) -> list[Answer]:
-        """Replies, and with `choices` the log-likelihood of each choice's answer line, read off the
-        generation's own KV cache: right after the prompt, or (`after_reply`) after the reply's
-        reasoning."""
+    def _answer(self, conversations, choices, after_reply, desc, max_new_tokens) -> list[Answer]:
+        """Batches of similar length; choice scores read off each batch's own generation cache."""
         lengths = [len(self.prompt_ids(c)) for c in conversations]
         # Similar lengths share a batch: less padding, fewer wasted FLOPs.
         order = sorted(range(len(conversations)), key=lambda i: -lengths[i])
@@ -224,7 +218,7 @@ class _Batch:
         ]
 
 
-class OpenAIGenerator:
+class OpenAIGenerator(Generator):
     """Any OpenAI-compatible chat-completions server (vLLM, llama.cpp server, Ollama, OpenAI),
     through the `openai` client: its timeouts, and its retries with backoff that honour
     Retry-After."""
@@ -263,28 +257,15 @@ class OpenAIGenerator:
             why = "reply is not an OpenAI chat completion"
         raise RaftkitError(f"generation server {self.url} failed: {why}")
 
-    def chat(
-        self,
-        conversations: list[Conversation],
-        max_new_tokens: int | None = None,
-        desc: str = "generating",
-    ) -> list[str]:
+    def _answer(self, conversations, choices, after_reply, desc, max_new_tokens) -> list[Answer]:
+        """Replies only: a chat-completions server returns no log-likelihoods of given answers."""
         n = max_new_tokens or self.cfg.max_new_tokens
         with ThreadPoolExecutor(max_workers=self.cfg.batch_size) as pool:
             futures = [pool.submit(self._one, c, n) for c in conversations]
             return [
-                f.result() for f in progress(futures, total=len(futures), desc=desc, unit="req")
+                Answer(f.result())
+                for f in progress(futures, total=len(futures), desc=desc, unit="req")
             ]
-
-    def answer(
-        self,
-        conversations: list[Conversation],
-        choices: list[list[str]] | None = None,
-        after_reply: bool = False,
-        desc: str = "answering",
-    ) -> list[Answer]:
-        """Replies only: a chat-completions server returns no log-likelihoods of given answers."""
-        return [Answer(r) for r in self.chat(conversations, desc=desc)]
 
 
 def make_generator(cfg: GenerationConfig, rt: Runtime) -> Generator:

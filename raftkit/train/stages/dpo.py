@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from raftkit.train.config import TrainConfig
 
 PAIRS = ("prompt", "chosen", "rejected")
+# what dpo and reward train on, and what to say when a dataset lacks it
+PREFERENCE_DATA = {"columns": (PAIRS,), "column_hint": "reward and dpo need preference pairs"}
 
 
 class DPOSection(Section):
@@ -62,11 +64,4 @@ def train_dpo(cfg: TrainConfig, resume: bool = False) -> dict:
     return common.run_training(trainer, cfg, tok, base, resume)
 
 
-STAGE = Stage(
-    name="dpo",
-    order=1,
-    columns=(PAIRS,),
-    train=train_dpo,
-    section=DPOSection,
-    column_hint="reward and dpo need preference pairs",
-)
+STAGE = Stage(name="dpo", order=1, train=train_dpo, section=DPOSection, **PREFERENCE_DATA)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from raftkit.config import Section
 from raftkit.errors import RaftkitError
 from raftkit.train.stage import Stage
-from raftkit.train.stages.dpo import PAIRS
+from raftkit.train.stages.dpo import PREFERENCE_DATA
 
 if TYPE_CHECKING:
     from raftkit.train.config import TrainConfig
@@ -56,9 +56,8 @@ def starts_from_a_base(cfg: TrainConfig) -> None:
 STAGE = Stage(
     name="reward",
     order=2,
-    columns=(PAIRS,),
     train=train_reward,
     section=RewardSection,
-    column_hint="reward and dpo need preference pairs",
     preflight=starts_from_a_base,
+    **PREFERENCE_DATA,
 )
