@@ -24,7 +24,9 @@ def schema(path: Path):
         from raftkit.compare.config import CompareConfig
 
         return CompareConfig
-    if name.split("_")[0] in ("sft", "dpo", "reward", "rlhf"):
+    from raftkit.train.stages import registry
+
+    if name.split("_")[0] in registry():
         from raftkit.train.config import TrainConfig
 
         return TrainConfig
@@ -32,6 +34,17 @@ def schema(path: Path):
 
 
 ALL = sorted(p for p in RECIPES.glob("*.yaml"))
+
+
+def test_every_training_stage_has_recipes_and_a_cpu_smoke_recipe():
+    from raftkit.train.stages import registry
+
+    names = {p.stem for p in ALL}
+    for stage in registry():
+        mine = [n for n in names if n.split("_")[0] == stage]
+        assert mine and any(n.endswith("_tiny") for n in mine), (
+            f"stage {stage} needs recipes, one of them _tiny"
+        )
 
 
 def test_recipes_exist_for_every_stage():

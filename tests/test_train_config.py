@@ -11,12 +11,11 @@ import pytest
 from raftkit.cli import main
 from raftkit.train import common
 from raftkit.train.run import load_config
+from raftkit.train.stages import registry
 
 RECIPES = Path(__file__).parents[1] / "recipes"
 TRAIN_ASSETS = Path(__file__).parent / "assets" / "train"
-TRAIN_RECIPES = sorted(
-    p for p in RECIPES.glob("*.yaml") if p.name.split("_")[0] in ("sft", "dpo", "reward", "rlhf")
-)
+TRAIN_RECIPES = sorted(p for p in RECIPES.glob("*.yaml") if p.name.split("_")[0] in registry())
 
 
 def test_every_train_recipe_loads_and_names_its_command():
