@@ -39,31 +39,34 @@ test-fast: install
 # The demo, sized for 2 CPU cores: small chunks and 2 distractors keep RAFT prompts near 500 tokens,
 # and the comparison samples 48 of the 96 questions. Every step is a plain raftkit command.
 DEMO_CHUNKS := --set retrieval.chunking.size=128 --set retrieval.chunking.overlap=16
-DEMO_STEPS ?= 48
+DEMO_STEPS ?= 64
 DEMO_QUESTIONS ?= 48
+DEMO_Q := "On which port does a Tarnwick node serve its HTTP API?"
 
 demo: install
-	@echo "== 1/6 index the demo docs as they were at release 1 (corpora/demo/v1)"
+	@echo "== 1/7 index the demo docs as they were at release 1 (corpora/demo/v1); the base model answers from it"
 	$(RAFTKIT) index build corpora/demo/v1 --name demo $(DEMO_CHUNKS) --overwrite
-	$(RAFTKIT) ask demo "On which port does a Tarnwick node serve its HTTP API?"
-	@echo "== 2/6 RAFT training data from v1 (paraphrased questions; the evaluation questions stay unseen)"
-	# P=0.5: half the examples lack the oracle chunk and teach the answer from memory (memorize).
+	$(RAFTKIT) ask demo $(DEMO_Q)
+	@echo "== 2/7 RAFT training data from v1 (paraphrased questions; the evaluation questions stay unseen)"
+	# The abstain recipe: every question once with its chunk (answer with a quote) and once with a
+	# distractor in its place (the refusal), so the model learns to answer only from evidence it sees.
 	$(RAFTKIT) build-dataset corpora/demo/v1 --qa corpora/demo/train_qa_v1.jsonl --out datasets/demo-v1 \
-	  --config recipes/raft_build.yaml --set index_name=demo $(DEMO_CHUNKS) --set assembly.oracle_p=0.5 \
-	  --set assembly.num_distractors=2 --set assembly.absent_target=memorize --set assembly.eval_fraction=0 --overwrite
-	@echo "== 3/6 fine-tune SmolLM2-135M with LoRA on the v1 RAFT data + the same questions closed-book ($(DEMO_STEPS) steps)"
-	# data.mix adds the build's closed-book rows (dsf_train.jsonl), so the model also answers v1 facts without documents.
-	$(RAFTKIT) train --config recipes/sft_lora_tiny.yaml --set data.path=datasets/demo-v1 --set data.eval_path= \
-	  --set "data.mix=[datasets/demo-v1/dsf_train.jsonl]" \
-	  --set output_dir=runs/demo-sft --set data.max_length=640 --set optim.max_steps=$(DEMO_STEPS) \
-	  --set optim.batch_size=4 --set lora.r=16 --set lora.alpha=32 --set optim.save_steps=1000 --overwrite
-	@echo "== 4/6 the docs change: release 2 (corpora/demo/v2) - update the index in place"
+	  --config recipes/raft_build_abstain.yaml --set index_name=demo $(DEMO_CHUNKS) \
+	  --set assembly.num_distractors=2 --set assembly.eval_fraction=0 --overwrite
+	@echo "== 3/7 fine-tune SmolLM2-135M with LoRA on it + the same questions closed-book ($(DEMO_STEPS) steps)"
+	# data.mix adds the build's closed-book rows (dsf_train.jsonl): without documents the model answers
+	# v1 facts from memory, which is what the freshness columns show after the docs change.
+	$(RAFTKIT) train --config recipes/sft_lora_abstain.yaml --set data.path=datasets/demo-v1 \
+	  --set "data.mix=[datasets/demo-v1/dsf_train.jsonl]" --set output_dir=runs/demo-sft \
+	  --set data.max_length=640 --set optim.max_steps=$(DEMO_STEPS) --overwrite
+	@echo "== 4/7 the same question, base model and fine-tuned model, over the same index"
+	$(RAFTKIT) ask demo $(DEMO_Q) --model runs/demo-sft
+	@echo "== 5/7 the docs change: release 2 (corpora/demo/v2) - update the index in place"
 	$(RAFTKIT) index update corpora/demo/v2 --name demo
-	@echo "== 5/6 compare base, base+RAG, fine-tuned and fine-tuned+RAG (RAFT)"
+	@echo "== 6/7 compare base, base+RAG, fine-tuned and fine-tuned+RAG (RAFT), paired against base+RAG"
 	$(RAFTKIT) compare --config recipes/compare_demo.yaml --out reports/demo --overwrite \
-	  --set questions.max_questions=$(DEMO_QUESTIONS) --set generation.max_new_tokens=48 \
-	  --set unanswerable.holdout_docs=0.0
-	@echo "== 6/6 done. Open the report: $(CURDIR)/reports/demo/report.html"
+	  --set questions.max_questions=$(DEMO_QUESTIONS) --set generation.max_new_tokens=64
+	@echo "== 7/7 done. Open the report: $(CURDIR)/reports/demo/report.html"
 
 bench: install
 	$(PY) benchmarks/retrieval.py

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Iterable
 from typing import TypeVar
 
@@ -21,6 +22,8 @@ def quiet_libraries() -> None:
     # bitsandbytes would fetch an optional CPU kernel from the Hub; we never download at run time.
     for name in ("bitsandbytes", "pypdf", "sentence_transformers", "httpx", "ragas"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # peft asks the deprecated name when it loads an adapter; the notice is for peft, not the user.
+    warnings.filterwarnings("ignore", ".*is_gradient_checkpointing", FutureWarning)
 
 
 def say(message: str) -> None:
