@@ -33,8 +33,9 @@ def two_prefill_factory(rt):
     from raftkit.generate import Answer, HFGenerator, choice_continuation
 
     class TwoPrefill(HFGenerator):
-        def answer(self, conversations, choices=None, after_reply=False, desc="answering"):
-            replies = self.chat(conversations, desc=desc)
+        def _answer(self, conversations, choices, after_reply, desc, max_new_tokens):
+            plain = super()._answer(conversations, None, False, desc, max_new_tokens)
+            replies = [a.reply for a in plain]
             out = []
             for conv, reply, ch in zip(conversations, replies, choices or [[]] * len(replies)):
                 prefix = prompts.reasoning(reply) if after_reply else ""

@@ -325,15 +325,23 @@ def trial(scenario: Scenario, root: Path, kills: int, rng: random.Random) -> dic
 
 def measure(args) -> dict:
     import tempfile
+    from concurrent.futures import ThreadPoolExecutor
 
-    rng = random.Random(args.seed)
     root = Path(tempfile.mkdtemp(prefix="bench-faults-"))
     only = [s for s in SCENARIOS if not args.only or any(o in s.name for o in args.only)]
-    trials = []
-    for s in only:
-        trials.append(trial(s, root / s.__class__.__name__, args.kills, rng))
-        print(trials[-1], file=sys.stderr, flush=True)
-    return {"kills": args.kills, "seed": args.seed, "trials": trials}
+    if args.jobs > 1:  # commands side by side, one thread each: no two fight over a core
+        ENV.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+    def one(s: Scenario) -> dict:
+        # each command its own seeded stream, so the kill moments do not depend on --jobs
+        rng = random.Random(f"{args.seed}/{s.name}")
+        t = trial(s, root / s.__class__.__name__, args.kills, rng)
+        print(t, file=sys.stderr, flush=True)
+        return t
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        trials = list(pool.map(one, only))
+    return {"kills": args.kills, "seed": args.seed, "jobs": args.jobs, "trials": trials}
 
 
 def render(d: dict) -> str:
@@ -352,7 +360,12 @@ def render(d: dict) -> str:
     return "\n\n".join(
         [
             "## Fault injection (`benchmarks/faults.py`)",
-            f"Machine: {describe(d['machine'])}. Command: `{d['command']}`.",
+            f"Machine: {describe(d['machine'])}. Command: `{d['command']}`"
+            + (
+                f" ({d['jobs']} commands at a time, each on one thread)."
+                if d.get("jobs", 1) > 1
+                else "."
+            ),
             "Each command ran once uninterrupted (the reference), then was killed with SIGKILL "
             "(its whole process group) at a uniformly random moment between 20% and 90% of the "
             "reference's duration; the train runs were killed only once their first checkpoint "
@@ -381,6 +394,9 @@ def render(d: dict) -> str:
 def add_args(parser) -> None:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="commands under test at once (each on 1 thread when >1)"
+    )
     parser.add_argument(
         "--only", nargs="*", help="run only the commands whose name contains these words"
     )
