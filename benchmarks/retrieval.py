@@ -93,11 +93,12 @@ def embed_variant(texts: list[str], questions: list[str], dtype: str, batch: int
     }
 
 
-def top_k_agreement(base: dict, other: dict, k: int = 5) -> tuple[float, float]:
+def top_k_agreement(base: dict, other: dict, keep, k: int = 5) -> tuple[float, float]:
     """Share of questions whose top-k chunks are the same set (and the same order) as under
-    float32."""
-    a = np.argsort(-(base["queries"] @ base["vectors"].T), axis=1)[:, :k]
-    b = np.argsort(-(other["queries"] @ other["vectors"].T), axis=1)[:, :k]
+    float32, searched among the `keep` rows: the first copy of the corpus, since the copies are
+    near-duplicates whose order among themselves any rounding flips."""
+    a = np.argsort(-(base["queries"] @ base["vectors"][keep].T), axis=1)[:, :k]
+    b = np.argsort(-(other["queries"] @ other["vectors"][keep].T), axis=1)[:, :k]
     return (
         float(np.mean([set(x) == set(y) for x, y in zip(a, b)])),
         float(np.mean([(x == y).all() for x, y in zip(a, b)])),
@@ -163,6 +164,7 @@ def measure(args) -> dict:
         index = build_index(tmp / "docs", "bench", cfg)
         build_s = time.perf_counter() - t0
         texts = [c.embedding_text for c in index.chunks]
+        first_copy = np.array([c.doc_id.endswith("~0") for c in index.chunks])
         variants = {
             label: embed_variant(texts, questions, dtype, batch, how)
             for label, dtype, batch, how in EMBEDDINGS
@@ -177,8 +179,8 @@ def measure(args) -> dict:
             "variant": label,
             "seconds": v["seconds"],
             "chunks_per_s": v["chunks_per_s"],
-            "top5_same_set": top_k_agreement(base, v)[0],
-            "top5_same_order": top_k_agreement(base, v)[1],
+            "top5_same_set": top_k_agreement(base, v, first_copy)[0],
+            "top5_same_order": top_k_agreement(base, v, first_copy)[1],
         }
         for label, v in variants.items()
     ]
@@ -293,7 +295,8 @@ def render(d: dict) -> str:
         "Corpus: PubMedQA abstracts + RealTimeQA v2 passages from ../shared/benchmarks, "
         f"x{d['copies']} copies (distinct ids and text), chunked at 128 tokens: {d['chunks']:,} "
         f"chunks. Queries: the {d['questions']:,} real questions of both sets. "
-        '"Same top-5": the question\'s 5 nearest chunks under that precision are the 5 it gets '
+        "\"Same top-5\": among the first copy's chunks, the question's 5 nearest under that "
+        "precision are the 5 it gets "
         "under float32 (as a set, and in the same order).",
         "**Embedding all-minilm-l6-v2** (one process, the same chunks, one after another):",
         table(
