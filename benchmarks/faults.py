@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from results import ROOT, bench_main, describe, table
+from results import DATA, ROOT, bench_main, describe, load, table
 
 DEMO = ROOT / "corpora" / "demo"
 RAFTKIT = [sys.executable, "-m", "raftkit.cli"]
@@ -265,6 +265,11 @@ class Compare(Scenario):
             work / "report",
             "--set",
             f"indexes_dir={work / 'idx'}",
+            # the recipe's paths are relative to the repository; the command runs in `work`
+            "--set",
+            f"questions.path={ROOT / 'tests' / 'assets' / 'compare' / 'qa.jsonl'}",
+            "--set",
+            f"build_indexes.compare-tiny={ROOT / 'tests' / 'assets' / 'docs'}",
             "--set",
             "generation.max_new_tokens=24",
             "--set",
@@ -340,8 +345,16 @@ def measure(args) -> dict:
         return t
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        trials = list(pool.map(one, only))
-    return {"kills": args.kills, "seed": args.seed, "jobs": args.jobs, "trials": trials}
+        trials = {t["command"]: t for t in pool.map(one, only)}
+    if args.merge and (DATA / "faults.json").is_file():  # keep the saved trials of the others
+        kept = {t["command"]: t for t in load("faults")["trials"]}
+        trials = {s.name: trials.get(s.name) or kept.get(s.name) for s in SCENARIOS}
+    return {
+        "kills": args.kills,
+        "seed": args.seed,
+        "jobs": args.jobs,
+        "trials": [t for t in trials.values() if t],
+    }
 
 
 def render(d: dict) -> str:
@@ -394,6 +407,11 @@ def render(d: dict) -> str:
 def add_args(parser) -> None:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --only: keep the saved trials of the other commands in the table",
+    )
     parser.add_argument(
         "--jobs", type=int, default=1, help="commands under test at once (each on 1 thread when >1)"
     )

@@ -398,3 +398,38 @@ def test_lock_errors_are_raftkit_errors(tmp_path):
     ):
         with outputs.lock(tmp_path / "x", "thing"):
             pass
+
+
+def test_resume_passes_over_a_checkpoint_a_kill_interrupted(tmp_path):
+    """A kill while the Trainer saved checkpoint-4 leaves it without its trainer_state.json (written
+    last) or with a torn one: --resume continues from checkpoint-2 instead of failing on it, and
+    the torn folder stays where it is."""
+    from raftkit.train.common import last_checkpoint
+
+    run = tmp_path / "run"
+    for step in (2, 4, 6):
+        (run / f"checkpoint-{step}").mkdir(parents=True)
+        (run / f"checkpoint-{step}" / "adapter_model.safetensors").write_bytes(b"w")
+    (run / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2}')
+    (run / "checkpoint-6" / "trainer_state.json").write_text('{"global_st')  # torn by the kill
+    (run / "checkpoint-10-old").mkdir()  # not a checkpoint name
+    assert last_checkpoint(run) == str(run / "checkpoint-2")
+    (run / "checkpoint-4" / "trainer_state.json").write_text('{"global_step": 4}')
+    assert last_checkpoint(run) == str(run / "checkpoint-4")
+    assert (run / "checkpoint-6").is_dir()
+    assert last_checkpoint(tmp_path / "missing") is None
+
+
+def test_resume_before_the_first_complete_checkpoint_starts_over(tmp_path, capsys):
+    """Killed while its first checkpoint was being written, a run of ours resumes from step 0 (one
+    status line); --resume on a folder raftkit did not make is still refused."""
+    from raftkit.train.run import check_run_dir, load_config
+
+    run = tmp_path / "run"
+    (run / "checkpoint-2").mkdir(parents=True)  # torn: no trainer_state.json
+    cfg = load_config(None, [f"output_dir={run}", "data.path=x.jsonl"])
+    with pytest.raises(RaftkitError, match="no checkpoint-"):
+        check_run_dir(cfg, overwrite=False, resume=True)
+    outputs.mark(run, "run")
+    check_run_dir(cfg, overwrite=False, resume=True)
+    assert "no complete checkpoint yet; training from step 0" in capsys.readouterr().err

@@ -323,10 +323,25 @@ def recorder():
 
 
 def last_checkpoint(run_dir: str | Path) -> str | None:
-    """The newest checkpoint-* folder of a run, else None."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete checkpoint-* folder of a run, else None.
 
-    return get_last_checkpoint(str(run_dir)) if Path(run_dir).is_dir() else None
+    The Trainer writes a checkpoint's trainer_state.json last, after the weights, optimizer and RNG
+    states: a folder without a readable one is a save that a kill interrupted. It is passed over
+    (the resumed run trains those steps again and saves over it), not deleted.
+    """
+    run = Path(run_dir)
+    steps = []
+    for folder in run.glob("checkpoint-*") if run.is_dir() else []:
+        step = folder.name.removeprefix("checkpoint-")
+        if step.isdigit() and folder.is_dir():
+            steps.append((int(step), folder))
+    for _, folder in sorted(steps, reverse=True):
+        try:
+            json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        return str(folder)
+    return None
 
 
 # ----------------------------------------------------------------------------- run folder

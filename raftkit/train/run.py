@@ -15,6 +15,7 @@ from pathlib import Path
 from raftkit import config, outputs
 from raftkit.errors import RaftkitError
 from raftkit.train.config import TrainConfig
+from raftkit.ui import say
 
 LAUNCHED_ENV = "RAFTKIT_LAUNCHED"  # set by the accelerate launcher for the ranks it starts
 
@@ -34,8 +35,12 @@ def check_run_dir(cfg: TrainConfig, overwrite: bool, resume: bool) -> None:
     if resume and overwrite:
         raise RaftkitError("--resume and --overwrite contradict each other: pick one")
     if resume:
-        if not last_checkpoint(run):
+        if last_checkpoint(run):
+            return
+        if outputs.kind_of(run) != "run":
             raise RaftkitError(f"--resume: no checkpoint-* folder in {run} to resume from")
+        # a run of ours killed before its first complete checkpoint: nothing to lose, start over
+        say(f"--resume: {run} has no complete checkpoint yet; training from step 0")
         return
     outputs.check_replaceable(run, "run", "output_dir")
     if run.exists() and not outputs.is_empty_dir(run) and not overwrite:
@@ -84,7 +89,6 @@ def train(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> di
     from transformers import set_seed
 
     from raftkit.train.stages import registry
-    from raftkit.ui import say
 
     preflight(cfg, overwrite, resume)
     run = Path(cfg.output_dir)
