@@ -150,7 +150,7 @@ class BuildQA(Scenario):
             work,
             "--qa",
             DEMO / "train_qa_v1.jsonl",
-            "qa.answer_field=answer_v1",
+            "qa.answer_field=answer",  # given answers: no model call
             "checkpoint_every=16",
         )
 
