@@ -195,21 +195,25 @@ def tensors(path: Path) -> dict:
     return load_file(str(path))
 
 
+def _train_argv(recipe: str, model: Path, run: Path, *extra: str) -> list[str]:
+    """`raftkit train` arguments for a recipe with model/output_dir set; each extra is a flag
+    (`--resume`) or a key=value for --set."""
+    return [
+        "train",
+        "--config",
+        str(RECIPES / recipe),
+        "--set",
+        f"model={model}",
+        "--set",
+        f"output_dir={run}",
+        *[a for x in extra for a in ([x] if x.startswith("--") else ["--set", x])],
+    ]
+
+
 def _train_tiny(recipe: str, model: Path, run: Path, *extra: str) -> int:
     from raftkit.cli import main
 
-    return main(
-        [
-            "train",
-            "--config",
-            str(RECIPES / recipe),
-            "--set",
-            f"model={model}",
-            "--set",
-            f"output_dir={run}",
-            *[a for x in extra for a in ("--set", x)],
-        ]
-    )
+    return main(_train_argv(recipe, model, run, *extra))
 
 
 def _assert_trained(run: Path, base: Path) -> None:
@@ -248,9 +252,15 @@ def _assert_run_folder(run: Path, stage: str, method: str) -> dict:
 
 @pytest.fixture(scope="session")
 def train_tiny():
-    """train_tiny(recipe, model, run, *sets) -> exit code of `raftkit train` on a recipe with
-    model/output_dir set."""
+    """train_tiny(recipe, model, run, *extra) -> exit code of `raftkit train` on a recipe with
+    model/output_dir set (extra: key=value sets and --flags)."""
     return _train_tiny
+
+
+@pytest.fixture(scope="session")
+def train_argv():
+    """train_argv(recipe, model, run, *extra) -> the argument list train_tiny runs."""
+    return _train_argv
 
 
 @pytest.fixture(scope="session")

@@ -52,21 +52,14 @@ def test_index_names_must_be_plain_names(capsys, indexes, docs_dir, name):
 
 
 # ---------- 2. --overwrite deletes only its own kind
-def test_overwrite_refuses_folders_raftkit_did_not_make(capsys, tmp_path, docs_dir, tiny_llama):
+def test_overwrite_refuses_folders_raftkit_did_not_make(
+    capsys, tmp_path, docs_dir, tiny_llama, train_argv
+):
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "diary.txt").write_text("precious")
     cases = [
-        [
-            "train",
-            "--config",
-            RECIPES / "sft_lora_tiny.yaml",
-            "--set",
-            f"model={tiny_llama}",
-            "--set",
-            f"output_dir={notes}",
-            "--overwrite",
-        ],
+        train_argv("sft_lora_tiny.yaml", tiny_llama, notes, "--overwrite"),
         ["build-dataset", docs_dir, "--out", notes, "--overwrite"],
         [
             "compare",
@@ -173,18 +166,7 @@ def test_failed_overwrite_keeps_the_old_run(capsys, tmp_path, tiny_llama, train_
         raise RuntimeError("the machine went away")
 
     monkeypatch.setattr(common, "run_training", crash)
-    code = main(
-        [
-            "train",
-            "--config",
-            str(RECIPES / "sft_lora_tiny.yaml"),
-            "--set",
-            f"model={tiny_llama}",
-            "--set",
-            f"output_dir={run_dir}",
-            "--overwrite",
-        ]
-    )
+    code = train_tiny("sft_lora_tiny.yaml", tiny_llama, run_dir, "--overwrite")
     capsys.readouterr()
     assert (
         code == 1 and (run_dir / "run.json").read_bytes() == before and (run_dir / "model").is_dir()
@@ -291,22 +273,10 @@ def test_compare_with_ragas_makes_no_network_connection(
 
 
 def test_a_mistyped_local_dataset_path_is_not_sent_to_the_hub(
-    capsys, tmp_path, tiny_llama, no_network
+    capsys, tmp_path, tiny_llama, no_network, train_argv
 ):
-    code, err = run(
-        capsys,
-        "train",
-        "--config",
-        RECIPES / "sft_lora_tiny.yaml",
-        "--set",
-        f"model={tiny_llama}",
-        "--set",
-        f"output_dir={tmp_path / 'r'}",
-        "--set",
-        "data.path=datasets/demo-v",
-        "--set",
-        "data.eval_path=",
-    )
+    sets = ("data.path=datasets/demo-v", "data.eval_path=")
+    code, err = run(capsys, *train_argv("sft_lora_tiny.yaml", tiny_llama, tmp_path / "r", *sets))
     assert code == 2 and "datasets/demo-v" in err and "hf://" in err and no_network == []
 
 
@@ -340,35 +310,15 @@ def test_unwritable_indexes_dir_fails_before_any_embedding(capsys, tmp_path, doc
     assert code == 2 and "cannot write to" in err
 
 
-def test_dpo_on_chat_only_data_is_the_column_error(capsys, tmp_path, tiny_llama):
-    code, err = run(
-        capsys,
-        "train",
-        "--config",
-        RECIPES / "dpo_lora_tiny.yaml",
-        "--set",
-        f"model={tiny_llama}",
-        "--set",
-        f"output_dir={tmp_path / 'r'}",
-        "--set",
-        f"data.path={TRAIN / 'chat_only.jsonl'}",
-    )
+def test_dpo_on_chat_only_data_is_the_column_error(capsys, tmp_path, tiny_llama, train_argv):
+    data = f"data.path={TRAIN / 'chat_only.jsonl'}"
+    code, err = run(capsys, *train_argv("dpo_lora_tiny.yaml", tiny_llama, tmp_path / "r", data))
     assert code == 2 and "lacks column(s) prompt, chosen, rejected needed by stage 'dpo'" in err
 
 
-def test_train_and_eval_files_with_different_columns(capsys, tmp_path, tiny_llama):
-    code, err = run(
-        capsys,
-        "train",
-        "--config",
-        RECIPES / "sft_lora_tiny.yaml",
-        "--set",
-        f"model={tiny_llama}",
-        "--set",
-        f"output_dir={tmp_path / 'r'}",
-        "--set",
-        f"data.eval_path={TRAIN / 'chat_only.jsonl'}",
-    )
+def test_train_and_eval_files_with_different_columns(capsys, tmp_path, tiny_llama, train_argv):
+    data = f"data.eval_path={TRAIN / 'chat_only.jsonl'}"
+    code, err = run(capsys, *train_argv("sft_lora_tiny.yaml", tiny_llama, tmp_path / "r", data))
     assert code == 2 and err.endswith("missing column(s) prompt, completion that data.path has")
 
 

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from raftkit.cli import main
-
 RECIPES = Path(__file__).parents[1] / "recipes"
 TRAIN_ASSETS = Path(__file__).parent / "assets" / "train"
 
@@ -40,21 +38,8 @@ def test_sft_resume_and_overwrite(tiny_llama, tmp_path, capsys, train_tiny):
     assert train_tiny("sft_lora_tiny.yaml", tiny_llama, run, "optim.max_steps=2") == 2
     assert "already exists: pass --overwrite" in capsys.readouterr().err
     # --resume continues from checkpoint-2 up to the new max_steps
-    rc = main(
-        [
-            "train",
-            "--config",
-            str(RECIPES / "sft_lora_tiny.yaml"),
-            "--set",
-            f"model={tiny_llama}",
-            "--set",
-            f"output_dir={run}",
-            "--set",
-            "optim.max_steps=3",
-            "--set",
-            "optim.save_steps=1",
-            "--resume",
-        ]
+    rc = train_tiny(
+        "sft_lora_tiny.yaml", tiny_llama, run, "optim.max_steps=3", "optim.save_steps=1", "--resume"
     )
     assert rc == 0
     summary = json.loads((run / "run.json").read_text())
@@ -64,20 +49,7 @@ def test_sft_resume_and_overwrite(tiny_llama, tmp_path, capsys, train_tiny):
     assert (
         train_tiny("sft_lora_tiny.yaml", tiny_llama, run, "optim.max_steps=1") == 2
     )  # still refused
-    rc = main(
-        [
-            "train",
-            "--config",
-            str(RECIPES / "sft_lora_tiny.yaml"),
-            "--set",
-            f"model={tiny_llama}",
-            "--set",
-            f"output_dir={run}",
-            "--set",
-            "optim.max_steps=1",
-            "--overwrite",
-        ]
-    )
+    rc = train_tiny("sft_lora_tiny.yaml", tiny_llama, run, "optim.max_steps=1", "--overwrite")
     assert rc == 0
     assert json.loads((run / "run.json").read_text())["steps"] == 1
     assert not (run / "checkpoint-3").exists()
