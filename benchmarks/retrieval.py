@@ -23,6 +23,7 @@ from results import bench_main, describe, peak_rss_mb, table
 
 from raftkit import config
 from raftkit.config import EmbeddingConfig, IndexConfig, RaftkitConfig
+from raftkit.files import read_jsonl
 from raftkit.models import Runtime
 from raftkit.retrieval.embedding import Embedder
 from raftkit.retrieval.index import build_index, make_faiss, update_index
@@ -41,14 +42,10 @@ EF_SEARCH = (16, 32, 64, 128, 256)
 TARGET_RECALL, TARGET_P99_MS = 0.95, 5.0
 
 
-def read(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").split("\n") if x.strip()]
-
-
 def corpus_copies(out: Path, copies: int) -> int:
     """Write the real corpora `copies` times (distinct ids and text) as .jsonl files;
     returns the document count."""
-    rows = [r for f in CORPORA for r in read(f)]
+    rows = [r for f in CORPORA for r in read_jsonl(f)]
     out.mkdir(parents=True, exist_ok=True)
     for c in range(copies):
         with open(out / f"copy{c}.jsonl", "w") as f:
@@ -148,7 +145,7 @@ def faiss_table(data: np.ndarray, queries: np.ndarray) -> list[dict]:
 
 def measure(args) -> dict:
     copies = 1 if args.quick else 4
-    questions = [r["question"] for f in QUESTIONS for r in read(f)]
+    questions = [r["question"] for f in QUESTIONS for r in read_jsonl(f)]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         n_docs = corpus_copies(tmp / "docs", copies)
