@@ -74,41 +74,40 @@ def train(steps: p.Steps, work, args) -> tuple[str, str]:
         "--set",
         "assembly.eval_fraction=0",  # every training question trains; the held-out ones test
     )
-    steps.run(
-        "SFT-LoRA",
-        "train",
-        "--config",
-        "recipes/sft_lora_abstain.yaml",
-        "--set",
-        f"model={args.model}",
-        "--set",
-        f"data.path={work / 'raft'}",
-        "--set",
-        f"output_dir={sft}",
-        "--set",
-        f"optim.max_steps={sft_steps}",
-        "--set",
-        f"seed={args.seed}",
-        "--overwrite",
+    raft = work / "raft"
+    _train(
+        steps, "SFT-LoRA", "recipes/sft_lora_abstain.yaml", args.model, raft, sft, sft_steps, args
     )
-    steps.run(
+    _train(
+        steps,
         "DPO from the SFT run",
-        "train",
-        "--config",
         "recipes/dpo_lora_abstain.yaml",
-        "--set",
-        f"model={sft}",
-        "--set",
-        f"data.path={work / 'raft'}",
-        "--set",
-        f"output_dir={dpo}",
-        "--set",
-        f"optim.max_steps={dpo_steps}",
-        "--set",
-        f"seed={args.seed}",
-        "--overwrite",
+        sft,
+        raft,
+        dpo,
+        dpo_steps,
+        args,
     )
     return sft, dpo
+
+
+def _train(steps: p.Steps, label: str, recipe: str, model, data, out, max_steps: int, args) -> None:
+    """One `raftkit train` step of a recipe, with its model, data, run folder, steps and seed."""
+    sets = {
+        "model": model,
+        "data.path": data,
+        "output_dir": out,
+        "optim.max_steps": max_steps,
+        "seed": args.seed,
+    }
+    steps.run(
+        label,
+        "train",
+        "--config",
+        recipe,
+        *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")],
+        "--overwrite",
+    )
 
 
 def measure(args) -> dict:
