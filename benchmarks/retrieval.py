@@ -176,8 +176,7 @@ def measure(args) -> dict:
             "variant": label,
             "seconds": v["seconds"],
             "chunks_per_s": v["chunks_per_s"],
-            "top5_same_set": top_k_agreement(base, v, first_copy)[0],
-            "top5_same_order": top_k_agreement(base, v, first_copy)[1],
+            **dict(zip(("top5_same_set", "top5_same_order"), top_k_agreement(base, v, first_copy))),
         }
         for label, v in variants.items()
     ]
