@@ -48,9 +48,13 @@ def machine() -> dict:
         )
     except (OSError, StopIteration):
         pass
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    # a copy without .git (a lent GPU machine gets the working tree only) names it in RAFTKIT_COMMIT
+    commit = (
+        os.environ.get("RAFTKIT_COMMIT")
+        or subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+    )
     return {
         "arch": platform.machine(),
         "cores": os.cpu_count(),

@@ -166,3 +166,16 @@ def test_mix_without_the_columns_is_refused(capsys, tmp_path, no_model_loading):
     data.write_text(json.dumps({"question": "q", "answer": "a"}) + "\n")
     err = refused(capsys, tmp_path, "sft_lora_tiny.yaml", f"data.mix=[{data}]")
     assert f"data.mix {data}: missing column(s) prompt, completion that data.path has" in err
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_weights_that_train_whole_stay_float32_under_bf16(device):
+    """bf16 master weights would round away small updates: full fine-tuning and a reward model's
+    score head keep float32 weights (autocast computes in bf16); a frozen LoRA base is bf16."""
+    cfg = lambda recipe: load_config(
+        str(RECIPES / recipe), [f"runtime.device={device}", "runtime.dtype=bfloat16"]
+    )
+    assert common.weight_dtype(cfg("sft_full.yaml")) == "float32"
+    assert common.weight_dtype(cfg("reward_lora.yaml"), head="score") == "float32"
+    assert common.weight_dtype(cfg("sft_lora.yaml")) == "bfloat16"
+    assert common.weight_dtype(cfg("sft_qlora.yaml")) == "bfloat16"

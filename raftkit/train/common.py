@@ -161,9 +161,9 @@ def load_model(cfg: TrainConfig, head: str = "causal"):
 
     A previous LoRA run as `model` is continued (its adapter trained further) for lora/qlora and
     merged first for full. `head` is 'causal' or 'score' (a 1-label sequence-classification head).
-    Precision (`weight_dtype`): on CUDA the weights load in the runtime dtype; on a CPU with a bf16
-    runtime the frozen base of a LoRA run loads in bf16 (its float32 adapters stay the master
-    weights) and full fine-tuning keeps float32 weights under autocast.
+    Precision (`weight_dtype`): with a bf16 runtime the frozen base of a LoRA run loads in bf16
+    (its float32 adapters stay the master weights); full fine-tuning keeps float32 weights under
+    autocast.
     """
     import torch
     from transformers import (
@@ -202,13 +202,17 @@ def load_model(cfg: TrainConfig, head: str = "causal"):
 
 
 def weight_dtype(cfg: TrainConfig, head: str = "causal") -> str:
-    """The dtype the model's weights load in for training (see load_model)."""
-    rt = runtime_of(cfg)
-    if rt.cuda:
-        return rt.dtype
-    # A frozen bf16 base skips autocast's cast of every weight at every micro-batch (frozen weights
-    # are not in its cache): measured 1.1x a float32 base. A score head is trained whole: float32.
-    return rt.dtype if cfg.method != "full" and head == "causal" else "float32"
+    """The dtype the model's weights load in for training (see load_model).
+
+    Weights that train whole (full fine-tuning, a score head) are the optimizer's master copy:
+    float32 under autocast on CUDA as on a CPU, since a bf16 weight rounds away updates below 1/256
+    of itself.
+    A frozen LoRA base loads in the runtime dtype (peft keeps the adapters float32): on a CPU this
+    skips autocast's cast of every weight at every micro-batch (frozen weights are not in its
+    cache), measured 1.1x a float32 base.
+    """
+    trains_whole = cfg.method == "full" or head != "causal"
+    return "float32" if trains_whole else runtime_of(cfg).dtype
 
 
 def _with_adapter(cfg: TrainConfig, model, ref: models.ModelRef, head: str):
