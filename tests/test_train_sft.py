@@ -28,6 +28,22 @@ def test_sft_tiny_recipes_train(
     assert_trained(run, tiny_llama)
 
 
+@pytest.mark.parametrize(
+    "method,trained", [("lora", "float32"), ("full", "float32"), ("qlora", "bfloat16")]
+)
+def test_bf16_training_keeps_float32_master_weights(
+    method, trained, tiny_llama, tmp_path, train_tiny
+):
+    """Under a bf16 runtime the trained weights (adapters, or the whole model) stay float32: bf16
+    weights would round small updates away. QLoRA's adapters are the exception TRL makes on
+    purpose, after the QLoRA paper: bf16, like the dequantized base they are added to."""
+    run = tmp_path / "run"
+    sets = ("optim.max_steps=1", "runtime.dtype=bfloat16")
+    assert train_tiny(f"sft_{method}_tiny.yaml", tiny_llama, run, *sets) == 0
+    precision = json.loads((run / "run.json").read_text())["precision"]
+    assert precision.startswith(f"bfloat16 autocast; trained weights {trained}"), precision
+
+
 def test_sft_resume_and_overwrite(tiny_llama, tmp_path, capsys, train_tiny):
     run = tmp_path / "run"
     assert (
