@@ -109,6 +109,10 @@ class Scenario:
         """Whether the output is complete (a rerun would be refused or do nothing)."""
         return bool(self.finished) and (work / self.finished).is_file()
 
+    def state(self, work: Path) -> str:
+        """What a kill left behind, in a few words (logged per kill)."""
+        return "complete" if self.done(work) else "incomplete"
+
 
 class IndexUpdate(Scenario):
     name = "index update (demo v1 -> v2)"
@@ -251,6 +255,16 @@ class Train(Scenario):
     def fingerprint(self, work):
         return tensors_digest(work / "run" / "model" / "adapter_model.safetensors")
 
+    def state(self, work):
+        """The checkpoints a kill left (`+`: with trainer_state.json) and whether model/ exists."""
+        run = work / "run"
+        points = sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        marks = [
+            p.name.split("-")[1] + ("+" if (p / "trainer_state.json").is_file() else "-")
+            for p in points
+        ]
+        return f"checkpoints {' '.join(marks) or 'none'}; model/ {(run / 'model').is_dir()}"
+
 
 class Compare(Scenario):
     name = "compare (compare_tiny: 2 systems x 8 questions)"
@@ -299,7 +313,7 @@ def trial(scenario: Scenario, root: Path, kills: int, rng: random.Random) -> dic
         scenario.prepare(folder)
     seconds = finish(scenario.argv(ref), ref)
     want = scenario.fingerprint(ref)
-    same, unreadable, completed_before_kill = 0, 0, 0
+    same, unreadable, completed_before_kill, log = 0, 0, 0, []
     for _ in range(kills):
         ready = (
             (lambda: list((work / "run").glob("checkpoint-*")))
@@ -309,9 +323,12 @@ def trial(scenario: Scenario, root: Path, kills: int, rng: random.Random) -> dic
         if kill_after(scenario.rerun_argv(work), work, rng.uniform(0.2, 0.9) * seconds, ready):
             completed_before_kill += 1
         unreadable += not scenario.readable(work)
+        left = scenario.state(work)
         if not scenario.done(work):
             finish(scenario.rerun_argv(work), work)  # the user reruns the same command
-        same += scenario.fingerprint(work) == want
+        ok = scenario.fingerprint(work) == want
+        same += ok
+        log.append({"left": left, "same": ok})
         if isinstance(scenario, Train):  # the next trial starts from a fresh run again
             shutil.rmtree(work / "run")
         else:
@@ -325,6 +342,7 @@ def trial(scenario: Scenario, root: Path, kills: int, rng: random.Random) -> dic
         "unreadable_after_kill": unreadable,
         "finished_before_the_kill": completed_before_kill,
         "reference_s": seconds,
+        "kill_log": log,
     }
 
 
@@ -400,8 +418,22 @@ def render(d: dict) -> str:
             "Nothing was lost in any trial."
             if lost == 0
             else f"{lost} trials lost or changed output: see the table.",
+            *_differing(d),
         ]
     )
+
+
+def _differing(d: dict) -> list[str]:
+    """One line per command whose resumed output differed: what each such kill left behind."""
+    lines = []
+    for t in d["trials"]:
+        bad = [k["left"] for k in t.get("kill_log", []) if not k["same"]]
+        if bad:
+            lines.append(
+                f"{t['command']}: the kills that resumed differently left "
+                + "; ".join(f"({b})" for b in bad)
+            )
+    return lines
 
 
 def add_args(parser) -> None:

@@ -73,6 +73,7 @@ def train(steps: p.Steps, work, args) -> tuple[str, str]:
         f"assembly.seed={args.seed}",
         "--set",
         "assembly.eval_fraction=0",  # every training question trains; the held-out ones test
+        *[a for kv in args.build_set for a in ("--set", kv)],
     )
     raft = work / "raft"
     _train(
@@ -219,6 +220,17 @@ def render(d: dict) -> str:
 
 
 if __name__ == "__main__":
+
+    def add_args(parser) -> None:
+        p.add_args(parser)
+        parser.add_argument(
+            "--build-set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="one more --set for build-dataset (e.g. assembly.refusal=plain), repeatable",
+        )
+
     bench_main(
-        "hallucination", __doc__, measure, render, p.add_args, section=p.section("hallucination")
+        "hallucination", __doc__, measure, render, add_args, section=p.section("hallucination")
     )

@@ -112,6 +112,7 @@ ABSTENTIONS = (
     "does not mention",
     "do not mention",
     "unanswerable",
+    "does not answer the question",  # the verdict of a quote-first refusal (raft/answers.py)
 )
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from raftkit.errors import RaftkitError
-from raftkit.prompts import ABSTAIN, extract_answer, extract_quotes, quote_in
+from raftkit.prompts import ABSTAIN, extract_answer, extract_quotes, is_abstention, quote_in
 from raftkit.raft.assemble import DistractorPicker, assemble, oracle_flags, split_documents
 from raftkit.raft.config import AssemblyConfig
 from raftkit.raft.records import Record, Status
@@ -206,3 +206,25 @@ def test_contrast_gives_each_question_a_minimal_pair():
             assert (
                 pair.context_ids[slot] != e.oracle_id and pair.cot_answer == f"<ANSWER>: {ABSTAIN}"
             )
+
+
+def test_quote_first_refusals_copy_the_closest_shown_sentence_then_refuse():
+    """assembly.refusal=quote: a refusal opens with a quote of a shown sentence (the one closest to
+    the question) and says it does not answer; where the oracle is shown, the rejected refusal
+    quotes what the chosen answer quotes, so the pair differs only in the verdict."""
+    chunks, vectors = corpus()
+    cfg = AssemblyConfig(contrast=True, rejected_with_oracle="refusal", refusal="quote")
+    picker = DistractorPicker(
+        chunks, vectors, split_documents(sorted({c.doc_id for c in chunks}), 0.25, 0), cfg
+    )
+    every = [e for split in assemble(records(chunks), picker, cfg).values() for e in split]
+    absent = [e for e in every if not e.oracle_present]
+    assert absent
+    for e in absent:
+        quotes = extract_quotes(e.cot_answer)
+        assert len(quotes) == 1 and any(quotes[0] in text for text in e.context)
+        assert e.cot_answer.endswith(f"does not answer the question.\n<ANSWER>: {ABSTAIN}")
+        assert is_abstention(extract_answer(e.cot_answer)) and e.target_answer == ABSTAIN
+    for e in (e for e in every if e.oracle_present):
+        assert extract_quotes(e.rejected_cot) == extract_quotes(e.cot_answer)
+        assert e.rejected_cot.endswith(ABSTAIN) and not e.cot_answer.endswith(ABSTAIN)

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from raftkit.prompts import (
+    ABSTAIN,
     ANSWER_TAG,
     BEGIN_QUOTE,
     END_QUOTE,
@@ -47,6 +48,10 @@ _STOP = set(
 # varied). Every one opens with its quote: the first token of a reply is then the decision between
 # answering (a quote) and abstaining (`<ANSWER>: ...`). Openers that varied ("The document says",
 # "To answer, ...") split the answering probability three ways and greedy decoding abstained on all.
+# The verdict of a quote-first refusal (assembly.refusal: quote), the counterpart of "This sentence
+# answers the question: ..." in _TEMPLATES.
+NOT_ANSWERED = "This sentence does not answer the question."
+
 _TEMPLATES = [
     "{quote} {reason}So the answer is {answer}.",
     "{quote} {reason}This sentence answers the question: {answer}.",
@@ -266,3 +271,16 @@ def distractor_cot(
         quote=f"{BEGIN_QUOTE}{sent}{END_QUOTE}", reason="", answer=wrong.rstrip(".")
     )
     return Grounded(f"{body}\n{ANSWER_TAG} {wrong}", wrong, "derived")
+
+
+def refusal_cot(question: str, texts: list[str], style: str = "plain", quote: str = "") -> str:
+    """The refusal target: `<ANSWER>: ABSTAIN` alone (`plain`), or (`quote`) first the sentence of
+    `texts` closest to the question (or the given `quote`), then the verdict that it does not
+    answer."""
+    refusal = f"{ANSWER_TAG} {ABSTAIN}"
+    if style == "plain":
+        return refusal
+    if not quote:
+        scored = [best_sentence(t, question) for t in texts if t.strip()]
+        quote = max(scored, key=lambda s: s[1])[0] if scored else ""
+    return f"{BEGIN_QUOTE}{quote}{END_QUOTE} {NOT_ANSWERED}\n{refusal}" if quote else refusal

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from raftkit.errors import RaftkitError
-from raftkit.prompts import ABSTAIN, ANSWER_TAG
+from raftkit.prompts import ABSTAIN, extract_quotes
 from raftkit.provenance import rng_for, stable_hash
-from raftkit.raft.answers import distractor_cot
+from raftkit.raft.answers import distractor_cot, refusal_cot
 from raftkit.raft.config import AssemblyConfig
 from raftkit.raft.records import RaftExample, Record
 from raftkit.retrieval.chunking import Chunk
@@ -141,18 +141,21 @@ def _example(
     distractors, filler = picked[: cfg.num_distractors], picked[cfg.num_distractors]
     shown = [picker.by_id[r.oracle_id] if keep_oracle else filler] + distractors
     rng_for(cfg.seed, f"shuffle:{r.id}").shuffle(shown)
+    chunks = [picker.chunks[i] for i in shown]
     if keep_oracle or cfg.absent_target == "memorize":
         cot, target = r.cot, r.answer
     else:
-        cot, target = f"{ANSWER_TAG} {ABSTAIN}", ABSTAIN
+        cot, target = refusal_cot(r.question, [c.text for c in chunks], cfg.refusal), ABSTAIN
     first = picker.chunks[distractors[0] if distractors else filler]
     if keep_oracle and cfg.rejected_with_oracle == "refusal":
-        rejected = f"{ANSWER_TAG} {ABSTAIN}"
+        # the same quote as the chosen answer, then the wrong verdict
+        quote = next(iter(extract_quotes(r.cot)), "")
+        oracle = [picker.chunks[picker.by_id[r.oracle_id]].text]
+        rejected = refusal_cot(r.question, oracle, cfg.refusal, quote)
     else:
         rejected = (
             r.rejected or distractor_cot(r.question, r.answer, first.text, r.choices, r.id).cot
         )
-    chunks = [picker.chunks[i] for i in shown]
     return RaftExample(
         id=r.id + suffix,
         question=r.question,
