@@ -228,3 +228,6 @@ def test_quote_first_refusals_copy_the_closest_shown_sentence_then_refuse():
     for e in (e for e in every if e.oracle_present):
         assert extract_quotes(e.rejected_cot) == extract_quotes(e.cot_answer)
         assert e.rejected_cot.endswith(ABSTAIN) and not e.cot_answer.endswith(ABSTAIN)
+        # the answered verdict is one fixed string too: one token after the quote decides
+        assert "This sentence answers the question.\n<ANSWER>: Fact " in e.cot_answer
+        assert extract_answer(e.cot_answer) == e.answer

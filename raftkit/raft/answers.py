@@ -48,8 +48,11 @@ _STOP = set(
 # varied). Every one opens with its quote: the first token of a reply is then the decision between
 # answering (a quote) and abstaining (`<ANSWER>: ...`). Openers that varied ("The document says",
 # "To answer, ...") split the answering probability three ways and greedy decoding abstained on all.
-# The verdict of a quote-first refusal (assembly.refusal: quote), the counterpart of "This sentence
-# answers the question: ..." in _TEMPLATES.
+# The two verdicts of quote-first targets (assembly.refusal: quote): after the quote, one token
+# ("answers" / "does") decides. Both are fixed strings: a varied answered side would split its
+# probability across openers and greedy decoding would always pick the one fixed refusal (measured:
+# 100% refusals after 24 steps on RealTimeQA --quick).
+ANSWERED = "This sentence answers the question."
 NOT_ANSWERED = "This sentence does not answer the question."
 
 _TEMPLATES = [
@@ -284,3 +287,12 @@ def refusal_cot(question: str, texts: list[str], style: str = "plain", quote: st
         scored = [best_sentence(t, question) for t in texts if t.strip()]
         quote = max(scored, key=lambda s: s[1])[0] if scored else ""
     return f"{BEGIN_QUOTE}{quote}{END_QUOTE} {NOT_ANSWERED}\n{refusal}" if quote else refusal
+
+
+def verdict_cot(cot: str) -> str:
+    """An answered target in the quote-first form: its first quote, the answered verdict and its
+    `<ANSWER>` line (a target without a quote is kept as it is)."""
+    quotes = extract_quotes(cot)
+    if not quotes:
+        return cot
+    return f"{BEGIN_QUOTE}{quotes[0]}{END_QUOTE} {ANSWERED}\n{ANSWER_TAG} {extract_answer(cot)}"

@@ -19,7 +19,7 @@ import numpy as np
 from raftkit.errors import RaftkitError
 from raftkit.prompts import ABSTAIN, extract_quotes
 from raftkit.provenance import rng_for, stable_hash
-from raftkit.raft.answers import distractor_cot, refusal_cot
+from raftkit.raft.answers import distractor_cot, refusal_cot, verdict_cot
 from raftkit.raft.config import AssemblyConfig
 from raftkit.raft.records import RaftExample, Record
 from raftkit.retrieval.chunking import Chunk
@@ -142,20 +142,8 @@ def _example(
     shown = [picker.by_id[r.oracle_id] if keep_oracle else filler] + distractors
     rng_for(cfg.seed, f"shuffle:{r.id}").shuffle(shown)
     chunks = [picker.chunks[i] for i in shown]
-    if keep_oracle or cfg.absent_target == "memorize":
-        cot, target = r.cot, r.answer
-    else:
-        cot, target = refusal_cot(r.question, [c.text for c in chunks], cfg.refusal), ABSTAIN
     first = picker.chunks[distractors[0] if distractors else filler]
-    if keep_oracle and cfg.rejected_with_oracle == "refusal":
-        # the same quote as the chosen answer, then the wrong verdict
-        quote = next(iter(extract_quotes(r.cot)), "")
-        oracle = [picker.chunks[picker.by_id[r.oracle_id]].text]
-        rejected = refusal_cot(r.question, oracle, cfg.refusal, quote)
-    else:
-        rejected = (
-            r.rejected or distractor_cot(r.question, r.answer, first.text, r.choices, r.id).cot
-        )
+    cot, target, rejected = _targets(r, chunks, first, picker, cfg, keep_oracle)
     return RaftExample(
         id=r.id + suffix,
         question=r.question,
@@ -174,6 +162,30 @@ def _example(
         choices=r.choices,
         answer_index=_index_of(r.answer, r.choices),
     )
+
+
+def _targets(
+    r: Record,
+    chunks: list[Chunk],
+    first: Chunk,
+    picker: DistractorPicker,
+    cfg: AssemblyConfig,
+    keep_oracle: bool,
+) -> tuple[str, str, str]:
+    """(target CoT, target answer, DPO-rejected CoT) of one example; `first` is its first
+    distractor (what a confident wrong answer quotes)."""
+    quote_first = cfg.refusal == "quote" and cfg.absent_target == "abstain"
+    if keep_oracle or cfg.absent_target == "memorize":
+        cot, target = (verdict_cot(r.cot) if quote_first else r.cot), r.answer
+    else:
+        cot, target = refusal_cot(r.question, [c.text for c in chunks], cfg.refusal), ABSTAIN
+    if keep_oracle and cfg.rejected_with_oracle == "refusal":
+        # the same quote as the chosen answer, then the wrong verdict
+        quote = next(iter(extract_quotes(r.cot)), "")
+        oracle = [picker.chunks[picker.by_id[r.oracle_id]].text]
+        return cot, target, refusal_cot(r.question, oracle, cfg.refusal, quote)
+    rejected = r.rejected or distractor_cot(r.question, r.answer, first.text, r.choices, r.id).cot
+    return cot, target, verdict_cot(rejected) if quote_first else rejected
 
 
 def _index_of(answer: str, choices: list[str]) -> int | None:

@@ -65,9 +65,9 @@ class AssemblyConfig(Section):
     # example without its oracle and an abstain target rejects a confident answer from a distractor.
     rejected_with_oracle: Literal["distractor", "refusal"] = "distractor"
     # how a refusal target reads: `plain` is the refusal line alone; `quote` first copies the shown
-    # sentence closest to the question, then says it does not answer, so the answer-or-refuse
-    # decision comes after the evidence was looked at, as in an answered target (which opens with
-    # its quote), instead of at the reply's first token.
+    # sentence closest to the question, then says it does not answer (and an answered target says
+    # its quote answers), so the answer-or-refuse decision comes after the evidence was looked at
+    # instead of at the reply's first token.
     refusal: Literal["plain", "quote"] = "plain"
     # contrast: each question gives two examples, one with its oracle and one where the filler takes
     # the oracle's place (same distractors, same order): a minimal pair for the answer-or-abstain
