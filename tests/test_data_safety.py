@@ -370,6 +370,24 @@ def test_resume_passes_over_a_checkpoint_a_kill_interrupted(tmp_path):
     assert last_checkpoint(tmp_path / "missing") is None
 
 
+def test_resume_after_the_last_checkpoint_trains_no_extra_step(tiny_llama, tmp_path, train_tiny):
+    """Killed after its last checkpoint (here: after model/, before run.json), a resumed run gives
+    the uninterrupted weights: transformers' Trainer resumed at max_steps trains one step more."""
+    from safetensors.torch import load_file
+
+    run = tmp_path / "run"
+    sets = ("optim.max_steps=2", "optim.save_steps=1", "data.eval_path=")
+    assert train_tiny("sft_lora_tiny.yaml", tiny_llama, run, *sets) == 0
+    weights = load_file(str(run / "model" / "adapter_model.safetensors"))
+    (run / "run.json").unlink()
+    assert train_tiny("sft_lora_tiny.yaml", tiny_llama, run, *sets, "--resume") == 0
+    assert not (run / "checkpoint-3").exists()
+    assert json.loads((run / "run.json").read_text())["steps"] == 2
+    again = load_file(str(run / "model" / "adapter_model.safetensors"))
+    assert weights.keys() == again.keys()
+    assert all((weights[k] == again[k]).all() for k in weights)
+
+
 def test_resume_before_the_first_complete_checkpoint_starts_over(tmp_path, capsys):
     """Killed while its first checkpoint was being written, a run of ours resumes from step 0 (one
     status line); --resume on a folder raftkit did not make is still refused."""

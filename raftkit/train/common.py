@@ -406,7 +406,11 @@ def run_training(
 
         trainer.remove_callback(PrinterCallback)
     start, cpu0 = time.perf_counter(), cpu_seconds()
-    result = trainer.train(resume_from_checkpoint=last_checkpoint(run) if resume else None)
+    checkpoint = last_checkpoint(run) if resume else None
+    if checkpoint and _reached_max_steps(trainer, checkpoint):
+        result = _restore(trainer, checkpoint)
+    else:
+        result = trainer.train(resume_from_checkpoint=checkpoint)
     wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu0
     _save_model(trainer, run / "model", tok, base)
     summary = _summary(trainer, cfg, base, result, wall, cpu, examples, resume)
@@ -415,6 +419,25 @@ def run_training(
         plot_loss(trainer.state.log_history, run / "loss.png")
         files.write_json(run / "run.json", summary)
     return summary
+
+
+def _reached_max_steps(trainer, checkpoint: str) -> bool:
+    """Whether `checkpoint` is the run's last step (a kill came after it, before run.json)."""
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+    return 0 < trainer.args.max_steps <= state.get("global_step", 0)
+
+
+def _restore(trainer, checkpoint: str):
+    """The finished run of `checkpoint`, loaded without training. Trainer.train resumed at
+    max_steps trains one step more (measured: checkpoint-13 of a 12-step run), so the resumed
+    output would differ from the uninterrupted one."""
+    from transformers.trainer_callback import TrainerState
+    from transformers.trainer_utils import TrainOutput
+
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return TrainOutput(trainer.state.global_step, losses[-1] if losses else 0.0, {})
 
 
 def _save_model(trainer, model_dir: Path, tok, base: str) -> None:
