@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from results import DATA, ROOT, bench_main, describe, load, table
+from results import DATA, ROOT, bench_main, describe, load, machine, table
 
 DEMO = ROOT / "corpora" / "demo"
 RAFTKIT = [sys.executable, "-m", "raftkit.cli"]
@@ -363,7 +363,7 @@ def measure(args) -> dict:
         return t
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        trials = {t["command"]: t for t in pool.map(one, only)}
+        trials = {t["command"]: {**t, "commit": machine()["commit"]} for t in pool.map(one, only)}
     if args.merge and (DATA / "faults.json").is_file():  # keep the saved trials of the others
         kept = {t["command"]: t for t in load("faults")["trials"]}
         trials = {s.name: trials.get(s.name) or kept.get(s.name) for s in SCENARIOS}
@@ -379,6 +379,7 @@ def render(d: dict) -> str:
     rows = [
         [
             t["command"],
+            t.get("commit", d["machine"]["commit"]),
             t["kills"],
             f"{t['same_output']} of {t['kills']}",
             t["unreadable_after_kill"],
@@ -391,7 +392,8 @@ def render(d: dict) -> str:
     return "\n\n".join(
         [
             "## Fault injection (`benchmarks/faults.py`)",
-            f"Machine: {describe(d['machine'])}. Command: `{d['command']}`"
+            f"Machine: {describe(d['machine'])}. Command: `{d['command']}` (with --merge the "
+            "other rows keep their earlier measurement, at the commit in their row)"
             + (
                 f" ({d['jobs']} commands at a time, each on one thread)."
                 if d.get("jobs", 1) > 1
@@ -407,6 +409,7 @@ def render(d: dict) -> str:
             table(
                 [
                     "command",
+                    "commit",
                     "kills",
                     "resumed to the same output",
                     "unreadable after a kill",
