@@ -293,3 +293,21 @@ def test_paired_differences_against_the_baseline_and_the_verdict(
     )
     html = (tmp_path / "out" / "report.html").read_text()
     assert html.index("Verdict") < html.index("<h2>Systems")  # on top of the report
+
+
+def test_the_verdict_cautions_about_a_system_that_refuses_everything():
+    """A truthfulness 'win' that comes from refusing every answerable question is named as such."""
+    from raftkit.compare.metrics import Stat
+    from raftkit.compare.report import SystemResult
+    from raftkit.compare.run import verdict
+
+    def system(name: str, refused: float) -> SystemResult:
+        stats = {"over_refusal_rate": Stat(refused, (refused, refused), 60)}
+        return SystemResult(name, "m", "rag", "news", 4, {}, 120, {}, stats)
+
+    lines = verdict([system("base+rag", 0.0), system("raft", 0.983), system("ok", 0.2)], "base+rag")
+    cautions = [line for line in lines if line.startswith("caution:")]
+    assert cautions == [
+        "caution: raft refused 98.3% of the answerable questions; its hallucination figures come "
+        "from refusing nearly everything, not from telling when the evidence is absent"
+    ]

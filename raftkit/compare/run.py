@@ -247,6 +247,25 @@ def verdict(systems: list[SystemResult], baseline: str) -> list[str]:
         if diffs:
             line += f"; against {baseline}: " + ", ".join(diffs)
         lines.append(line)
+    return lines + _refuse_all(systems)
+
+
+REFUSE_ALL = 0.9  # share of answerable questions refused above which a system "refuses everything"
+
+
+def _refuse_all(systems: list[SystemResult]) -> list[str]:
+    """A caution per system that refused nearly every answerable question: its hallucination
+    figures (and a truthfulness win over a system that answers) then come from refusing, not from
+    telling when the evidence is absent."""
+    lines = []
+    for s in systems:
+        refused = s.metrics.get("over_refusal_rate")
+        if refused is not None and refused.value is not None and refused.value >= REFUSE_ALL:
+            lines.append(
+                f"caution: {s.name} refused {100 * refused.value:.1f}% of the answerable questions;"
+                " its hallucination figures come from refusing nearly everything, not from telling"
+                " when the evidence is absent"
+            )
     return lines
 
 
