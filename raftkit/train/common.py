@@ -407,9 +407,8 @@ def run_training(
         trainer.remove_callback(PrinterCallback)
     start, cpu0 = time.perf_counter(), cpu_seconds()
     checkpoint = last_checkpoint(run) if resume else None
-    if checkpoint and _reached_max_steps(trainer, checkpoint):
-        result = _restore(trainer, checkpoint)
-    else:
+    result = checkpoint and _restore_finished(trainer, checkpoint)
+    if not result:
         result = trainer.train(resume_from_checkpoint=checkpoint)
     wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu0
     _save_model(trainer, run / "model", tok, base)
@@ -421,23 +420,21 @@ def run_training(
     return summary
 
 
-def _reached_max_steps(trainer, checkpoint: str) -> bool:
-    """Whether `checkpoint` is the run's last step (a kill came after it, before run.json)."""
-    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
-    return 0 < trainer.args.max_steps <= state.get("global_step", 0)
-
-
-def _restore(trainer, checkpoint: str):
-    """The finished run of `checkpoint`, loaded without training. Trainer.train resumed at
+def _restore_finished(trainer, checkpoint: str):
+    """The finished run of `checkpoint` (a kill came after its last step, before run.json), loaded
+    without training; None when the checkpoint is not at max_steps. Trainer.train resumed at
     max_steps trains one step more (measured: checkpoint-13 of a 12-step run), so the resumed
     output would differ from the uninterrupted one."""
     from transformers.trainer_callback import TrainerState
     from transformers.trainer_utils import TrainOutput
 
+    state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    if not 0 < trainer.args.max_steps <= state.global_step:
+        return None
     trainer._load_from_checkpoint(checkpoint)
-    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return TrainOutput(trainer.state.global_step, losses[-1] if losses else 0.0, {})
+    trainer.state = state
+    losses = [h["loss"] for h in state.log_history if "loss" in h]
+    return TrainOutput(state.global_step, losses[-1] if losses else 0.0, {})
 
 
 def _save_model(trainer, model_dir: Path, tok, base: str) -> None:
