@@ -362,8 +362,9 @@ def measure(args) -> dict:
         print(t, file=sys.stderr, flush=True)
         return t
 
+    commit = machine()["commit"]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        trials = {t["command"]: {**t, "commit": machine()["commit"]} for t in pool.map(one, only)}
+        trials = {t["command"]: {**t, "commit": commit} for t in pool.map(one, only)}
     if args.merge and (DATA / "faults.json").is_file():  # keep the saved trials of the others
         kept = {t["command"]: t for t in load("faults")["trials"]}
         trials = {s.name: trials.get(s.name) or kept.get(s.name) for s in SCENARIOS}

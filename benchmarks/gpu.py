@@ -151,32 +151,6 @@ def measure(args) -> dict:
     return {**kept, **part}
 
 
-def _train_rows(t: dict, gpu: str) -> list[list]:
-    datasheet = next(
-        (v for k, v in train_bench.GPU_PEAK_BF16_TFLOPS.items() if k in (gpu or "")), None
-    )
-    rows = []
-    for name, r in t["runs"].items():
-        tps = r["tokens"] / r["train_s"]
-        flops = 6 * t["params"] * tps / 1e12
-        rows.append(
-            [
-                name,
-                train_bench.RUNS[name][0],
-                r["precision"],
-                r["tokens"],
-                round(r["train_s"], 1),
-                f"{tps:,.0f}",
-                f"{r['peak_mem_mb']:,.0f}",
-                f"{flops:.1f}",
-                f"{100 * flops / t['matmul_bf16_tflops']:.1f}%",
-                f"{100 * flops / datasheet:.1f}%" if datasheet else "n/a",
-                f"{r['first_loss']:.3f} -> {r['final_loss']:.3f}",
-            ]
-        )
-    return rows
-
-
 def _render_train(t: dict, m: dict) -> list[str]:
     lora, fp32 = t["runs"].get("raftkit-lora"), t["runs"].get("raftkit-lora-fp32")
     parts = [
@@ -186,21 +160,13 @@ def _render_train(t: dict, m: dict) -> list[str]:
         f"in its own process, one after another. A bf16 8192x8192x8192 matmul measured "
         f"{t['matmul_bf16_tflops']:.0f} TFLOP/s here. Command: `python benchmarks/gpu.py --part "
         "train`.",
-        table(
-            [
-                "config",
-                "what",
-                "precision",
-                "tokens",
-                "train s",
-                "tokens/s",
-                "peak MiB (CUDA)",
-                "model TFLOP/s",
-                "MFU (measured peak)",
-                "MFU (datasheet)",
-                "loss",
-            ],
-            _train_rows(t, m["gpu"]),
+        train_bench.runs_table(
+            t,
+            {
+                "MFU (measured peak)": t["matmul_bf16_tflops"],
+                "MFU (datasheet)": train_bench.datasheet_peak(m["gpu"]),
+            },
+            memory="peak MiB (CUDA)",
         ),
     ]
     tps = lambda r: r["tokens"] / r["train_s"]  # noqa: E731

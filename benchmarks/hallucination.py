@@ -219,18 +219,18 @@ def render(d: dict) -> str:
     )
 
 
+def add_args(parser) -> None:
+    p.add_args(parser)
+    parser.add_argument(
+        "--build-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one more --set for build-dataset (e.g. assembly.refusal=plain), repeatable",
+    )
+
+
 if __name__ == "__main__":
-
-    def add_args(parser) -> None:
-        p.add_args(parser)
-        parser.add_argument(
-            "--build-set",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="one more --set for build-dataset (e.g. assembly.refusal=plain), repeatable",
-        )
-
     bench_main(
         "hallucination", __doc__, measure, render, add_args, section=p.section("hallucination")
     )

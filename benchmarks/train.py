@@ -259,19 +259,25 @@ def measure(args) -> dict:
     }
 
 
+def datasheet_peak(gpu: str | None) -> float | None:
+    """The dense bf16 TFLOP/s of a GPU by its name, when GPU_PEAK_BF16_TFLOPS knows it."""
+    return next((v for k, v in GPU_PEAK_BF16_TFLOPS.items() if k in (gpu or "")), None)
+
+
 def _peak(d: dict) -> tuple[float | None, str]:
     """(bf16 peak TFLOP/s, what it is) for MFU:
     the GPU's datasheet figure, or this CPU's measured matmul."""
     gpu = d["machine"]["gpu"]
     if gpu:
-        peak = next((v for k, v in GPU_PEAK_BF16_TFLOPS.items() if k in gpu), None)
+        peak = datasheet_peak(gpu)
         return peak, f"the {gpu}'s dense bf16 peak ({peak} TFLOP/s)"
     peak = d["matmul_tflops"].get("bfloat16")
     return peak, f"this CPU's measured bf16 matmul peak ({peak:.2f} TFLOP/s for 2048x2048)"
 
 
-def _rows(d: dict) -> list[list]:
-    peak, _ = _peak(d)
+def runs_table(d: dict, peaks: dict[str, float | None], memory: str = "peak MiB") -> str:
+    """The table of d's runs: throughput, memory, model FLOP/s and one MFU column per entry of
+    `peaks` (column label -> bf16 peak TFLOP/s; None: n/a)."""
     rows = []
     for name, r in d["runs"].items():
         tps = r["tokens"] / r["train_s"]
@@ -288,11 +294,13 @@ def _rows(d: dict) -> list[list]:
                 round(r["peak_mem_mb"]),
                 f"{r['trainable']:,}",
                 f"{flops / 1e12:.3f}",
-                f"{100 * flops / (peak * 1e12):.1f}%" if peak else "n/a",
+                *[f"{100 * flops / (p * 1e12):.1f}%" if p else "n/a" for p in peaks.values()],
                 f"{r['first_loss']:.3f} -> {r['final_loss']:.3f}",
             ]
         )
-    return rows
+    headers = ["config", "what", "precision", "tokens", "train s", "tokens/s", "tokens/CPU-s"]
+    headers += [memory, "trainable params", "model TFLOP/s", *peaks, "loss"]
+    return table(headers, rows)
 
 
 def _ratio(d: dict, a: str, b: str) -> tuple[float, float, float]:
@@ -314,23 +322,7 @@ def render(d: dict) -> str:
         "r=16 on all linear layers; data: 64 RAFT-style prompt-completion rows from "
         "corpora/demo/v1 with 1-4 documents each. Each configuration ran alone, one after "
         f"another. Command: `{d['command']}`.",
-        table(
-            [
-                "config",
-                "what",
-                "precision",
-                "tokens",
-                "train s",
-                "tokens/s",
-                "tokens/CPU-s",
-                "peak MiB",
-                "trainable params",
-                "model TFLOP/s",
-                "MFU",
-                "loss",
-            ],
-            _rows(d),
-        ),
+        runs_table(d, {"MFU": peak}),
     ]
     if d["matmul_tflops"]:
         t = d["matmul_tflops"]
