@@ -63,14 +63,18 @@ def cmd_index_query(args) -> None:
 def cmd_ask(args) -> None:
     from raftkit.generate import make_generator
     from raftkit.models import runtime
+    from raftkit.retrieval import gate
     from raftkit.retrieval.index import load_index
     from raftkit.retrieval.rag import answer_questions
 
     index = load_index(args.name, args.indexes_dir, args.set)
     gen_cfg = index.cfg.generation.model_copy(update={"model": args.model} if args.model else {})
+    min_score = gate.resolve(
+        index.cfg.retrieval.min_score, gen_cfg.model, index.manifest["embedder"]["model"]
+    )
     generator = make_generator(gen_cfg, runtime(index.cfg.runtime))
     result = answer_questions(
-        index, generator, [args.question], args.k or index.cfg.retrieval.top_k
+        index, generator, [args.question], args.k or index.cfg.retrieval.top_k, min_score
     )[0]
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))

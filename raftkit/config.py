@@ -106,6 +106,9 @@ class RetrievalConfig(Section):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     indexes_dir: str = "indexes"  # where named indexes live
     top_k: int = Field(5, ge=1)
+    # evidence gate (raftkit.retrieval.gate): abstain when no retrieved chunk scores this much; auto
+    # = the threshold a `raftkit train` run carries from its build (none for any other model)
+    min_score: float | Literal["auto", "off"] = "auto"
 
 
 class GenerationConfig(Section):

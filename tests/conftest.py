@@ -140,7 +140,7 @@ class CompareStub:
             conv[-1]["content"].rsplit("Question: ", 1)[1].split("\n")[0]
         ]
 
-    def answer(self, conversations, choices=None, after_reply=False, desc=""):
+    def answer(self, conversations, choices=None, after_reply=False, desc="", max_new_tokens=None):
         if self.fail_after is not None and len(self.asked) >= self.fail_after:
             raise KeyboardInterrupt
         self.asked.append([self._key(c)[1] for c in conversations])

@@ -311,3 +311,49 @@ def test_the_verdict_cautions_about_a_system_that_refuses_everything():
         "caution: raft refused 98.3% of the answerable questions; its hallucination figures come "
         "from refusing nearly everything, not from telling when the evidence is absent"
     ]
+
+
+def test_the_evidence_gate_refuses_without_generating_and_still_scores_choices(
+    tmp_path, built_index, stub_generator, compare_cfg
+):
+    """A rag system with min_score: questions whose best chunk scores below it get the gate's
+    refusal (no reply generated), their choices are scored right after the prompt, and
+    results.json records the threshold; `auto` on a model without a run applies no gate."""
+    scores = {
+        q: max(h.score for h in hits)
+        for q, hits in zip(
+            [json.loads(x)["question"] for x in open(QA)],
+            built_index.search([json.loads(x)["question"] for x in open(QA)], 3),
+        )
+    }
+    # the threshold closes exactly the lowest-scoring question
+    low, second = sorted(scores.values())[:2]
+    cfg = compare_cfg(
+        built_index,
+        systems=[
+            {"name": "plain", "model": "stub", "mode": "rag", "index": "assets", "top_k": 3},
+            {
+                "name": "gated",
+                "model": "stub",
+                "mode": "rag",
+                "index": "assets",
+                "top_k": 3,
+                "min_score": (low + second) / 2,
+            },
+        ],
+    )
+    stubs = []
+    make = lambda g: stubs.append(stub_generator(g)) or stubs[-1]  # noqa: E731
+    report = compare(cfg, tmp_path / "out", generator_factory=make)
+    shut_question = min(scores, key=scores.get)
+    shut = next(r for r in report.rows if r.system == "gated" and r.question == shut_question)
+    assert shut.abstained and "evidence gate" in shut.reply
+    asked = [qid for stub in stubs for calls in stub.asked for qid in calls]
+    # plain asks every question; gated asks the shut one only to score its choices, if it has any
+    assert asked.count(shut.qid) == 1 + (shut.mc_loglik_pick is not None)
+    others = [r for r in report.rows if r.system == "gated" and r.qid != shut.qid]
+    plain = {r.qid: r for r in report.rows if r.system == "plain"}
+    assert all(r.answer == plain[r.qid].answer for r in others)
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    info = {s["name"]: s["model_info"]["min_score"] for s in results["systems"]}
+    assert info == {"plain": None, "gated": pytest.approx((low + second) / 2)}

@@ -20,6 +20,9 @@ class SystemConfig(Section):
     )
     index: str = ""  # for rag: an index name under indexes_dir, or a path to an index folder
     top_k: int = Field(5, ge=1)  # chunks shown to a rag system
+    # rag: abstain without asking the model when no chunk scores this much (raftkit.retrieval.gate);
+    # auto = the gate a `raftkit train` run carries (none for any other model)
+    min_score: float | Literal["auto", "off"] = "auto"
 
     def check(self) -> list[str]:
         out = []

@@ -134,14 +134,15 @@ def compare(
     out = Path(out)
     questions = load_questions(cfg)  # bad input fails here, before anything is written
     indexes = sysrun.load_indexes(cfg)
+    gates = sysrun.gates(cfg, indexes)
     if generator_factory is None and cfg.generation.backend == "hf":
         _check_models(cfg)
     with outputs.lock(out, "report"):
         where = workspace(out, cfg, overwrite)
         retrieved = sysrun.retrieve(cfg, questions, indexes)
-        records = sysrun.run_all(cfg, questions, retrieved, where / WORK, generator_factory)
+        records = sysrun.run_all(cfg, questions, retrieved, where / WORK, generator_factory, gates)
         rows, notes = _score(cfg, questions, records, retrieved, indexes)
-        systems = _results(cfg, rows, where / WORK)
+        systems = _results(cfg, rows, where / WORK, gates)
         results = _results_json(
             cfg,
             questions,
@@ -186,7 +187,7 @@ def _score(
 
 
 def _results(
-    cfg: CompareConfig, rows: dict[str, list[ScoredRow]], work: Path
+    cfg: CompareConfig, rows: dict[str, list[ScoredRow]], work: Path, gates: dict
 ) -> list[SystemResult]:
     b = cfg.bootstrap
     out = []
@@ -204,7 +205,7 @@ def _results(
                 s.mode,
                 s.index,
                 s.top_k,
-                _model_info(s.model),
+                {**_model_info(s.model), "min_score": gates.get(s.name)},
                 len(rows[s.name]),
                 sysrun.speed(work, s.name),
                 stats,

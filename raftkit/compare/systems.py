@@ -20,6 +20,7 @@ from raftkit.compare.questions import Question
 from raftkit.compare.scoring import choices_text
 from raftkit.config import GenerationConfig
 from raftkit.errors import RaftkitError
+from raftkit.generate import Answer
 from raftkit.ui import progress, say
 
 GeneratorFactory = Callable[[GenerationConfig], object]
@@ -34,9 +35,12 @@ class Retrieved:
     doc_ids: list[str]
     texts: list[str]
     titles: list[str]
+    scores: list[float]
 
     def top(self, k: int) -> Retrieved:
-        return Retrieved(self.ids[:k], self.doc_ids[:k], self.texts[:k], self.titles[:k])
+        return Retrieved(
+            self.ids[:k], self.doc_ids[:k], self.texts[:k], self.titles[:k], self.scores[:k]
+        )
 
 
 def load_indexes(cfg: CompareConfig) -> dict:
@@ -93,9 +97,25 @@ def retrieve(
                 [h.chunk.doc_id for h in hits],
                 [h.chunk.text for h in hits],
                 [h.chunk.title for h in hits],
+                [h.score for h in hits],
             )
             for q, hits in pairs
         }
+    return out
+
+
+def gates(cfg: CompareConfig, indexes: dict) -> dict[str, float | None]:
+    """{rag system: the evidence-gate threshold it applies, or None} (raftkit.retrieval.gate)."""
+    from raftkit.retrieval import gate
+
+    out = {}
+    for s in cfg.systems:
+        if s.mode == "rag":
+            try:
+                embedder = indexes[s.index].manifest["embedder"]["model"]
+                out[s.name] = gate.resolve(s.min_score, s.model, embedder)
+            except RaftkitError as e:
+                raise RaftkitError(f"system '{s.name}': {e}") from None
     return out
 
 
@@ -129,20 +149,47 @@ def checkpoint_path(work: Path, system: str) -> Path:
 
 
 def _answer_block(
-    system: SystemConfig, generator, part: list[Question], retrieved, cfg: CompareConfig
+    system: SystemConfig,
+    generator,
+    part: list[Question],
+    retrieved,
+    cfg: CompareConfig,
+    min_score: float | None = None,
 ) -> list[dict]:
     """The raw records of one block of questions: replies, choice log-likelihoods, retrieved ids,
-    quote counts."""
+    quote counts.
+
+    A question the evidence gate closes gets the gate's refusal without generating; its choices are
+    still scored (right after the prompt: there is no reply to read them after).
+    """
+    from raftkit.retrieval import gate
+
     docs = [retrieved[q.id].top(system.top_k) if retrieved is not None else None for q in part]
     convs = [conversation(q, system, d, cfg.scoring.show_choices) for q, d in zip(part, docs)]
+    closed = [d is not None and gate.closed(d.scores, min_score) for d in docs]
     # Choices of unanswerable questions are never scored: no forward for them.
     scored = cfg.scoring.mc in ("loglik", "both")
     choices = [q.choices if q.answerable and scored else [] for q in part]
-    answers = generator.answer(
-        convs, choices, after_reply=cfg.scoring.mc_after == "reply", desc=f"{system.name} answers"
-    )
+    answers = [None] * len(part)
+    for shut in (False, True):
+        idx = [i for i in range(len(part)) if closed[i] == shut and (not shut or choices[i])]
+        if not idx:
+            continue
+        got = generator.answer(
+            [convs[i] for i in idx],
+            [choices[i] for i in idx],
+            after_reply=cfg.scoring.mc_after == "reply" and not shut,
+            desc=f"{system.name} {'gated choices' if shut else 'answers'}",
+            **({"max_new_tokens": 1} if shut else {}),
+        )
+        for i, a in zip(idx, got):
+            answers[i] = a
+    for i, d in enumerate(docs):
+        if closed[i]:
+            logliks = answers[i].logliks if answers[i] else None
+            answers[i] = Answer(gate.refusal(d.scores, min_score), logliks)
     records = []
-    for q, d, a in zip(part, docs, answers):
+    for q, d, a, shut in zip(part, docs, answers, closed):
         n_quotes, unsupported = _quote_counts(a.reply, d.texts if d else [])
         records.append(
             {
@@ -154,6 +201,7 @@ def _answer_block(
                 "retrieved_doc_ids": d.doc_ids if d else [],
                 "quotes": n_quotes,
                 "quotes_unsupported": unsupported,
+                "gated": shut,
             }
         )
     return records
@@ -166,6 +214,7 @@ def run_system(
     retrieved: dict[str, Retrieved] | None,
     cfg: CompareConfig,
     work: Path,
+    min_score: float | None = None,
 ) -> list[dict]:
     """Answer (and score choices of) every question not yet in the system's checkpoint; returns all
     records."""
@@ -195,7 +244,7 @@ def run_system(
     for start in bar:
         part = todo[start : start + block]
         t0 = time.perf_counter()
-        records += _answer_block(system, generator, part, retrieved, cfg)
+        records += _answer_block(system, generator, part, retrieved, cfg, min_score)
         meta["seconds"] += time.perf_counter() - t0
         meta["answered"] += len(part)
         files.write_jsonl(path, records)
@@ -214,6 +263,7 @@ def run_all(
     retrieved: dict[str, dict[str, Retrieved]],
     work: Path,
     generator_factory: GeneratorFactory | None = None,
+    min_scores: dict[str, float | None] | None = None,
 ) -> dict[str, list[dict]]:
     """{system name: records}, loading each distinct model once and running all of its systems with
     it."""
@@ -237,9 +287,8 @@ def run_all(
             generator = factory(cfg.generation.model_copy(update={"model": model}))
         for s in systems:
             qs = system_questions(s, questions)
-            recs = run_system(
-                s, generator, qs, retrieved.get(s.index) if s.mode == "rag" else None, cfg, work
-            )
+            docs = retrieved.get(s.index) if s.mode == "rag" else None
+            recs = run_system(s, generator, qs, docs, cfg, work, (min_scores or {}).get(s.name))
             wanted = {q.id for q in qs}
             out[s.name] = [r for r in recs if r["qid"] in wanted]
         del generator

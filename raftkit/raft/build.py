@@ -165,6 +165,7 @@ def build_dataset(
         summary = _summary(
             records, batches, examples, picker, len(index.chunks), time.perf_counter() - t0
         )
+        summary["evidence_gate"] = _gate(cfg, kept, index)
         config.save_resolved(cfg, where)
         inputs = {"docs": str(docs), "qa": str(qa) if qa else None, "qa_lines": len(qa_rows or [])}
         _write_manifest(
@@ -244,6 +245,16 @@ def _run_batches(cfg: RaftBuildConfig, where: Path, qa_rows, index, picker, gen)
     return [Batch.from_json(json.loads(p.read_text(encoding="utf-8"))) for p in paths]
 
 
+def _gate(cfg: RaftBuildConfig, kept: list[Record], index) -> dict | None:
+    """The evidence gate calibrated on the build's questions (None when not wanted or too few)."""
+    from raftkit.retrieval.gate import calibrate
+
+    if cfg.assembly.absent_target != "abstain" or not cfg.gate.over_refusal:
+        return None
+    pairs = [(r.question, r.doc_id) for r in kept if r.doc_id]
+    return calibrate(index, pairs, cfg.gate.over_refusal)
+
+
 def _reasons(records: list[Record]) -> str:
     counts: dict[str, int] = {}
     for r in records:
@@ -297,4 +308,10 @@ def format_summary(result: BuildResult) -> str:
     ]
     if s["drop_and_skip_reasons"]:
         lines.append(f"  not used: {s['drop_and_skip_reasons']}")
+    if gate := s.get("evidence_gate"):
+        lines.append(
+            f"  evidence gate: abstain below score {gate['min_score']:.3f} (on these questions: "
+            f"{gate['answerable_refused']:.0%} of answerable refused, "
+            f"{gate['absent_answered']:.0%} of evidence-absent answered, AUC {gate['auc']:.2f})"
+        )
     return "\n".join(lines)

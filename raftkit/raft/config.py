@@ -77,6 +77,12 @@ class AssemblyConfig(Section):
     seed: int = 0
 
 
+class GateConfig(Section):
+    # the evidence gate calibrated on the build's own questions (raftkit.retrieval.gate): the share
+    # of answerable questions it may refuse; 0 = no gate. Calibrated only for absent_target: abstain
+    over_refusal: float = Field(0.1, ge=0, lt=1)
+
+
 class RaftBuildConfig(Section):
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
@@ -85,6 +91,7 @@ class RaftBuildConfig(Section):
     answers: AnswersConfig = Field(default_factory=AnswersConfig)
     qa: QAConfig = Field(default_factory=QAConfig)
     assembly: AssemblyConfig = Field(default_factory=AssemblyConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
     index_name: str = ""  # index under retrieval.indexes_dir; empty = the docs folder's name
     checkpoint_every: int = Field(
         8, ge=1

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from raftkit import prompts
 from raftkit.generate import Generator
+from raftkit.retrieval import gate
 from raftkit.retrieval.index import FaissIndex, Hit
 
 
@@ -46,15 +47,29 @@ def used_sources(reply: str, hits: list[Hit]) -> list[str]:
 
 
 def answer_questions(
-    index: FaissIndex, generator: Generator, questions: list[str], k: int
+    index: FaissIndex,
+    generator: Generator,
+    questions: list[str],
+    k: int,
+    min_score: float | None = None,
 ) -> list[RagAnswer]:
-    """Answer each question over its top-k chunks; retrieval and generation run batched."""
+    """Answer each question over its top-k chunks; retrieval and generation run batched. A question
+    whose chunks all score below `min_score` (the evidence gate) is refused without generating."""
     all_hits = index.search(questions, k)
+    scores = [[h.score for h in hits] for hits in all_hits]
+    asked = [i for i, s in enumerate(scores) if not gate.closed(s, min_score)]
     conversations = [
-        prompts.rag_messages(q, [h.chunk.text for h in hits], [h.chunk.title for h in hits])
-        for q, hits in zip(questions, all_hits)
+        prompts.rag_messages(
+            questions[i],
+            [h.chunk.text for h in all_hits[i]],
+            [h.chunk.title for h in all_hits[i]],
+        )
+        for i in asked
     ]
-    replies = generator.chat(conversations, desc="answering")
+    replies = [gate.refusal(s, min_score) if min_score is not None else "" for s in scores]
+    if conversations:
+        for i, r in zip(asked, generator.chat(conversations, desc="answering")):
+            replies[i] = r
     return [
         RagAnswer(q, r, prompts.extract_answer(r), used_sources(r, hits), hits)
         for q, r, hits in zip(questions, replies, all_hits)

@@ -489,7 +489,21 @@ def _summary(
         "first_loss": losses[0] if losses else None,
         "final_loss": losses[-1] if losses else None,
         "resumed": bool(resume),
+        "evidence_gate": evidence_gate(cfg),
     }
+
+
+def evidence_gate(cfg: TrainConfig) -> dict | None:
+    """The evidence gate this run carries (raftkit.retrieval.gate): its build-dataset folder's, or
+    else the one of the run it starts from."""
+    from raftkit.retrieval.gate import carried
+
+    manifest = Path(cfg.data.path).expanduser() / "manifest.json"
+    if manifest.is_file():
+        summary = json.loads(manifest.read_text(encoding="utf-8")).get("summary", {})
+        if summary.get("evidence_gate"):
+            return summary["evidence_gate"]
+    return carried(cfg.model)
 
 
 def _precision(cfg: TrainConfig, trainer) -> str:
