@@ -48,8 +48,8 @@ demo: install
 	$(RAFTKIT) index build corpora/demo/v1 --name demo $(DEMO_CHUNKS) --overwrite
 	$(RAFTKIT) ask demo $(DEMO_Q)
 	@echo "== 2/7 RAFT training data from v1 (paraphrased questions; the evaluation questions stay unseen)"
-	# The abstain recipe: every question once with its chunk (answer with a quote) and once with a
-	# distractor in its place (the refusal), so the model learns to answer only from evidence it sees.
+	# The abstain recipe: 80% of the questions with their chunk (answer with a quote), the rest with
+	# distractors only (the refusal); it also calibrates the evidence gate the trained run carries.
 	$(RAFTKIT) build-dataset corpora/demo/v1 --qa corpora/demo/train_qa_v1.jsonl --out datasets/demo-v1 \
 	  --config recipes/raft_build_abstain.yaml --set index_name=demo $(DEMO_CHUNKS) \
 	  --set assembly.num_distractors=2 --set assembly.eval_fraction=0 --overwrite

@@ -3,13 +3,15 @@
     .venv/bin/python benchmarks/hallucination.py [--quick] [--render]
 
 The v1 questions of ../shared/benchmarks/realtimeqa are split by document; the training part becomes
-RAFT data with the abstain recipe (recipes/raft_build_abstain.yaml: every question once with its
-evidence and once without), then SFT-LoRA (recipes/sft_lora_abstain.yaml) and DPO on the build's
-preference pairs, starting from and measured against the SFT run (recipes/dpo_lora_abstain.yaml).
-Every held-out question is asked twice over an index of all 2021 passages: as it is (answerable) and
-over the index without its passage (`unanswerable.holdout_docs: 1`, evidence absent). base+RAG,
-RAFT-SFT+RAG and RAFT-SFT+DPO+RAG are scored with paired differences against base+RAG. Writes
-benchmarks/data/hallucination[-quick].json and its section of benchmarks/RESULTS.md.
+RAFT data with the abstain recipe (recipes/raft_build_abstain.yaml: P=0.8 of the examples with their
+evidence, the rest with the refusal as target; the build also calibrates the evidence gate on these
+questions), then SFT-LoRA (recipes/sft_lora_abstain.yaml) and DPO on the build's preference pairs,
+starting from and measured against the SFT run (recipes/dpo_lora_abstain.yaml). Every held-out
+question is asked twice over an index of all 2021 passages: as it is (answerable) and over the index
+without its passage (`unanswerable.holdout_docs: 1`, evidence absent). base+RAG (plain, no gate),
+base+RAG with the build's gate, RAFT-SFT+RAG without and with it and RAFT-SFT+DPO+RAG with it are
+scored with paired differences against base+RAG. Writes benchmarks/data/hallucination[-quick].json
+and its section of benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def train(steps: p.Steps, work, args) -> tuple[str, str]:
     _, sft_steps, dpo_steps = SIZES[args.quick]
     idx, sft, dpo = str(work / "indexes"), str(work / "runs" / "sft"), str(work / "runs" / "dpo")
     steps.run(
-        "RAFT data with abstain targets (minimal pairs)",
+        "RAFT data with abstain targets and the evidence gate",
         "build-dataset",
         str(work / "train_corpus.jsonl"),
         "--qa",

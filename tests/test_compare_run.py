@@ -357,3 +357,4 @@ def test_the_evidence_gate_refuses_without_generating_and_still_scores_choices(
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     info = {s["name"]: s["model_info"]["min_score"] for s in results["systems"]}
     assert info == {"plain": None, "gated": pytest.approx((low + second) / 2)}
+    assert f"score < {(low + second) / 2:.3f}" in (tmp_path / "out" / "report.md").read_text()

@@ -202,9 +202,12 @@ def metric_rows(
 
 
 def systems_table(systems: list[SystemResult]) -> list[list[str]]:
-    rows = [["system", "model", "mode", "index", "top_k", "questions", "questions/s"]]
+    rows = [
+        ["system", "model", "mode", "index", "top_k", "evidence gate", "questions", "questions/s"]
+    ]
     for s in systems:
         qps = s.speed.get("questions_per_s")
+        gate = s.model_info.get("min_score")
         rows.append(
             [
                 s.name,
@@ -212,6 +215,7 @@ def systems_table(systems: list[SystemResult]) -> list[list[str]]:
                 s.mode,
                 s.index or "–",
                 str(s.top_k) if s.mode == "rag" else "–",
+                f"score < {gate:.3f}" if gate is not None else "–",
                 str(s.questions),
                 f"{qps:.2f}" if qps else "–",
             ]
