@@ -79,8 +79,10 @@ def cmd_ask(args) -> None:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
+        if not result.sources:  # the evidence gate refused: say why
+            print(result.reply.splitlines()[0])
         print(result.answer)
-        print(f"sources: {', '.join(result.sources)}")
+        print(f"sources: {', '.join(result.sources) or 'none'}")
 
 
 def cmd_build_dataset(args) -> None:

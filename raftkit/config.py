@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from raftkit import files
 from raftkit.errors import ConfigError, RaftkitError
@@ -109,6 +109,11 @@ class RetrievalConfig(Section):
     # evidence gate (raftkit.retrieval.gate): abstain when no retrieved chunk scores this much; auto
     # = the threshold a `raftkit train` run carries from its build (none for any other model)
     min_score: float | Literal["auto", "off"] = "auto"
+
+    @field_validator("min_score", mode="before")
+    @classmethod
+    def _off(cls, v):
+        return "off" if v is False else v  # YAML reads a bare `off` as false
 
 
 class GenerationConfig(Section):

@@ -98,9 +98,31 @@ def test_ask_refuses_below_the_gate_without_generating():
     gen = EchoGenerator()
     kept, shut = answer_questions(index, gen, ["q0", "q1"], k=2, min_score=0.5)
     assert len(gen.asked) == 1 and "q0" in gen.asked[0][-1]["content"]
-    assert kept.answer == "8080"
+    assert kept.answer == "8080" and shut.sources == []
     assert (
         "evidence gate" in shut.reply and shut.answer == "The documents do not contain the answer."
     )
     gen = EchoGenerator()
     assert [a.answer for a in answer_questions(index, gen, ["q0", "q1"], k=2)] == ["8080"] * 2
+
+
+def test_min_score_off_survives_yaml():
+    """YAML reads a bare `off` as false; the setting still means no gate, from --set and a file."""
+    from raftkit import config
+    from raftkit.compare.config import SystemConfig
+
+    cfg = config.load(config.RaftkitConfig, overrides=["retrieval.min_score=off"])
+    assert cfg.retrieval.min_score == "off"
+    assert (
+        config.load(config.RaftkitConfig, overrides=["retrieval.min_score=0.4"]).retrieval.min_score
+        == 0.4
+    )
+    assert (
+        SystemConfig(name="s", model="m", mode="rag", index="i", min_score=False).min_score == "off"
+    )
+
+
+def test_auc_from_ranks_counts_ties_half():
+    import numpy as np
+
+    assert gate.auc(np.array([0.5, 0.7]), np.array([0.5, 0.6, 0.1])) == pytest.approx((1.5 + 3) / 6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from raftkit.config import GenerationConfig, RuntimeConfig, Section
 
@@ -23,6 +23,11 @@ class SystemConfig(Section):
     # rag: abstain without asking the model when no chunk scores this much (raftkit.retrieval.gate);
     # auto = the gate a `raftkit train` run carries (none for any other model)
     min_score: float | Literal["auto", "off"] = "auto"
+
+    @field_validator("min_score", mode="before")
+    @classmethod
+    def _off(cls, v):
+        return "off" if v is False else v  # YAML reads a bare `off` as false
 
     def check(self) -> list[str]:
         out = []

@@ -172,7 +172,13 @@ def _answer_block(
     choices = [q.choices if q.answerable and scored else [] for q in part]
     answers = [None] * len(part)
     for shut in (False, True):
-        idx = [i for i in range(len(part)) if closed[i] == shut and (not shut or choices[i])]
+        # a server gives no log-likelihoods: a gated question costs it no request
+        scorable = cfg.generation.backend == "hf"
+        idx = [
+            i
+            for i in range(len(part))
+            if closed[i] == shut and (not shut or (choices[i] and scorable))
+        ]
         if not idx:
             continue
         got = generator.answer(

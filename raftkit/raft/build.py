@@ -79,6 +79,9 @@ def _fingerprint(
 ) -> str:
     settings = config.to_dict(cfg)
     settings.pop("index_name", None)  # where the index lives does not change the examples
+    # the evidence gate is calibrated after the examples, from them: changing it regenerates nothing
+    settings.pop("gate", None)
+    settings["retrieval"].pop("min_score", None)
     blob = json.dumps(
         {"cfg": settings, "docs": sorted((d.id, d.hash) for d in documents), "qa": qa_rows},
         sort_keys=True,
@@ -165,7 +168,7 @@ def build_dataset(
         summary = _summary(
             records, batches, examples, picker, len(index.chunks), time.perf_counter() - t0
         )
-        summary["evidence_gate"] = _gate(cfg, kept, index)
+        summary["evidence_gate"] = _gate(cfg, kept, index, splits)
         config.save_resolved(cfg, where)
         inputs = {"docs": str(docs), "qa": str(qa) if qa else None, "qa_lines": len(qa_rows or [])}
         _write_manifest(
@@ -245,13 +248,14 @@ def _run_batches(cfg: RaftBuildConfig, where: Path, qa_rows, index, picker, gen)
     return [Batch.from_json(json.loads(p.read_text(encoding="utf-8"))) for p in paths]
 
 
-def _gate(cfg: RaftBuildConfig, kept: list[Record], index) -> dict | None:
-    """The evidence gate calibrated on the build's questions (None when not wanted or too few)."""
+def _gate(cfg: RaftBuildConfig, kept: list[Record], index, splits: dict) -> dict | None:
+    """The evidence gate calibrated on the build's train-split questions (None when not wanted or
+    too few): the eval questions stay unseen by it, as by training."""
     from raftkit.retrieval.gate import calibrate
 
     if cfg.assembly.absent_target != "abstain" or not cfg.gate.over_refusal:
         return None
-    pairs = [(r.question, r.doc_id) for r in kept if r.doc_id]
+    pairs = [(r.question, r.doc_id) for r in kept if r.doc_id and splits.get(r.doc_id) == "train"]
     return calibrate(index, pairs, cfg.gate.over_refusal)
 
 

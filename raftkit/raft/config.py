@@ -78,10 +78,10 @@ class AssemblyConfig(Section):
 
 
 class GateConfig(Section):
-    # the evidence gate calibrated on the build's own questions (raftkit.retrieval.gate): the share
-    # of answerable questions it may refuse; 0 = no gate. Calibrated only for absent_target: abstain.
-    # 0.15: on two RealTimeQA slices it refused 8-12% of held-out answerable questions and let 33-38%
-    # of evidence-absent ones through (0.10: 7-8% and 40-43%)
+    # the evidence gate calibrated on the build's train-split questions (raftkit.retrieval.gate):
+    # the share of answerable ones it may refuse; 0 = no gate; only for absent_target: abstain.
+    # 0.15: on two RealTimeQA slices it refused 8-12% of held-out answerable questions and let
+    # 33-38% of evidence-absent ones through (0.10: 7-8% and 40-43%)
     over_refusal: float = Field(0.15, ge=0, lt=1)
 
 

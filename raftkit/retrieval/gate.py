@@ -50,9 +50,12 @@ def calibrate(index, questions: list[tuple[str, str]], over_refusal: float) -> d
 
 
 def auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """P(a random `pos` score > a random `neg` score), ties counting half."""
-    diff = pos[:, None] - neg[None, :]
-    return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
+    """P(a random `pos` score > a random `neg` score), ties counting half; from ranks, so memory
+    stays linear in the number of questions."""
+    neg = np.sort(neg)
+    below = np.searchsorted(neg, pos, side="left")
+    ties = np.searchsorted(neg, pos, side="right") - below
+    return float((below + 0.5 * ties).sum() / (len(pos) * len(neg)))
 
 
 def carried(model: str) -> dict | None:
@@ -67,7 +70,7 @@ def resolve(setting: float | str | None, model: str, embedder: str) -> float | N
     """The threshold a system applies: a number as it is; `auto` = the gate `model` carries (none
     when it carries none); None/`off` = no gate. A carried gate of another embedder is an error:
     its scores are not comparable."""
-    if setting is None or setting == "off":
+    if setting is None or setting is False or setting == "off":
         return None
     if setting != "auto":
         return float(setting)

@@ -70,7 +70,10 @@ def answer_questions(
     if conversations:
         for i, r in zip(asked, generator.chat(conversations, desc="answering")):
             replies[i] = r
+    shown = set(asked)  # a gated refusal used no source
     return [
-        RagAnswer(q, r, prompts.extract_answer(r), used_sources(r, hits), hits)
-        for q, r, hits in zip(questions, replies, all_hits)
+        RagAnswer(
+            q, r, prompts.extract_answer(r), used_sources(r, hits) if i in shown else [], hits
+        )
+        for i, (q, r, hits) in enumerate(zip(questions, replies, all_hits))
     ]
