@@ -170,26 +170,7 @@ def _answer_block(
     # Choices of unanswerable questions are never scored: no forward for them.
     scored = cfg.scoring.mc in ("loglik", "both")
     choices = [q.choices if q.answerable and scored else [] for q in part]
-    answers = [None] * len(part)
-    for shut in (False, True):
-        # a server gives no log-likelihoods: a gated question costs it no request
-        scorable = cfg.generation.backend == "hf"
-        idx = [
-            i
-            for i in range(len(part))
-            if closed[i] == shut and (not shut or (choices[i] and scorable))
-        ]
-        if not idx:
-            continue
-        got = generator.answer(
-            [convs[i] for i in idx],
-            [choices[i] for i in idx],
-            after_reply=cfg.scoring.mc_after == "reply" and not shut,
-            desc=f"{system.name} {'gated choices' if shut else 'answers'}",
-            **({"max_new_tokens": 1} if shut else {}),
-        )
-        for i, a in zip(idx, got):
-            answers[i] = a
+    answers = _answers(system, generator, convs, choices, closed, cfg)
     for i, d in enumerate(docs):
         if closed[i]:
             logliks = answers[i].logliks if answers[i] else None
@@ -211,6 +192,32 @@ def _answer_block(
             }
         )
     return records
+
+
+def _answers(system, generator, convs, choices, closed, cfg: CompareConfig) -> list:
+    """The generator's answers to the open questions, and (None for the rest) the choice scores of
+    the gated ones, read right after the prompt; a server gives no log-likelihoods, so a gated
+    question costs it no request."""
+    answers = [None] * len(convs)
+    scorable = cfg.generation.backend == "hf"
+    for shut in (False, True):
+        idx = [
+            i
+            for i in range(len(convs))
+            if closed[i] == shut and (not shut or (choices[i] and scorable))
+        ]
+        if not idx:
+            continue
+        got = generator.answer(
+            [convs[i] for i in idx],
+            [choices[i] for i in idx],
+            after_reply=cfg.scoring.mc_after == "reply" and not shut,
+            desc=f"{system.name} {'gated choices' if shut else 'answers'}",
+            **({"max_new_tokens": 1} if shut else {}),
+        )
+        for i, a in zip(idx, got):
+            answers[i] = a
+    return answers
 
 
 def run_system(
