@@ -69,9 +69,7 @@ def cmd_ask(args) -> None:
 
     index = load_index(args.name, args.indexes_dir, args.set)
     gen_cfg = index.cfg.generation.model_copy(update={"model": args.model} if args.model else {})
-    min_score = gate.resolve(
-        index.cfg.retrieval.min_score, gen_cfg.model, index.manifest["embedder"]["model"]
-    )
+    min_score = gate.resolve(index.cfg.retrieval.min_score, gen_cfg.model, index)
     generator = make_generator(gen_cfg, runtime(index.cfg.runtime))
     result = answer_questions(
         index, generator, [args.question], args.k or index.cfg.retrieval.top_k, min_score

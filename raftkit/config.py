@@ -14,10 +14,10 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from raftkit import files
 from raftkit.errors import ConfigError, RaftkitError
@@ -99,6 +99,13 @@ class LimitsConfig(Section):
     max_document_mb: float = Field(1.0, gt=0)
 
 
+# An evidence-gate threshold (raftkit.retrieval.gate): a cosine score, `auto` or `off`; YAML reads a
+# bare `off` as false, which means the same
+MinScore = Annotated[
+    float | Literal["auto", "off"], BeforeValidator(lambda v: "off" if v is False else v)
+]
+
+
 class RetrievalConfig(Section):
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
@@ -108,12 +115,7 @@ class RetrievalConfig(Section):
     top_k: int = Field(5, ge=1)
     # evidence gate (raftkit.retrieval.gate): abstain when no retrieved chunk scores this much; auto
     # = the threshold a `raftkit train` run carries from its build (none for any other model)
-    min_score: float | Literal["auto", "off"] = "auto"
-
-    @field_validator("min_score", mode="before")
-    @classmethod
-    def _off(cls, v):
-        return "off" if v is False else v  # YAML reads a bare `off` as false
+    min_score: MinScore = "auto"
 
 
 class GenerationConfig(Section):

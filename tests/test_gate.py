@@ -61,12 +61,13 @@ def test_a_system_resolves_its_threshold(tmp_path):
     (run / "run.json").write_text(
         json.dumps({"evidence_gate": {"min_score": 0.42, "embedder": "mini"}})
     )
-    assert gate.resolve(0.3, "anything", "mini") == 0.3
-    assert gate.resolve("off", str(run), "mini") is None
-    assert gate.resolve("auto", str(run), "mini") == 0.42
-    assert gate.resolve("auto", "smollm2-135m-instruct", "mini") is None  # no run, no gate
+    index = FakeIndex([], [], embedder="mini")
+    assert gate.resolve(0.3, "anything", index) == 0.3
+    assert gate.resolve("off", str(run), index) is None
+    assert gate.resolve("auto", str(run), index) == 0.42
+    assert gate.resolve("auto", "smollm2-135m-instruct", index) is None  # no run, no gate
     with pytest.raises(RaftkitError, match="calibrated with embedder mini"):
-        gate.resolve("auto", str(run), "another-embedder")
+        gate.resolve("auto", str(run), FakeIndex([], [], embedder="another-embedder"))
 
 
 def test_a_trained_run_carries_its_builds_gate_or_its_starting_runs(tmp_path):

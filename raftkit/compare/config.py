@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from raftkit.config import GenerationConfig, RuntimeConfig, Section
+from raftkit.config import GenerationConfig, MinScore, RuntimeConfig, Section
 
 _SYSTEM_NAME = re.compile(r"^[\w.+-]+$")
 
@@ -22,12 +22,7 @@ class SystemConfig(Section):
     top_k: int = Field(5, ge=1)  # chunks shown to a rag system
     # rag: abstain without asking the model when no chunk scores this much (raftkit.retrieval.gate);
     # auto = the gate a `raftkit train` run carries (none for any other model)
-    min_score: float | Literal["auto", "off"] = "auto"
-
-    @field_validator("min_score", mode="before")
-    @classmethod
-    def _off(cls, v):
-        return "off" if v is False else v  # YAML reads a bare `off` as false
+    min_score: MinScore = "auto"
 
     def check(self) -> list[str]:
         out = []

@@ -112,8 +112,7 @@ def gates(cfg: CompareConfig, indexes: dict) -> dict[str, float | None]:
     for s in cfg.systems:
         if s.mode == "rag":
             try:
-                embedder = indexes[s.index].manifest["embedder"]["model"]
-                out[s.name] = gate.resolve(s.min_score, s.model, embedder)
+                out[s.name] = gate.resolve(s.min_score, s.model, indexes[s.index])
             except RaftkitError as e:
                 raise RaftkitError(f"system '{s.name}': {e}") from None
     return out

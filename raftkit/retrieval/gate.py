@@ -66,17 +66,18 @@ def carried(model: str) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")).get("evidence_gate")
 
 
-def resolve(setting: float | str | None, model: str, embedder: str) -> float | None:
-    """The threshold a system applies: a number as it is; `auto` = the gate `model` carries (none
-    when it carries none); None/`off` = no gate. A carried gate of another embedder is an error:
-    its scores are not comparable."""
-    if setting is None or setting is False or setting == "off":
+def resolve(setting: float | str | None, model: str, index) -> float | None:
+    """The threshold a system applies over `index`: a number as it is; `auto` = the gate `model`
+    carries (none when it carries none); None/`off` = no gate. A carried gate of an embedder other
+    than the index's is an error: its scores are not comparable."""
+    if setting is None or setting == "off":
         return None
     if setting != "auto":
         return float(setting)
     gate = carried(model)
     if gate is None:
         return None
+    embedder = index.manifest["embedder"]["model"]
     if gate["embedder"] != embedder:
         raise RaftkitError(
             f"{model}: its evidence gate was calibrated with embedder {gate['embedder']}, the "

@@ -57,7 +57,9 @@ def answer_questions(
     whose chunks all score below `min_score` (the evidence gate) is refused without generating."""
     all_hits = index.search(questions, k)
     scores = [[h.score for h in hits] for hits in all_hits]
-    asked = [i for i, s in enumerate(scores) if not gate.closed(s, min_score)]
+    closed = [gate.closed(s, min_score) for s in scores]
+    asked = [i for i, shut in enumerate(closed) if not shut]
+    replies = [gate.refusal(s, min_score) if shut else "" for s, shut in zip(scores, closed)]
     conversations = [
         prompts.rag_messages(
             questions[i],
@@ -66,14 +68,10 @@ def answer_questions(
         )
         for i in asked
     ]
-    replies = [gate.refusal(s, min_score) if min_score is not None else "" for s in scores]
     if conversations:
         for i, r in zip(asked, generator.chat(conversations, desc="answering")):
             replies[i] = r
-    shown = set(asked)  # a gated refusal used no source
-    return [
-        RagAnswer(
-            q, r, prompts.extract_answer(r), used_sources(r, hits) if i in shown else [], hits
-        )
-        for i, (q, r, hits) in enumerate(zip(questions, replies, all_hits))
+    return [  # a gated refusal used no source
+        RagAnswer(q, r, prompts.extract_answer(r), [] if shut else used_sources(r, hits), hits)
+        for q, r, hits, shut in zip(questions, replies, all_hits, closed)
     ]
