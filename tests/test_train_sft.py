@@ -153,3 +153,35 @@ def test_same_seed_same_weights_other_seed_other_weights(
     assert runs["a"].keys() == runs["b"].keys()
     assert all(runs["a"][k].equal(runs["b"][k]) for k in runs["a"])
     assert any(not runs["a"][k].equal(runs["c"][k]) for k in runs["a"])
+
+
+def _bf16_lora(tiny_llama):
+    from raftkit.train import common
+    from raftkit.train.run import load_config
+
+    cfg = load_config(
+        str(RECIPES / "sft_lora_tiny.yaml"),
+        [f"model={tiny_llama}", "runtime.device=cpu", "runtime.dtype=bfloat16"],
+    )
+    return common.load_model(cfg)[:2]
+
+
+def test_lora_skips_input_casts_under_autocast_only(tiny_llama):
+    """Under autocast peft's cast of each LoRA input to float32 is undone by the adapter's own
+    matmul, so raftkit turns it off there; outside autocast it stays on. The logits agree."""
+    import torch
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    model, tok = _bf16_lora(tiny_llama)
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    assert layers
+    with torch.no_grad():
+        torch.nn.init.normal_(layers[0].lora_B["default"].weight)  # an adapter that does something
+    ids = tok("Mount Skarn is tall.", return_tensors="pt")["input_ids"]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(input_ids=ids).logits.float()
+    assert {m.cast_input_dtype_enabled for m in layers} == {False}
+    with torch.no_grad():
+        plain = model(input_ids=ids).logits.float()
+    assert {m.cast_input_dtype_enabled for m in layers} == {True}
+    assert torch.allclose(low, plain, atol=0.05)

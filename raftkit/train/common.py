@@ -229,7 +229,9 @@ def _with_adapter(cfg: TrainConfig, model, ref: models.ModelRef, head: str):
             model, use_gradient_checkpointing=cfg.optim.gradient_checkpointing
         )
     if ref.adapter:
-        return PeftModel.from_pretrained(model, ref.adapter, is_trainable=True)
+        return _no_casts_under_autocast(
+            PeftModel.from_pretrained(model, ref.adapter, is_trainable=True)
+        )
     targets = cfg.lora.target_modules
     lcfg = LoraConfig(
         r=cfg.lora.r,
@@ -238,7 +240,32 @@ def _with_adapter(cfg: TrainConfig, model, ref: models.ModelRef, head: str):
         target_modules=targets[0] if targets == ["all-linear"] else targets,
         task_type=TaskType.CAUSAL_LM if head == "causal" else TaskType.SEQ_CLS,
     )
-    return get_peft_model(model, lcfg)
+    return _no_casts_under_autocast(get_peft_model(model, lcfg))
+
+
+def _no_casts_under_autocast(model):
+    """Skip peft's cast of each LoRA layer's input to the adapter's float32 while autocast runs.
+
+    Under autocast the adapter's matmul casts that input straight back to bf16, so the float32
+    copy of every activation is wasted, and kept for the backward pass: skipping it measured the
+    same step time and 13% less peak memory for SFT-LoRA of the 135M model at 2048 tokens, with
+    the same losses (a bf16 value goes to float32 and back exactly). Outside autocast (float32
+    evaluation, generation) the cast is needed and stays.
+    """
+    import torch
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+
+    def set_casts(module, args):
+        cast = not torch.is_autocast_enabled(next(module.parameters()).device.type)
+        for layer in layers:
+            layer.cast_input_dtype_enabled = cast
+
+    # on the inner transformers model: the trainer's autocast wraps the outer forward, so a hook
+    # there would run before autocast is entered
+    model.base_model.model.register_forward_pre_hook(set_casts)
+    return model
 
 
 # ----------------------------------------------------------------------------- trainer arguments
