@@ -164,3 +164,30 @@ def test_hnsw_index_persists_and_searches(tmp_path, docs_dir):
     assert index.manifest["index"]["effective_kind"] == "hnsw"
     again = load_index("h", tmp_path)
     assert again.search(["Who founded the library?"], 1)[0][0].chunk.doc_id == "lib-2"
+
+
+def test_bf16_embedder_keeps_the_attention_scores_in_float32():
+    """A bf16 embedder holds bf16 weights everywhere but the query/key projections (whose outputs
+    become attention scores), and its vectors stay unit-length and close to float32's."""
+    import torch
+
+    from raftkit.config import EmbeddingConfig
+    from raftkit.models import Runtime
+    from raftkit.retrieval.embedding import ATTENTION_INPUTS, Embedder
+
+    texts = ["Mount Skarn is 2,340 metres tall.", "The library lends five books per card."]
+    full = Embedder(EmbeddingConfig(), Runtime("cpu", "float32"))
+    low = Embedder(EmbeddingConfig(), Runtime("cpu", "bfloat16"))
+    dtypes = {name: p.dtype for name, p in low.model.named_parameters() if name.endswith(".weight")}
+    linear = {n for n in dtypes if any(f".{k}." in n for k in ("query", "key", "value", "dense"))}
+    scores = {n for n in linear if n.split(".")[-2] in ATTENTION_INPUTS}
+    assert scores and linear - scores  # MiniLM has both kinds
+    assert {dtypes[n] for n in scores} == {torch.float32}
+    assert {dtypes[n] for n in linear - scores} == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in full.model.parameters())
+
+    a, b = full.encode(texts), low.encode(texts)
+    assert b.dtype == np.float32
+    assert np.linalg.norm(b, axis=1) == pytest.approx([1.0, 1.0], abs=1e-5)
+    assert (a * b).sum(axis=1) == pytest.approx([1.0, 1.0], abs=0.01)
+    assert not np.array_equal(a, b)  # the bf16 products did run

@@ -1,16 +1,28 @@
 """Sentence-transformers embeddings, batched and L2-normalised (inner product = cosine).
 
-With a bf16 runtime the float32 weights run under autocast: matrix products in bfloat16, norms and
-softmax in float32. On this project's CPU (AMX) that embeds ~3x faster than float32 with the same
-top-5 retrieval on >= 98% of queries (`benchmarks/retrieval.py`), where bf16 weights alone did not.
+With a bf16 runtime every linear layer outside the attention holds its weight in bfloat16
+(`lower_precision`): the feed-forward and attention-output products, most of the work, run on the
+CPU's bf16 units, while the attention itself (its query/key/value projections, scores, softmax)
+stays float32, as do the layer norms and the residual stream the bf16 outputs are added to. Rankings
+move most where attention scores are rounded: `benchmarks/retrieval.py` measures the speed and the
+top-5 agreement with float32 of this split, of plain autocast and of bf16 weights throughout.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
 from raftkit.config import EmbeddingConfig
 from raftkit.models import Runtime, quiet_transformers, resolve_embedder
+
+# Linear layers that feed the attention (names in BERT, MPNet, RoBERTa, Llama-style and fused-QKV
+# encoders): kept float32, since bf16 rounding in the scores reorders near-tied neighbours.
+ATTENTION_INPUTS = (
+    *("query", "key", "value", "q", "k", "v", "q_proj", "k_proj", "v_proj"),
+    *("qkv", "Wqkv", "query_key_value"),
+)
 
 
 class Embedder:
@@ -21,7 +33,17 @@ class Embedder:
 
         quiet_transformers()
         self.cfg, self.runtime = cfg, rt
-        self.model = SentenceTransformer(resolve_embedder(cfg.model), device=rt.device)
+        load = lambda: SentenceTransformer(resolve_embedder(cfg.model), device=rt.device)  # noqa: E731
+        self.model, self.low = load(), False
+        # only the transformer is lowered: pooling and any dense head after it keep float32
+        transformer = getattr(self.model[0], "auto_model", None)
+        if rt.dtype != "float32" and transformer is not None:
+            lower_precision(transformer, rt.torch_dtype)
+            try:  # a model whose layers do not take the mix of dtypes embeds in float32
+                self.model.encode(["probe"])
+                self.low = True
+            except (RuntimeError, TypeError):
+                self.model = load()
 
     @property
     def dimension(self) -> int:
@@ -33,22 +55,55 @@ class Embedder:
 
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """An (len(texts), dimension) float32 array of normalised embeddings."""
-        import torch
-
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        low = self.runtime.dtype != "float32"
-        with torch.autocast(
-            self.runtime.device.split(":")[0], dtype=self.runtime.torch_dtype, enabled=low
-        ):
-            vectors = self.model.encode(
-                texts,
-                batch_size=self.cfg.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=progress,
-            )
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.cfg.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        )
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if low:  # bf16 sums leave norms off by ~1e-3: renormalise so inner products stay cosines
+        if self.low:  # bf16 products leave norms ~1e-3 off: renormalise, inner products = cosines
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
         return vectors
+
+
+def lower_precision(model, dtype) -> int:
+    """Swap every nn.Linear of `model` outside ATTENTION_INPUTS for a `LowLinear` in `dtype`, in
+    place; returns how many were swapped."""
+    import torch
+
+    swaps = [
+        (parent, name, child)
+        for parent in model.modules()
+        for name, child in parent.named_children()
+        if type(child) is torch.nn.Linear and name not in ATTENTION_INPUTS
+    ]
+    low_linear = _low_linear_class()
+    for parent, name, child in swaps:
+        setattr(parent, name, low_linear(child, dtype))
+    return len(swaps)
+
+
+@functools.cache
+def _low_linear_class():
+    # a class built on first use: torch is imported lazily (the CLI answers --help without it)
+    import torch
+
+    class LowLinear(torch.nn.Module):
+        """A linear layer whose weight and bias are stored once in a low dtype: the input is cast
+        down and the output stays low; added to a float32 hidden state it becomes float32 again."""
+
+        def __init__(self, linear: torch.nn.Linear, dtype: torch.dtype):
+            super().__init__()
+            self.in_features, self.out_features = linear.in_features, linear.out_features
+            self.weight = torch.nn.Parameter(linear.weight.detach().to(dtype), requires_grad=False)
+            bias = linear.bias
+            self.bias = None if bias is None else torch.nn.Parameter(bias.detach().to(dtype), False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.linear(x.to(self.weight.dtype), self.weight, self.bias)
+
+    return LowLinear
