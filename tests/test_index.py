@@ -167,8 +167,8 @@ def test_hnsw_index_persists_and_searches(tmp_path, docs_dir):
 
 
 def test_bf16_embedder_keeps_the_attention_scores_in_float32():
-    """A bf16 embedder holds bf16 weights everywhere but the query/key projections (whose outputs
-    become attention scores), and its vectors stay unit-length and close to float32's."""
+    """A bf16 embedder holds bf16 weights everywhere but the attention's query/key/value
+    projections, and its vectors stay unit-length and close to float32's."""
     import torch
 
     from raftkit.config import EmbeddingConfig

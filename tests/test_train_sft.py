@@ -155,7 +155,12 @@ def test_same_seed_same_weights_other_seed_other_weights(
     assert any(not runs["a"][k].equal(runs["c"][k]) for k in runs["a"])
 
 
-def _bf16_lora(tiny_llama):
+def test_lora_skips_input_casts_under_autocast_only(tiny_llama):
+    """Under autocast peft's cast of each LoRA input to float32 is undone by the adapter's own
+    matmul, so raftkit turns it off there; outside autocast it stays on. The logits agree."""
+    import torch
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
     from raftkit.train import common
     from raftkit.train.run import load_config
 
@@ -163,16 +168,7 @@ def _bf16_lora(tiny_llama):
         str(RECIPES / "sft_lora_tiny.yaml"),
         [f"model={tiny_llama}", "runtime.device=cpu", "runtime.dtype=bfloat16"],
     )
-    return common.load_model(cfg)[:2]
-
-
-def test_lora_skips_input_casts_under_autocast_only(tiny_llama):
-    """Under autocast peft's cast of each LoRA input to float32 is undone by the adapter's own
-    matmul, so raftkit turns it off there; outside autocast it stays on. The logits agree."""
-    import torch
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    model, tok = _bf16_lora(tiny_llama)
+    model, tok, _ = common.load_model(cfg)
     layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
     assert layers
     with torch.no_grad():

@@ -10,8 +10,6 @@ top-5 agreement with float32 of this split, of plain autocast and of bf16 weight
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from raftkit.config import EmbeddingConfig
@@ -70,40 +68,16 @@ class Embedder:
         return vectors
 
 
-def lower_precision(model, dtype) -> int:
-    """Swap every nn.Linear of `model` outside ATTENTION_INPUTS for a `LowLinear` in `dtype`, in
-    place; returns how many were swapped."""
+def lower_precision(model, dtype) -> None:
+    """Cast every nn.Linear of `model` outside ATTENTION_INPUTS to `dtype`, in place; each casts
+    its input down itself, and its low output added to a float32 hidden state is float32 again."""
     import torch
 
-    swaps = [
-        (parent, name, child)
-        for parent in model.modules()
-        for name, child in parent.named_children()
-        if type(child) is torch.nn.Linear and name not in ATTENTION_INPUTS
-    ]
-    low_linear = _low_linear_class()
-    for parent, name, child in swaps:
-        setattr(parent, name, low_linear(child, dtype))
-    return len(swaps)
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if type(child) is torch.nn.Linear and name not in ATTENTION_INPUTS:
+                child.to(dtype).register_forward_pre_hook(_input_to_weight_dtype)
 
 
-@functools.cache
-def _low_linear_class():
-    # a class built on first use: torch is imported lazily (the CLI answers --help without it)
-    import torch
-
-    class LowLinear(torch.nn.Module):
-        """A linear layer whose weight and bias are stored once in a low dtype: the input is cast
-        down and the output stays low; added to a float32 hidden state it becomes float32 again."""
-
-        def __init__(self, linear: torch.nn.Linear, dtype: torch.dtype):
-            super().__init__()
-            self.in_features, self.out_features = linear.in_features, linear.out_features
-            self.weight = torch.nn.Parameter(linear.weight.detach().to(dtype), requires_grad=False)
-            bias = linear.bias
-            self.bias = None if bias is None else torch.nn.Parameter(bias.detach().to(dtype), False)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.linear(x.to(self.weight.dtype), self.weight, self.bias)
-
-    return LowLinear
+def _input_to_weight_dtype(module, args):
+    return (args[0].to(module.weight.dtype), *args[1:])
