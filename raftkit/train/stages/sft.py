@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from raftkit.config import Section
+from raftkit.train import packed_attention
 from raftkit.train.stage import Stage
 
 if TYPE_CHECKING:
@@ -61,7 +62,10 @@ def sft_trainer(cfg: TrainConfig):
         **batch,
     )
     trainer_cls = SFTTrainer if cuda else cpu_trainer(SFTTrainer)
-    return common.build_trainer(cfg, trainer_cls, SFTConfig, args=args)
+    trainer, tok, base = common.build_trainer(cfg, trainer_cls, SFTConfig, args=args)
+    if cfg.sft.packing and not cuda and trainer.model.config._attn_implementation == "sdpa":
+        packed_attention.use(trainer.model)
+    return trainer, tok, base
 
 
 def cpu_trainer(base):
@@ -93,6 +97,8 @@ def answer_only_loss(model, inputs, num_items_in_batch=None, return_outputs=Fals
     targets = inputs.pop("labels")[0, 1:]
     where = (targets != -100).nonzero().squeeze(-1)
     keep = where if len(where) else torch.tensor([0], device=targets.device)
+    if "position_ids" in inputs:  # a padding-free packed row: attention one example at a time
+        inputs.update(packed_attention.varlen_kwargs(inputs["position_ids"]))
     out = model(**inputs, use_cache=False, logits_to_keep=keep)
     logits = out.logits[0].float()
     if not len(where):

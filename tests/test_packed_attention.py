@@ -1,0 +1,62 @@
+"""Attention over packed training rows one example at a time (raftkit/train/packed_attention.py)."""
+
+from __future__ import annotations
+
+
+def _model(path, packed: bool):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from raftkit.train import packed_attention
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa")
+    if packed:
+        packed_attention.use(model)
+    return model
+
+
+def test_example_bounds_start_where_positions_restart():
+    import torch
+
+    from raftkit.train.packed_attention import example_bounds
+
+    pos = torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2, 3]])
+    assert example_bounds(pos).tolist() == [0, 3, 5, 9]
+    assert example_bounds(torch.arange(4)[None]).tolist() == [0, 4]
+
+
+def test_packed_row_equals_each_example_alone(tiny_llama, tokenizer):
+    """Logits and gradients of a packed row with its examples' bounds are those of each example
+    run on its own."""
+    import torch
+
+    from raftkit.train.packed_attention import varlen_kwargs
+
+    texts = ["Mount Skarn is tall.", "The port is 7421 and the host is local.", "Yes."]
+    rows = [tokenizer(t, return_tensors="pt")["input_ids"] for t in texts]
+    model = _model(tiny_llama, packed=True)
+    alone = [model(input_ids=r).logits for r in rows]
+    sum(a.sum() for a in alone).backward()
+    grad_alone = model.model.layers[0].self_attn.q_proj.weight.grad.clone()
+    model.zero_grad()
+
+    ids = torch.cat(rows, dim=1)
+    pos = torch.cat([torch.arange(r.shape[1]) for r in rows])[None]
+    packed = model(input_ids=ids, position_ids=pos, **varlen_kwargs(pos)).logits
+    packed.sum().backward()
+    assert torch.allclose(packed, torch.cat(alone, dim=1), atol=1e-5)
+    assert torch.allclose(model.model.layers[0].self_attn.q_proj.weight.grad, grad_alone, atol=1e-5)
+
+
+def test_without_bounds_it_is_sdpa(tiny_llama, tokenizer):
+    """A padded batch (no bounds given) takes transformers' sdpa path with its mask."""
+    import torch
+
+    tokenizer.padding_side = "left"
+    batch = tokenizer(["Mount Skarn is tall.", "Yes."], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        ours = _model(tiny_llama, packed=True)(**batch).logits
+        sdpa = _model(tiny_llama, packed=False)(**batch).logits
+    mask = batch["attention_mask"].bool()
+    assert torch.equal(ours[mask], sdpa[mask])
