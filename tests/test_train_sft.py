@@ -155,9 +155,11 @@ def test_same_seed_same_weights_other_seed_other_weights(
     assert any(not runs["a"][k].equal(runs["c"][k]) for k in runs["a"])
 
 
-def test_lora_skips_input_casts_under_autocast_only(tiny_llama):
-    """Under autocast peft's cast of each LoRA input to float32 is undone by the adapter's own
-    matmul, so raftkit turns it off there; outside autocast it stays on. The logits agree."""
+def test_lora_under_autocast_casts_less_and_sums_in_float32(tiny_llama):
+    """Under autocast raftkit turns off peft's cast of each LoRA input to float32 (the adapter's
+    matmul undoes it) and adds the adapter's delta to a float32 copy of the frozen bf16 output, so
+    a delta far below bf16's resolution of that output survives; outside autocast the layers are
+    peft's own. The logits agree."""
     import torch
     from peft.tuners.tuners_utils import BaseTunerLayer
 
@@ -171,13 +173,32 @@ def test_lora_skips_input_casts_under_autocast_only(tiny_llama):
     model, tok, _ = common.load_model(cfg)
     layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
     assert layers
+    seen = {}
+    layers[0].register_forward_hook(lambda m, args, out: seen.update(x=args[0], out=out))
     with torch.no_grad():
         torch.nn.init.normal_(layers[0].lora_B["default"].weight)  # an adapter that does something
     ids = tok("Mount Skarn is tall.", return_tensors="pt")["input_ids"]
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         low = model(input_ids=ids).logits.float()
     assert {m.cast_input_dtype_enabled for m in layers} == {False}
+    assert seen["out"].dtype == torch.float32
     with torch.no_grad():
         plain = model(input_ids=ids).logits.float()
     assert {m.cast_input_dtype_enabled for m in layers} == {True}
+    assert seen["out"].dtype == torch.bfloat16  # peft's own: the frozen bf16 layer's dtype
     assert torch.allclose(low, plain, atol=0.05)
+
+    # a delta of ~1e-4 of the frozen output: kept whole in float32, rounded away in bf16
+    with torch.no_grad():
+        layers[0].lora_B["default"].weight.mul_(1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(input_ids=ids)
+            x, out = seen["x"], seen["out"]
+            frozen = layers[0].get_base_layer()(x).float()
+        lora = layers[0]
+        delta = lora.lora_B["default"](lora.lora_A["default"](x.float())) * lora.scaling["default"]
+    assert delta.abs().max() < 1e-3 * frozen.abs().max()
+    close = dict(rtol=0.02, atol=0.02 * float(delta.abs().max()))  # the adapter's bf16 matmuls
+    assert torch.allclose(out - frozen, delta, **close)
+    in_bf16 = (frozen.bfloat16() + delta.bfloat16()).float() - frozen
+    assert not torch.allclose(in_bf16, delta, **close)
