@@ -351,9 +351,19 @@ def render(d: dict) -> str:
             f"({per_cpu:.2f}x per CPU-second) at {mem:.2f}x the peak memory.** Both compute the "
             "loss on the answer only. raftkit packs whole examples best-fit into max_length rows "
             "(padding-free) and leaves gradient checkpointing off for a model this small; on a "
-            "CPU it feeds one packed row per micro-batch, runs the LM head only before answer "
+            "CPU it feeds one packed row per micro-batch, runs attention one packed example at a "
+            "time (raftkit/train/packed_attention.py), runs the LM head only before answer "
             "tokens, keeps LoRA dropout off (its masks were 23% of a step) and the frozen base in "
             "bf16. TRL's defaults pad each batch to its longest row and recompute activations."
+        )
+        parts.append(
+            "Under bf16 autocast raftkit adds each LoRA delta to a float32 copy of the frozen "
+            "layer's bf16 output and carries the sum in float32 (added in bf16, deltas far below "
+            "the frozen output round away and the adapters learn less per step): that is what "
+            "keeps the bf16 loss beside float32's, and what the bf16 run's peak memory above "
+            "pays for (float32 activations in the MLP and the residual stream). Attention, over "
+            "packed examples, costs bf16 and float32 about the same here (the CPU's bf16 flash "
+            "attention backward is no faster than float32's), which caps the bf16 speed-up."
         )
     cores = [r["cpu_s"] / r["train_s"] for r in runs.values()]
     parts.append(
