@@ -60,3 +60,28 @@ def test_without_bounds_it_is_sdpa(tiny_llama, tokenizer):
         sdpa = _model(tiny_llama, packed=False)(**batch).logits
     mask = batch["attention_mask"].bool()
     assert torch.equal(ours[mask], sdpa[mask])
+
+
+def test_the_function_keeps_examples_apart_by_their_bounds_alone():
+    """Without any mask, the bounds alone keep each example's attention causal and inside itself;
+    without bounds it is causal attention over the whole row."""
+    from types import SimpleNamespace
+
+    import torch
+    import torch.nn.functional as F
+
+    from raftkit.train.packed_attention import packed_sdpa
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(1, 4, 9, 8), torch.randn(1, 2, 9, 8), torch.randn(1, 2, 9, 8)
+    bounds = torch.tensor([0, 3, 4, 9], dtype=torch.int32)
+    module = SimpleNamespace(is_causal=True, num_key_value_groups=2)
+    out, _ = packed_sdpa(module, q, k, v, None, cu_seq_lens_q=bounds, cu_seq_lens_k=bounds)
+    kk, vv = k.repeat_interleave(2, 1), v.repeat_interleave(2, 1)
+    each = [
+        F.scaled_dot_product_attention(q[:, :, a:b], kk[:, :, a:b], vv[:, :, a:b], is_causal=True)
+        for a, b in ((0, 3), (3, 4), (4, 9))
+    ]
+    assert torch.allclose(out, torch.cat(each, dim=2).transpose(1, 2), atol=1e-6)
+    whole, _ = packed_sdpa(module, q, k, v, None)
+    assert not torch.allclose(whole, out, atol=1e-3)

@@ -86,10 +86,12 @@ def test_raftkit_sft_trainer_trains_on_the_answer_only(tiny_llama, tmp_path):
     """The batches raftkit's SFT trainer feeds: packed rows whose labels cover the answers, never
     the documents."""
     from raftkit import files
+    from raftkit.train import packed_attention
 
     trainer, tok, _ = _sft_trainer(tiny_llama, tmp_path, "data.max_length=2048")
     batch = next(iter(trainer.get_train_dataloader()))
     assert batch["input_ids"].shape[0] == 1  # on CPU: one packed row per micro-batch
+    assert trainer.model.config._attn_implementation == packed_attention.NAME
     labels = batch["labels"][0]
     answers = tok.decode(labels[labels != -100])
     rows = files.read_jsonl(TRAIN_ASSETS / "raft_train.jsonl")

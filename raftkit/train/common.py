@@ -251,9 +251,10 @@ def _lora_under_autocast(model):
       in bf16, a delta far below the frozen output rounds away in the forward pass while its
       gradient does not, and the adapters learn less per step: SFT-LoRA of the 135M model at 2048
       tokens ended 8 steps at loss 1.178 against 1.070 in float32, 1.076 with the float32 sum.
-    - Each layer's input is cast to bf16 once, for the frozen layer and the adapter together (and
-      once for the layers that share it, as q, k and v do), instead of peft casting it to float32
-      for the adapter and autocast casting it back.
+    - Each layer's input is cast to the autocast dtype once, for the frozen layer and the adapter
+      together (and once for the layers that share it, as q, k and v do), instead of peft casting
+      it to float32 for the adapter and autocast casting it back (their input gradients then add
+      up in bf16 before the cast back: 8-step losses 1.0765 against 1.0758 with a cast per layer).
     """
     import torch
     from peft.tuners.tuners_utils import BaseTunerLayer

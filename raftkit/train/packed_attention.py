@@ -5,7 +5,8 @@ inside each of them with a block-diagonal mask, which makes the CPU kernel score
 row's tokens: at 2048 tokens that was over half of an SFT-LoRA step of the 135M model. Here each
 example gets its own causal attention call (the kernel then skips the masked half and the other
 examples), given the examples' bounds as flash-attention's varlen kwargs (`cu_seq_lens_q`). Calls
-without them (padded batches, generation with a cache, DPO's chosen/rejected pairs) are sdpa's.
+without them (padded batches, generation with a cache) and sliding-window or non-causal attention
+are transformers' sdpa.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ def packed_sdpa(
         or query.shape[0] != 1
         or key.shape[2] != query.shape[2]
         or getattr(module, "sliding_window", None)
+        or kwargs.get("sliding_window")  # Mistral, Phi-3 ... pass it per call
         or kwargs.get("softcap") is not None
         or kwargs.get("position_bias") is not None
         or not getattr(module, "is_causal", True)
+        or kwargs.get("is_causal") is False
     )
     if whole_rows:
         return sdpa_attention_forward(
