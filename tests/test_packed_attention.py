@@ -16,22 +16,10 @@ def _model(path, packed: bool):
     return model
 
 
-def test_example_bounds_start_where_positions_restart():
-    import torch
-
-    from raftkit.train.packed_attention import example_bounds
-
-    pos = torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2, 3]])
-    assert example_bounds(pos).tolist() == [0, 3, 5, 9]
-    assert example_bounds(torch.arange(4)[None]).tolist() == [0, 4]
-
-
 def test_packed_row_equals_each_example_alone(tiny_llama, tokenizer):
     """Logits and gradients of a packed row with its examples' bounds are those of each example
     run on its own."""
     import torch
-
-    from raftkit.train.packed_attention import varlen_kwargs
 
     texts = ["Mount Skarn is tall.", "The port is 7421 and the host is local.", "Yes."]
     rows = [tokenizer(t, return_tensors="pt")["input_ids"] for t in texts]
@@ -43,7 +31,9 @@ def test_packed_row_equals_each_example_alone(tiny_llama, tokenizer):
 
     ids = torch.cat(rows, dim=1)
     pos = torch.cat([torch.arange(r.shape[1]) for r in rows])[None]
-    packed = model(input_ids=ids, position_ids=pos, **varlen_kwargs(pos)).logits
+    ends = torch.tensor([r.shape[1] for r in rows]).cumsum(0)
+    bounds = torch.cat([torch.zeros(1, dtype=ends.dtype), ends]).to(torch.int32)
+    packed = model(input_ids=ids, position_ids=pos, cu_seq_lens_q=bounds).logits
     packed.sum().backward()
     assert torch.allclose(packed, torch.cat(alone, dim=1), atol=1e-5)
     assert torch.allclose(model.model.layers[0].self_attn.q_proj.weight.grad, grad_alone, atol=1e-5)

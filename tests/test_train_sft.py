@@ -92,6 +92,8 @@ def test_raftkit_sft_trainer_trains_on_the_answer_only(tiny_llama, tmp_path):
     batch = next(iter(trainer.get_train_dataloader()))
     assert batch["input_ids"].shape[0] == 1  # on CPU: one packed row per micro-batch
     assert trainer.model.config._attn_implementation == packed_attention.NAME
+    # the examples' bounds, which the CPU trainer's attention runs by
+    assert batch["cu_seq_lens_q"].tolist()[-1] == batch["input_ids"].shape[1]
     labels = batch["labels"][0]
     answers = tok.decode(labels[labels != -100])
     rows = files.read_jsonl(TRAIN_ASSETS / "raft_train.jsonl")

@@ -267,13 +267,13 @@ def _lora_under_autocast(model):
         for layer in layers:
             layer.cast_input_dtype_enabled = not autocast["on"]
 
-    def low_input(module, args, kwargs):
+    def low_input(module, args):
         x = args[0]
         if not autocast["on"] or x.dtype != torch.float32:
             return None
         if autocast.get("x") is not x:  # q, k and v (gate and up) share one input: one cast
             autocast.update(x=x, low=x.to(torch.get_autocast_dtype(x.device.type)))
-        return (autocast["low"], *args[1:]), kwargs
+        return (autocast["low"], *args[1:])
 
     def float32_output(module, args, out):
         return out.float() if autocast["on"] else None
@@ -282,7 +282,7 @@ def _lora_under_autocast(model):
     # there would run before autocast is entered
     model.base_model.model.register_forward_pre_hook(set_casts)
     for layer in layers:
-        layer.register_forward_pre_hook(low_input, with_kwargs=True)
+        layer.register_forward_pre_hook(low_input)
         layer.get_base_layer().register_forward_hook(float32_output)
     return model
 

@@ -4,7 +4,8 @@ A padding-free packed row holds several whole examples. transformers' sdpa path 
 inside each of them with a block-diagonal mask, which makes the CPU kernel score every pair of the
 row's tokens: at 2048 tokens that was over half of an SFT-LoRA step of the 135M model. Here each
 example gets its own causal attention call (the kernel then skips the masked half and the other
-examples), given the examples' bounds as flash-attention's varlen kwargs (`cu_seq_lens_q`). Calls
+examples), given the examples' bounds as flash-attention's varlen kwargs (`cu_seq_lens_q`, which
+TRL's padding-free collator puts in every packed batch). Calls
 without them (padded batches, generation with a cache) and sliding-window or non-causal attention
 are transformers' sdpa.
 """
@@ -23,9 +24,6 @@ def packed_sdpa(
     dropout: float = 0.0,
     scaling: float | None = None,
     cu_seq_lens_q=None,
-    cu_seq_lens_k=None,
-    max_length_q=None,
-    max_length_k=None,
     **kwargs,
 ):
     """An AttentionInterface function: (attention output [batch, length, heads, dim], None)."""
@@ -61,26 +59,6 @@ def packed_sdpa(
             )
         )
     return torch.cat(outs, dim=2).transpose(1, 2).contiguous(), None
-
-
-def example_bounds(position_ids):
-    """cu_seq_lens of one packed row: the offsets where its examples start, and its length
-    (a position that does not follow its predecessor by 1 starts an example)."""
-    import torch
-
-    pos = position_ids[0]
-    starts = torch.nonzero(pos[1:] - pos[:-1] != 1).squeeze(-1) + 1
-    zero, length = pos.new_zeros(1), pos.new_tensor([len(pos)])
-    return torch.cat([zero, starts, length]).to(torch.int32)
-
-
-def varlen_kwargs(position_ids) -> dict:
-    """The model kwargs that give a packed row's example bounds to its attention."""
-    bounds = example_bounds(position_ids)
-    longest = int((bounds[1:] - bounds[:-1]).max())
-    return dict(
-        cu_seq_lens_q=bounds, cu_seq_lens_k=bounds, max_length_q=longest, max_length_k=longest
-    )
 
 
 def use(model) -> None:

@@ -97,10 +97,6 @@ def answer_only_loss(model, inputs, num_items_in_batch=None, return_outputs=Fals
     targets = inputs.pop("labels")[0, 1:]
     where = (targets != -100).nonzero().squeeze(-1)
     keep = where if len(where) else torch.tensor([0], device=targets.device)
-    if "position_ids" in inputs and "cu_seq_lens_q" not in inputs:
-        # a padding-free packed row: its examples' bounds, for attention one example at a time
-        # (TRL's padding-free collator gives them itself)
-        inputs.update(packed_attention.varlen_kwargs(inputs["position_ids"]))
     out = model(**inputs, use_cache=False, logits_to_keep=keep)
     logits = out.logits[0].float()
     if not len(where):
