@@ -48,14 +48,15 @@ def packed_sdpa(
         )
     groups = query.shape[1] // key.shape[1]
     bounds = cu_seq_lens_q.tolist()
+    lengths = [end - start for start, end in zip(bounds, bounds[1:])]
+    # split, not slices: each slice's gradient is a zero-filled tensor of the whole row
     outs = []
-    for start, end in zip(bounds, bounds[1:]):
-        k, v = key[:, :, start:end], value[:, :, start:end]
+    for q, k, v in zip(*(t.split(lengths, dim=2) for t in (query, key, value))):
         if groups > 1:  # grouped-query attention: each key/value head serves `groups` query heads
             k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
         outs.append(
             F.scaled_dot_product_attention(
-                query[:, :, start:end], k, v, dropout_p=dropout, is_causal=True, scale=scaling
+                q, k, v, dropout_p=dropout, is_causal=True, scale=scaling
             )
         )
     return torch.cat(outs, dim=2).transpose(1, 2).contiguous(), None

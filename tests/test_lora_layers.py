@@ -1,0 +1,157 @@
+"""raftkit's LoRA layers in training (raftkit/train/lora_layers.py): the fused CPU kernels compute
+what peft computes op by op, in bf16 autocast and in float32, and step aside where they do not
+apply."""
+
+from pathlib import Path
+
+import pytest
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+needs_compiler = pytest.mark.skipif(
+    not __import__("shutil").which("g++") and not __import__("shutil").which("c++"),
+    reason="the fused kernels compile only where a C++ compiler is on PATH",
+)
+
+
+def _lora_model(tiny_llama, dtype: str):
+    import torch
+
+    from raftkit.train import common
+    from raftkit.train.run import load_config
+
+    cfg = load_config(
+        str(RECIPES / "sft_lora_tiny.yaml"),
+        [f"model={tiny_llama}", "runtime.device=cpu", f"runtime.dtype={dtype}"],
+    )
+    model, tok, _ = common.load_model(cfg)
+    torch.manual_seed(1)
+    with torch.no_grad():  # adapters that do something (peft starts lora_B at zero)
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.05)
+    return model.eval(), tok  # eval: no LoRA dropout, so both models draw the same numbers
+
+
+def _logits_and_grads(model, ids, autocast: bool):
+    import torch
+
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        logits = model(input_ids=ids).logits.float()
+    logits.logsumexp(-1).mean().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return logits.detach(), grads
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype,autocast", [("bfloat16", True), ("float32", False)])
+def test_fused_layers_compute_what_peft_computes(tiny_llama, monkeypatch, dtype, autocast):
+    import torch
+
+    from raftkit.train import lora_layers
+
+    calls = []
+    fused = lora_layers.fused
+    monkeypatch.setattr(
+        lora_layers, "fused", lambda name, *a: calls.append(name) or fused(name, *a)
+    )
+    model, tok = _lora_model(tiny_llama, dtype)
+    monkeypatch.setattr(lora_layers, "compiles", lambda: False)  # the same model, op by op
+    plain, _ = _lora_model(tiny_llama, dtype)
+    plain.load_state_dict(model.state_dict())
+
+    ids = tok(
+        ["Mount Skarn is 2,114 metres tall and snow lies on it in May."] * 2, return_tensors="pt"
+    )
+    ids = ids["input_ids"]
+    logits, grads = _logits_and_grads(model, ids, autocast)
+    want_logits, want = _logits_and_grads(plain, ids, autocast)
+
+    layers = len(model.base_model.model.model.layers)
+    assert calls.count("swiglu") == layers  # gate, up and the activation: one kernel a layer
+    assert calls.count("lora_sum") == 5 * layers  # q, k, v, o, down
+    assert grads.keys() == want.keys() and any("lora_A" in n for n in grads)
+    tol = dict(rtol=0.02, atol=0.02) if autocast else dict(rtol=1e-4, atol=1e-5)
+    assert torch.allclose(logits, want_logits, **tol)
+    for name in grads:
+        scale = float(want[name].abs().max())
+        assert torch.allclose(
+            grads[name], want[name], rtol=tol["rtol"], atol=tol["atol"] * scale
+        ), name
+
+
+@needs_compiler
+def test_fused_layers_step_aside_with_adapters_disabled(tiny_llama, monkeypatch):
+    """DPO's reference pass runs with the adapters disabled: that is peft's forward, the frozen
+    model's logits, and no fused kernel."""
+    import torch
+
+    from raftkit.train import lora_layers
+
+    calls = []
+    fused = lora_layers.fused
+    monkeypatch.setattr(
+        lora_layers, "fused", lambda name, *a: calls.append(name) or fused(name, *a)
+    )
+    model, tok = _lora_model(tiny_llama, "float32")
+    ids = tok("Mount Skarn is tall.", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        with model.disable_adapter():
+            frozen = model(input_ids=ids).logits
+        assert calls == []
+        adapted = model(input_ids=ids).logits
+    assert calls
+    base = model.get_base_model()
+    with torch.no_grad(), model.disable_adapter():
+        assert torch.equal(base(input_ids=ids).logits, frozen)
+    assert not torch.allclose(adapted, frozen)
+
+
+@needs_compiler
+def test_fused_kernels_are_compiled_and_match_the_eager_ones(monkeypatch):
+    import torch
+
+    from raftkit.train import lora_layers
+
+    monkeypatch.setattr(lora_layers, "_COMPILED", {})
+    torch.manual_seed(0)
+    for length in (37, 120):  # two lengths: one kernel (the length is symbolic)
+        args = [
+            torch.randn(1, length, 48, dtype=torch.bfloat16, requires_grad=True) for _ in range(4)
+        ]
+        a, b, c, d = args
+        got = lora_layers.fused("swiglu", a, b, 2.0, c, d, 0.5)
+        got.float().square().sum().backward()
+        got_grads = [t.grad.clone() for t in args]
+        for t in args:
+            t.grad = None
+        want = lora_layers.swiglu(a, b, 2.0, c, d, 0.5)
+        want.float().square().sum().backward()
+        assert got.dtype == torch.bfloat16
+        assert torch.allclose(got.float(), want.float(), rtol=0.01, atol=0.01)
+        for g, t in zip(got_grads, args):
+            assert torch.allclose(g.float(), t.grad.float(), rtol=0.02, atol=0.02)
+    assert lora_layers._COMPILED["swiglu"] is not lora_layers.swiglu  # torch.compile's wrapper
+
+
+def test_a_kernel_that_does_not_compile_runs_eagerly(monkeypatch, capsys):
+    import torch
+
+    from raftkit.train import lora_layers
+
+    def broken(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("no compiler")
+
+        return run
+
+    monkeypatch.setattr(lora_layers, "_COMPILED", {})
+    monkeypatch.setattr(torch, "compile", broken)
+    frozen, delta = torch.ones(2, 3, dtype=torch.bfloat16), torch.full((2, 3), 1e-3)
+    out = lora_layers.fused("lora_sum", frozen, delta, 2.0)
+    assert out.dtype == torch.float32 and torch.allclose(out, torch.full((2, 3), 1.002))
+    assert "warning: fused lora_sum kernel did not compile" in capsys.readouterr().err
+    assert lora_layers._COMPILED["lora_sum"] is lora_layers.lora_sum
+    lora_layers.fused("lora_sum", frozen, delta, 2.0)  # no second try, no second warning
+    assert capsys.readouterr().err == ""
