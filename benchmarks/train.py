@@ -387,9 +387,10 @@ def render(d: dict) -> str:
             "sums and activation, are torch.compile'd fused kernels "
             "(raftkit/train/lora_layers.py), in both dtypes; compiling them is most of each "
             "raftkit run's first step (from torch's on-disk cache here; the first compile on a "
-            "machine adds ~9 s while torch probes the CPU). Attention, over packed examples, "
-            "costs bf16 and float32 about the same here (the CPU's bf16 flash attention backward "
-            "is no faster than float32's), which caps the bf16 speed-up."
+            "machine adds ~9 s while torch probes the CPU). Attention over packed examples "
+            "runs the CPU's bf16 flash kernel forward and its float32 kernel backward (the bf16 "
+            "backward was the slower, ~5x its forward); attention still gains less from bf16 than "
+            "the matmuls do."
         )
     cores = [r["cpu_s"] / r["train_s"] for r in runs.values()]
     parts.append(
