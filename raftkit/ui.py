@@ -19,8 +19,9 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    # bitsandbytes would fetch an optional CPU kernel from the Hub; we never download at run time.
-    for name in ("bitsandbytes", "pypdf", "sentence_transformers", "httpx", "ragas"):
+    # bitsandbytes would fetch an optional CPU kernel from the Hub; we never download at run time
+    # (offline, the `kernels` package says so on every command).
+    for name in ("bitsandbytes", "kernels", "pypdf", "sentence_transformers", "httpx", "ragas"):
         logging.getLogger(name).setLevel(logging.ERROR)
     # peft asks the deprecated name when it loads an adapter; the notice is for peft, not the user.
     warnings.filterwarnings("ignore", ".*is_gradient_checkpointing", FutureWarning)

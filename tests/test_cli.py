@@ -29,6 +29,18 @@ def test_help_does_not_import_heavy_libraries():
     assert out.strip() == "[]"
 
 
+def test_offline_notices_of_libraries_stay_off_the_screen():
+    """bitsandbytes' CPU backend asks the `kernels` package for a Hub kernel; offline, `kernels`
+    logged a warning on every command that loaded a model."""
+    import logging
+
+    from raftkit.ui import quiet_libraries
+
+    quiet_libraries()
+    for name in ("kernels._internals.hf_hub", "bitsandbytes.backends.cpu.ops"):
+        assert not logging.getLogger(name).isEnabledFor(logging.WARNING), name
+
+
 def test_build_query_update_roundtrip(capsys, tmp_path, docs_copy):
     idx = str(tmp_path / "idx")
     code, out, err = run(
