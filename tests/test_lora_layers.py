@@ -8,9 +8,15 @@ import pytest
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
+
+def _compiles() -> bool:
+    from raftkit.train.lora_layers import compiles
+
+    return compiles()
+
+
 needs_compiler = pytest.mark.skipif(
-    not __import__("shutil").which("g++") and not __import__("shutil").which("c++"),
-    reason="the fused kernels compile only where a C++ compiler is on PATH",
+    not _compiles(), reason="the fused kernels are used only where a C++ compiler is on PATH"
 )
 
 
@@ -102,10 +108,12 @@ def test_fused_layers_step_aside_with_adapters_disabled(tiny_llama, monkeypatch)
         assert calls == []
         adapted = model(input_ids=ids).logits
     assert calls
-    base = model.get_base_model()
-    with torch.no_grad(), model.disable_adapter():
-        assert torch.equal(base(input_ids=ids).logits, frozen)
-    assert not torch.allclose(adapted, frozen)
+    from transformers import AutoModelForCausalLM
+
+    with torch.no_grad():
+        alone = AutoModelForCausalLM.from_pretrained(tiny_llama)(input_ids=ids).logits
+    assert torch.allclose(alone, frozen, atol=1e-6)  # the tiny model's own float32 weights
+    assert not torch.allclose(adapted, frozen, atol=1e-3)
 
 
 @needs_compiler
@@ -155,3 +163,56 @@ def test_a_kernel_that_does_not_compile_runs_eagerly(monkeypatch, capsys):
     assert lora_layers._COMPILED["lora_sum"] is lora_layers.lora_sum
     lora_layers.fused("lora_sum", frozen, delta, 2.0)  # no second try, no second warning
     assert capsys.readouterr().err == ""
+
+
+def test_only_mlps_that_compute_plain_swiglu_are_fused():
+    """An MLP with gate, up and down projections and a SiLU is fused only when its forward is
+    exactly down(act(gate(x)) * up(x)); Falcon-H1's multiplies by two constants as well."""
+    import torch
+    from transformers.models.falcon_h1.modeling_falcon_h1 import FalconH1MLP
+    from transformers.models.llama.modeling_llama import LlamaMLP
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2MLP
+
+    from raftkit.train.lora_layers import _plain_swiglu_forward
+
+    class Returned(torch.nn.Module):
+        def forward(self, hidden):
+            """One line."""
+            return self.down_proj(self.act_fn(self.gate_proj(hidden)) * self.up_proj(hidden))
+
+    class Clamped(torch.nn.Module):
+        def forward(self, x):
+            return self.down_proj(self.act_fn(self.gate_proj(x)).clamp(max=7) * self.up_proj(x))
+
+    class Swapped(torch.nn.Module):
+        def forward(self, x):
+            return self.down_proj(self.gate_proj(x) * self.act_fn(self.up_proj(x)))
+
+    assert _plain_swiglu_forward(LlamaMLP) and _plain_swiglu_forward(Qwen2MLP)
+    assert _plain_swiglu_forward(Returned)
+    assert not _plain_swiglu_forward(FalconH1MLP)
+    assert not _plain_swiglu_forward(Clamped) and not _plain_swiglu_forward(Swapped)
+
+
+@needs_compiler
+def test_an_mlp_whose_gate_or_up_carries_a_hook_is_not_fused(tiny_llama, monkeypatch):
+    """The fused MLP calls the gate's and up's parts, not the layers, so a hook someone put on
+    them would be skipped: such an MLP keeps its own forward (and the hook runs)."""
+    import torch
+
+    from raftkit.train import lora_layers
+
+    calls = []
+    fused = lora_layers.fused
+    monkeypatch.setattr(
+        lora_layers, "fused", lambda name, *a: calls.append(name) or fused(name, *a)
+    )
+    model, tok = _lora_model(tiny_llama, "float32")
+    mlp = model.base_model.model.model.layers[0].mlp
+    seen = []
+    mlp.up_proj.register_forward_hook(lambda m, args, out: seen.append(out.shape))
+    with torch.no_grad():
+        model(input_ids=tok("Mount Skarn is tall.", return_tensors="pt")["input_ids"])
+    layers = len(model.base_model.model.model.layers)
+    assert len(seen) == 1
+    assert calls.count("swiglu") == layers - 1

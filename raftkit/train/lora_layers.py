@@ -8,6 +8,7 @@ with the float32 sum under autocast.
 
 from __future__ import annotations
 
+import functools
 import shutil
 
 
@@ -32,7 +33,7 @@ def prepare(model):
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
-    state = {"on": False, "x": None, "raw": False}
+    state = {"on": False, "x": None, "raw": False, "ours": set()}
 
     def set_casts(module, args):
         state.update(on=torch.is_autocast_enabled(next(module.parameters()).device.type), x=None)
@@ -57,7 +58,7 @@ def prepare(model):
     # there would run before autocast is entered
     model.base_model.model.register_forward_pre_hook(set_casts)
     for layer in layers:
-        layer.register_forward_pre_hook(low_input)
+        state["ours"].add(layer.register_forward_pre_hook(low_input).id)
         layer.get_base_layer().register_forward_hook(float32_output)
     if compiles():
         for module in model.modules():
@@ -82,7 +83,44 @@ def _is_lora_swiglu(module) -> bool:
         and _is_lora_linear(module.gate_proj)
         and _is_lora_linear(module.up_proj)
         and type(act).__name__ in ("SiLU", "SiLUActivation")
+        and _plain_swiglu_forward(type(module))
     )
+
+
+_SWIGLU = "self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))"
+
+
+@functools.cache
+def _plain_swiglu_forward(cls) -> bool:
+    """Whether `cls.forward` is exactly `return down(act(gate(x)) * up(x))` (Llama, Mistral, Qwen
+    ...), read from its source. MLPs with the same three projections that do more (Falcon-H1's
+    multipliers, a clamp, a sub-norm) keep their own forward."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls.forward)))
+    except (OSError, TypeError, SyntaxError):
+        return False
+    fn = tree.body[0]
+    if not isinstance(fn, ast.FunctionDef) or len(fn.args.args) != 2:
+        return False
+    body = [
+        s for s in fn.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))
+    ]
+    if (  # down_proj = ...; return down_proj
+        len(body) == 2
+        and isinstance(body[0], ast.Assign)
+        and isinstance(body[1], ast.Return)
+        and [ast.dump(t) for t in body[0].targets]
+        == [ast.dump(ast.Name(getattr(body[1].value, "id", None), ast.Store()))]
+    ):
+        body = [ast.Return(body[0].value)]
+    if len(body) != 1 or not isinstance(body[0], ast.Return) or body[0].value is None:
+        return False
+    x = fn.args.args[1].arg
+    return ast.unparse(body[0].value) == _SWIGLU.replace("(x)", f"({x})")
 
 
 def _fusable(state: dict, x, *layers) -> bool:
@@ -92,8 +130,13 @@ def _fusable(state: dict, x, *layers) -> bool:
     return (
         x.device.type == "cpu"
         and (state["on"] or x.dtype == torch.float32)
-        and all(_plain(m) for m in layers)
+        and all(_is_lora_linear(m) and _plain(m) for m in layers)
     )
+
+
+def _unhooked(state: dict, *layers) -> bool:
+    """No hooks on `layers` but raftkit's own: the fused MLP calls their parts, not the layers."""
+    return all(set(m._forward_pre_hooks) <= state["ours"] and not m._forward_hooks for m in layers)
 
 
 def _plain(layer) -> bool:
@@ -128,7 +171,7 @@ def _fuse_swiglu(mlp, state: dict, low) -> None:
 
     def forward(x, *args, **kwargs):
         gate, up = mlp.gate_proj, mlp.up_proj
-        if args or kwargs or not _fusable(state, x, gate, up):
+        if args or kwargs or not _fusable(state, x, gate, up) or not _unhooked(state, gate, up):
             return own(x, *args, **kwargs)
         xl = low(x) if state["on"] else x
         g, u = _frozen(gate, xl, state), _frozen(up, xl, state)
@@ -178,15 +221,22 @@ def fused(name: str, *args):
 
     The first call compiles: a few seconds a kernel, plus ~9 s the first time on a machine while
     torch probes the CPU's vector instructions (kept in torch's inductor cache). Lengths and the
-    scaling are symbolic, so rows of any length reuse the kernel. If compiling fails, the kernel
-    runs eagerly from then on (the same sums, op by op)."""
+    scaling are symbolic, so rows of any length reuse the kernel. If compiling (or running the
+    first forward and backward) fails, the kernel runs eagerly from then on: the same sums, op by
+    op. A later recompile (another dtype, grad mode) is not guarded."""
     fn = _COMPILED.get(name)
     if fn is None:
         import torch
 
         fn = _COMPILED[name] = torch.compile(KERNELS[name], dynamic=True)
-        try:
-            return fn(*args)
+        try:  # forward and backward on copies, so a failure in either shows here
+            copies = [
+                a.detach().clone().requires_grad_(a.requires_grad) if torch.is_tensor(a) else a
+                for a in args
+            ]
+            out = fn(*copies)
+            if out.requires_grad:
+                out.float().sum().backward()
         except Exception as e:  # no working compiler, an unsupported platform ...
             from raftkit import ui
 
