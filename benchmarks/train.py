@@ -94,6 +94,7 @@ def _timed(fn) -> float:
 
 
 def _raftkit(name: str, data: Path, steps: int, batch: int, max_length: int, run: Path) -> dict:
+    from raftkit import files
     from raftkit.train.run import load_config, train
 
     s = train(
@@ -114,9 +115,7 @@ def _raftkit(name: str, data: Path, steps: int, batch: int, max_length: int, run
             ],
         )
     )
-    steps_logged = [
-        r for r in map(json.loads, (run / "metrics.jsonl").open()) if "train_runtime" in r
-    ]
+    steps_logged = [r for r in files.read_jsonl(run / "metrics.jsonl") if "train_runtime" in r]
     first = steps_logged[0] if steps_logged and steps_logged[0].get("step") == 1 else {}
     return {
         "tokens": s["tokens"],

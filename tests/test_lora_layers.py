@@ -20,6 +20,18 @@ needs_compiler = pytest.mark.skipif(
 )
 
 
+@pytest.fixture
+def fused_calls(monkeypatch) -> list[str]:
+    """The names of the fused kernels called while the test runs, in order."""
+    from raftkit.train import lora_layers
+
+    calls, fused = [], lora_layers.fused
+    monkeypatch.setattr(
+        lora_layers, "fused", lambda name, *a: calls.append(name) or fused(name, *a)
+    )
+    return calls
+
+
 def _lora_model(tiny_llama, dtype: str):
     import torch
 
@@ -52,16 +64,13 @@ def _logits_and_grads(model, ids, autocast: bool):
 
 @needs_compiler
 @pytest.mark.parametrize("dtype,autocast", [("bfloat16", True), ("float32", False)])
-def test_fused_layers_compute_what_peft_computes(tiny_llama, monkeypatch, dtype, autocast):
+def test_fused_layers_compute_what_peft_computes(
+    tiny_llama, monkeypatch, fused_calls, dtype, autocast
+):
     import torch
 
     from raftkit.train import lora_layers
 
-    calls = []
-    fused = lora_layers.fused
-    monkeypatch.setattr(
-        lora_layers, "fused", lambda name, *a: calls.append(name) or fused(name, *a)
-    )
     model, tok = _lora_model(tiny_llama, dtype)
     monkeypatch.setattr(lora_layers, "compiles", lambda: False)  # the same model, op by op
     plain, _ = _lora_model(tiny_llama, dtype)
@@ -75,8 +84,8 @@ def test_fused_layers_compute_what_peft_computes(tiny_llama, monkeypatch, dtype,
     want_logits, want = _logits_and_grads(plain, ids, autocast)
 
     layers = len(model.base_model.model.model.layers)
-    assert calls.count("swiglu") == layers  # gate, up and the activation: one kernel a layer
-    assert calls.count("lora_sum") == 5 * layers  # q, k, v, o, down
+    assert fused_calls.count("swiglu") == layers  # gate, up and the activation: one kernel a layer
+    assert fused_calls.count("lora_sum") == 5 * layers  # q, k, v, o, down
     assert grads.keys() == want.keys() and any("lora_A" in n for n in grads)
     tol = dict(rtol=0.02, atol=0.02) if autocast else dict(rtol=1e-4, atol=1e-5)
     assert torch.allclose(logits, want_logits, **tol)
@@ -88,28 +97,20 @@ def test_fused_layers_compute_what_peft_computes(tiny_llama, monkeypatch, dtype,
 
 
 @needs_compiler
-def test_fused_layers_step_aside_with_adapters_disabled(tiny_llama, monkeypatch):
+def test_fused_layers_step_aside_with_adapters_disabled(tiny_llama, fused_calls):
     """DPO's reference pass runs with the adapters disabled: that is peft's forward, the frozen
     model's logits, and no fused kernel."""
     import torch
+    from transformers import AutoModelForCausalLM
 
-    from raftkit.train import lora_layers
-
-    calls = []
-    fused = lora_layers.fused
-    monkeypatch.setattr(
-        lora_layers, "fused", lambda name, *a: calls.append(name) or fused(name, *a)
-    )
     model, tok = _lora_model(tiny_llama, "float32")
     ids = tok("Mount Skarn is tall.", return_tensors="pt")["input_ids"]
     with torch.no_grad():
         with model.disable_adapter():
             frozen = model(input_ids=ids).logits
-        assert calls == []
+        assert fused_calls == []
         adapted = model(input_ids=ids).logits
-    assert calls
-    from transformers import AutoModelForCausalLM
-
+    assert fused_calls
     with torch.no_grad():
         alone = AutoModelForCausalLM.from_pretrained(tiny_llama)(input_ids=ids).logits
     assert torch.allclose(alone, frozen, atol=1e-6)  # the tiny model's own float32 weights
@@ -195,18 +196,11 @@ def test_only_mlps_that_compute_plain_swiglu_are_fused():
 
 
 @needs_compiler
-def test_an_mlp_whose_gate_or_up_carries_a_hook_is_not_fused(tiny_llama, monkeypatch):
+def test_an_mlp_whose_gate_or_up_carries_a_hook_is_not_fused(tiny_llama, fused_calls):
     """The fused MLP calls the gate's and up's parts, not the layers, so a hook someone put on
     them would be skipped: such an MLP keeps its own forward (and the hook runs)."""
     import torch
 
-    from raftkit.train import lora_layers
-
-    calls = []
-    fused = lora_layers.fused
-    monkeypatch.setattr(
-        lora_layers, "fused", lambda name, *a: calls.append(name) or fused(name, *a)
-    )
     model, tok = _lora_model(tiny_llama, "float32")
     mlp = model.base_model.model.model.layers[0].mlp
     seen = []
@@ -215,4 +209,4 @@ def test_an_mlp_whose_gate_or_up_carries_a_hook_is_not_fused(tiny_llama, monkeyp
         model(input_ids=tok("Mount Skarn is tall.", return_tensors="pt")["input_ids"])
     layers = len(model.base_model.model.model.layers)
     assert len(seen) == 1
-    assert calls.count("swiglu") == layers - 1
+    assert fused_calls.count("swiglu") == layers - 1

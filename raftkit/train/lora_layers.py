@@ -113,8 +113,8 @@ def _plain_swiglu_forward(cls) -> bool:
         len(body) == 2
         and isinstance(body[0], ast.Assign)
         and isinstance(body[1], ast.Return)
-        and [ast.dump(t) for t in body[0].targets]
-        == [ast.dump(ast.Name(getattr(body[1].value, "id", None), ast.Store()))]
+        and body[1].value is not None
+        and [ast.unparse(t) for t in body[0].targets] == [ast.unparse(body[1].value)]
     ):
         body = [ast.Return(body[0].value)]
     if len(body) != 1 or not isinstance(body[0], ast.Return) or body[0].value is None:
