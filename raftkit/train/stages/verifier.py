@@ -1,0 +1,281 @@
+"""The evidence verifier: a classifier of (question, chunk) -> "this chunk holds the answer",
+trained from a `raftkit build-dataset` folder with no new labels (raftkit/retrieval/verifier.py
+scores pairs; this stage fits and calibrates it).
+
+Positives are the oracle chunks; negatives are what an evidence-absent question sees: the chunks
+the index returns for the question with its document left out, plus the build's hard distractors.
+Threshold and AUC are fitted on out-of-fold scores (folds of documents), so every calibration
+question was scored by a head that never trained on its pairs; the cosine gate's figures on the
+same questions sit beside them in verifier.json and run.json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from pydantic import Field
+
+from raftkit import files
+from raftkit.config import Section
+from raftkit.errors import RaftkitError
+from raftkit.retrieval import verifier as V
+from raftkit.retrieval.gate import auc
+from raftkit.train.stage import Stage
+from raftkit.ui import progress, say
+
+if TYPE_CHECKING:
+    from raftkit.train.config import TrainConfig
+
+# the feature sets `features: auto` chooses among, by out-of-fold AUC on the training questions
+CANDIDATES = {
+    "cosine": ("cosine",),
+    "lexical": ("cosine", "coverage", "rare", "bigrams"),
+    "late": ("cosine", "maxsim", "maxsim_min"),
+    "all": ("cosine", "coverage", "rare", "bigrams", "maxsim", "maxsim_min"),
+}
+Feature = Literal["cosine", "coverage", "rare", "bigrams", "maxsim", "maxsim_min"]
+
+
+class VerifierSection(Section):
+    features: list[Feature] | Literal["auto"] = Field(
+        "auto",
+        description="pair features of the logistic head (raftkit/retrieval/verifier.py); auto ="
+        " the set of " + ", ".join(CANDIDATES) + " with the best out-of-fold AUC",
+    )
+    top_k: int = Field(4, ge=1, description="chunks scored per question, as the RAG systems do")
+    negatives: int = Field(
+        8, ge=1, description="retrieved chunks per question with its document left out (negatives)"
+    )
+    folds: int = Field(5, ge=2, description="folds of documents for out-of-fold calibration")
+    over_refusal: float = Field(
+        0.10, gt=0, lt=1, description="share of answerable calibration questions it may refuse"
+    )
+    l2: float = Field(1.0, ge=0, description="L2 penalty of the logistic head's weights")
+
+
+def train_verifier(cfg: TrainConfig, resume: bool = False) -> dict:
+    """Fit the verifier on the build at data.path and write RUN/verifier.json and run.json; returns
+    the run.json summary. Raises RaftkitError for a build without oracle chunks or index."""
+    t0, vc = time.perf_counter(), cfg.verifier
+    rows, index = _build_questions(cfg)
+    say(f"verifier: {len(rows)} questions of {len({r['doc_id'] for r in rows})} documents")
+    pairs = _situations(index, rows, vc)
+    names = sorted({f for c in CANDIDATES.values() for f in c} | set(_wanted(vc)))
+    table = _features(index, pairs, names)
+    folds = _folds(rows, vc.folds, cfg.seed)
+    chosen, oof = _choose(rows, pairs, table, names, folds, vc)
+    calibration = _calibrate(rows, pairs, oof, vc)
+    x, y = _training_matrix(rows, pairs, table, names, chosen, range(len(rows)))
+    head = V.fit_head(x, y, chosen, l2=vc.l2)
+    head.update(
+        threshold=calibration["verifier"]["threshold"],
+        both=calibration["both_head"],
+        embedder=index.manifest["embedder"]["model"],
+        index=str(index.path),
+        calibration=calibration,
+    )
+    out = Path(cfg.output_dir)
+    files.write_json(out / V.HEAD_FILE, head)
+    summary = {
+        "stage": "verifier",
+        "dataset": cfg.data.path,
+        "index": str(index.path),
+        "embedder": head["embedder"],
+        "questions": len(rows),
+        "pairs": int(len(y)),
+        "positives": int(y.sum()),
+        "features": list(chosen),
+        "calibration": calibration,
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "evidence_gate": None,
+    }
+    c, s = calibration["verifier"], calibration["cosine"]
+    summary["headline"] = (
+        f"trained verifier in {summary['wall_s']:.1f}s on {len(rows)} questions: features "
+        f"{', '.join(chosen)}; out of fold AUC {c['auc']:.3f} (cosine score {s['auc']:.3f}); "
+        f"refusing {c['answerable_refused']:.0%} of answerable questions it lets "
+        f"{c['absent_answered']:.0%} of evidence-absent ones through (cosine "
+        f"{s['absent_answered']:.0%})"
+    )
+    files.write_json(out / "run.json", summary)
+    return summary
+
+
+def _wanted(vc: VerifierSection) -> tuple[str, ...]:
+    return () if vc.features == "auto" else tuple(vc.features)
+
+
+def _build_questions(cfg: TrainConfig):
+    """(one row per distinct train-split question with an oracle, the build's index)."""
+    from raftkit.retrieval.index import load_index
+    from raftkit.train.common import load_data
+
+    manifest = Path(cfg.data.path).expanduser() / "manifest.json"
+    if not manifest.is_file():
+        raise RaftkitError(
+            f"data.path {cfg.data.path}: the verifier trains from a build-dataset folder (it "
+            "needs the build's index and oracle chunks); no manifest.json there"
+        )
+    built = json.loads(manifest.read_text(encoding="utf-8"))["index"]
+    path = Path(built["path"])
+    if not path.is_dir():
+        raise RaftkitError(f"data.path {cfg.data.path}: its index {path} is gone; rebuild it")
+    index = load_index(path.name, path.parent, [f"runtime.dtype={cfg.runtime.dtype}"])
+    train, _ = load_data(cfg)
+    seen, rows = set(), []
+    chunks = {c.id for c in index.chunks}
+    for r in train:
+        if r["oracle_id"] in chunks and r["question"] not in seen:
+            seen.add(r["question"])
+            rows.append(r)
+    if len(rows) < 2 * cfg.verifier.folds:
+        raise RaftkitError(
+            f"data.path {cfg.data.path}: {len(rows)} questions with an oracle chunk in the index; "
+            f"the verifier needs at least {2 * cfg.verifier.folds} (2 per fold)"
+        )
+    return rows, index
+
+
+def _situations(index, rows, vc: VerifierSection) -> list[dict]:
+    """Per question: its text and vector, and the chunk ids it trains on and is calibrated with:
+    `present` (top-k over the whole index), `absent` (top-k without its document), `positive` (its
+    oracle), `negative` (nearest chunks of other documents and the build's distractors); `cos` is
+    the best cosine score of `present` and of `absent`, the cosine gate's view of the question."""
+    depth = min(len(index.chunks), vc.top_k + vc.negatives + 32)
+    known = {c.id for c in index.chunks}
+    vectors = index.embedder.encode([r["question"] for r in rows])
+    out = []
+    for r, v, row in zip(rows, vectors, index.search_vectors(vectors, depth)):
+        others = [h for h in row if h.chunk.doc_id != r["doc_id"]]
+        distractors = [d for d in (r.get("distractor_ids") or []) if d in known]
+        out.append(
+            {
+                "question": r["question"],
+                "vector": v,
+                "present": [h.chunk.id for h in row[: vc.top_k]],
+                "absent": [h.chunk.id for h in others[: vc.top_k]],
+                "positive": [r["oracle_id"]],
+                "negative": list(
+                    dict.fromkeys([h.chunk.id for h in others[: vc.negatives]] + distractors)
+                ),
+                "cos": {
+                    "present": row[0].score if row else 0.0,
+                    "absent": others[0].score if others else 0.0,
+                },
+            }
+        )
+    return out
+
+
+GROUPS = ("present", "absent", "positive", "negative")
+
+
+def _features(index, pairs: list[dict], names: list[str]) -> dict:
+    """{(question number, chunk id): feature row} for every pair any situation uses."""
+    keys = sorted({(i, c) for i, p in enumerate(pairs) for g in GROUPS for c in p[g]})
+    chunk = {c.id: (c, n) for n, c in enumerate(index.chunks)}
+    idf, tokens = V.idf_of([c.text for c in index.chunks]), V.TokenVectors(index.embedder)
+    out, step = {}, 256
+    for start in progress(range(0, len(keys), step), desc="verifier features", unit="block"):
+        part = keys[start : start + step]
+        triples = []
+        for i, c in part:
+            text, n = chunk[c][0].text, chunk[c][1]
+            triples.append(
+                (pairs[i]["question"], text, float(pairs[i]["vector"] @ index.vectors[n]))
+            )
+        out.update(zip(part, V.featurize(triples, names, idf, tokens)))
+    return out
+
+
+def _folds(rows, k: int, seed: int) -> list[int]:
+    """A fold number per question; the questions of one document share a fold."""
+    docs = sorted({r["doc_id"] for r in rows})
+    order = np.random.default_rng(seed).permutation(len(docs))
+    fold_of = {docs[j]: n % k for n, j in enumerate(order)}
+    return [fold_of[r["doc_id"]] for r in rows]
+
+
+def _training_matrix(rows, pairs, table, names, chosen, which) -> tuple[np.ndarray, np.ndarray]:
+    cols = [names.index(f) for f in chosen]
+    x, y = [], []
+    for i in which:
+        for label, group in ((1.0, "positive"), (0.0, "negative")):
+            for c in pairs[i][group]:
+                x.append(table[(i, c)][cols])
+                y.append(label)
+    return np.array(x), np.array(y)
+
+
+def _best(head, table, names, i, ids) -> float:
+    if not ids:
+        return 0.0
+    cols = [names.index(f) for f in head["features"]]
+    return float(V.predict(head, np.array([table[(i, c)][cols] for c in ids])).max())
+
+
+def _out_of_fold(rows, pairs, table, names, folds, chosen, vc) -> np.ndarray:
+    """(question, [present best, absent best]) scores, each from a head fitted without its fold."""
+    oof = np.zeros((len(rows), 2))
+    for f in sorted(set(folds)):
+        train = [i for i, g in enumerate(folds) if g != f]
+        x, y = _training_matrix(rows, pairs, table, names, chosen, train)
+        head = V.fit_head(x, y, chosen, l2=vc.l2)
+        for i in (i for i, g in enumerate(folds) if g == f):
+            oof[i] = [_best(head, table, names, i, pairs[i][s]) for s in ("present", "absent")]
+    return oof
+
+
+def _choose(rows, pairs, table, names, folds, vc: VerifierSection):
+    """(the feature set, its out-of-fold scores): the one asked for, or the best by AUC."""
+    options = {"chosen": _wanted(vc)} if vc.features != "auto" else CANDIDATES
+    best = None
+    for label, chosen in options.items():
+        oof = _out_of_fold(rows, pairs, table, names, folds, chosen, vc)
+        score = auc(oof[:, 0], oof[:, 1])
+        say(f"verifier: features '{label}' out-of-fold AUC {score:.3f}")
+        if best is None or score > best[0] + 1e-9:
+            best = (score, tuple(chosen), oof)
+    return best[1], best[2]
+
+
+def _calibrate(rows, pairs, oof, vc: VerifierSection) -> dict:
+    """Threshold and separation of the verifier, the cosine score and both combined, on the
+    out-of-fold questions (answerable = its document present; evidence-absent = left out)."""
+    cos = np.array([[p["cos"]["present"], p["cos"]["absent"]] for p in pairs])
+    both_x = np.vstack([np.stack([cos[:, 0], oof[:, 0]], 1), np.stack([cos[:, 1], oof[:, 1]], 1)])
+    both_y = np.r_[np.ones(len(rows)), np.zeros(len(rows))]
+    both = V.fit_head(both_x, both_y, ("cosine", "verifier"), l2=vc.l2)
+    combined = V.predict(both, both_x).reshape(2, -1).T
+    figures = {
+        name: _operating(scores, vc.over_refusal)
+        for name, scores in (("verifier", oof), ("cosine", cos), ("both", combined))
+    }
+    both["threshold"] = figures["both"]["threshold"]
+    return {"questions": len(rows), "over_refusal": vc.over_refusal, **figures, "both_head": both}
+
+
+def _operating(scores: np.ndarray, over_refusal: float) -> dict:
+    pos, neg = scores[:, 0], scores[:, 1]
+    threshold = float(np.quantile(pos, over_refusal))
+    return {
+        "threshold": round(threshold, 6),
+        "auc": round(auc(pos, neg), 4),
+        "answerable_refused": round(float((pos < threshold).mean()), 4),
+        "absent_answered": round(float((neg >= threshold).mean()), 4),
+    }
+
+
+STAGE = Stage(
+    name="verifier",
+    order=4,
+    train=train_verifier,
+    section=VerifierSection,
+    columns=(("question", "oracle_id", "doc_id"),),
+    extra_columns=("distractor_ids", "answer"),
+    column_hint="the verifier trains from a build-dataset folder",
+)
