@@ -18,13 +18,25 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pipeline as p
 from results import bench_main, describe, table
 
 # base+rag is the plain baseline (no gate); +gate applies the evidence gate the build calibrated on
-# the training questions; the RAFT models are shown without it too, to tell what each part does
-SYSTEMS = ("base+rag", "base+rag+gate", "raft-sft+rag", "raft-sft+rag+gate", "raft-dpo+rag+gate")
+# the training questions, +verifier the trained evidence verifier (benchmarks/verifier.py measures
+# its separation alone), +both the two combined; the RAFT models are shown without a gate too, to
+# tell what each part does
+SYSTEMS = (
+    "base+rag",
+    "base+rag+gate",
+    "base+rag+verifier",
+    "raft-sft+rag",
+    "raft-sft+rag+gate",
+    "raft-sft+rag+verifier",
+    "raft-sft+rag+both",
+    "raft-dpo+rag+gate",
+)
 HEADLINE = (
     "accuracy",
     "over_refusal_rate",
@@ -57,10 +69,10 @@ def split(args, work):
     return train, test
 
 
-def train(steps: p.Steps, work, args) -> tuple[str, str]:
-    """RAFT data with abstain targets, SFT-LoRA, DPO from the SFT run; returns the two runs."""
-    _, sft_steps, dpo_steps = SIZES[args.quick]
-    idx, sft, dpo = str(work / "indexes"), str(work / "runs" / "sft"), str(work / "runs" / "dpo")
+def build(steps: p.Steps, work, args) -> None:
+    """RAFT data with abstain targets from the training questions; the build calibrates the
+    gate."""
+    idx = str(work / "indexes")
     steps.run(
         "RAFT data with abstain targets and the evidence gate",
         "build-dataset",
@@ -80,6 +92,29 @@ def train(steps: p.Steps, work, args) -> tuple[str, str]:
         "assembly.eval_fraction=0",  # every training question trains; the held-out ones test
         *[a for kv in args.build_set for a in ("--set", kv)],
     )
+
+
+def train_verifier(steps: p.Steps, work, args) -> str:
+    """The evidence verifier from the build (recipes/verifier.yaml); returns its run."""
+    run = str(work / "runs" / "verifier")
+    steps.run(
+        "evidence verifier from the build",
+        "train",
+        "--config",
+        "recipes/verifier.yaml",
+        *("--set", f"data.path={work / 'raft'}", "--set", f"output_dir={run}"),
+        *("--set", f"seed={args.seed}", "--overwrite"),
+    )
+    return run
+
+
+def train(steps: p.Steps, work, args) -> tuple[str, str, str]:
+    """RAFT data with abstain targets, the verifier, SFT-LoRA carrying it, DPO from the SFT run;
+    returns the three runs."""
+    _, sft_steps, dpo_steps = SIZES[args.quick]
+    sft, dpo = str(work / "runs" / "sft"), str(work / "runs" / "dpo")
+    build(steps, work, args)
+    verifier = train_verifier(steps, work, args)
     raft = work / "raft"
     _train(
         steps, "SFT-LoRA", "recipes/sft_lora_abstain.yaml", args.model, raft, sft, sft_steps, args
@@ -94,13 +129,14 @@ def train(steps: p.Steps, work, args) -> tuple[str, str]:
         dpo_steps,
         args,
     )
-    return sft, dpo
+    return verifier, sft, dpo
 
 
 def _train(steps: p.Steps, label: str, recipe: str, model, data, out, max_steps: int, args) -> None:
     """One `raftkit train` step of a recipe, with its model, data, run folder, steps and seed."""
     sets = {
         "model": model,
+        "evidence_verifier": str(Path(out).parent / "verifier"),
         "data.path": data,
         "output_dir": out,
         "optim.max_steps": max_steps,
@@ -131,16 +167,27 @@ def measure(args) -> dict:
         idx,
         *p.CHUNKING,
     )
-    sft, dpo = train(steps, work, args)
+    verifier, sft, dpo = train(steps, work, args)
     rag = {"mode": "rag", "index": "news", "top_k": 4}
+    off = {"min_score": "off", "verifier": ""}
     gate = json.loads((work / "raft" / "manifest.json").read_text())["summary"]["evidence_gate"]
     cfg = {
         "systems": [
-            {"name": "base+rag", "model": args.model, **rag, "min_score": "off"},
-            {"name": "base+rag+gate", "model": args.model, **rag, "min_score": gate["min_score"]},
-            {"name": "raft-sft+rag", "model": sft, **rag, "min_score": "off"},
-            {"name": "raft-sft+rag+gate", "model": sft, **rag},  # auto: the gate the run carries
-            {"name": "raft-dpo+rag+gate", "model": dpo, **rag},
+            {"name": "base+rag", "model": args.model, **rag, **off},
+            {
+                "name": "base+rag+gate",
+                "model": args.model,
+                **rag,
+                **off,
+                "min_score": gate["min_score"],
+            },
+            {"name": "base+rag+verifier", "model": args.model, **rag, "verifier": verifier},
+            {"name": "raft-sft+rag", "model": sft, **rag, **off},
+            # the cosine gate the run carries from its build
+            {"name": "raft-sft+rag+gate", "model": sft, **rag, "verifier": "", "gate": "score"},
+            {"name": "raft-sft+rag+verifier", "model": sft, **rag},  # auto: the verifier it carries
+            {"name": "raft-sft+rag+both", "model": sft, **rag, "gate": "both"},
+            {"name": "raft-dpo+rag+gate", "model": dpo, **rag, "verifier": "", "gate": "score"},
         ],
         "baseline": "base+rag",
         "questions": {"path": str(work / "test_qa.jsonl")},

@@ -1,8 +1,9 @@
-"""The raftkit command line: a thin table from commands to library functions.
+"""The raftkit command line: one command per pipeline step, each calling a library function.
 
 Every handler here does three things: load the config, call the library function a Python user would
-call, print what it returns. Heavy libraries are imported inside the handlers, so `raftkit --help`
-answers at once. Every RaftkitError becomes one line on stderr and exit code 2; nothing the user
+call, print what it returns. What `--help` tells a user (what each command does, with examples) is
+in raftkit/usage.py. Heavy libraries are imported inside the handlers, so `raftkit --help` answers
+at once. Every RaftkitError becomes one line on stderr and exit code 2; nothing the user
 typed yields a traceback.
 """
 
@@ -12,6 +13,8 @@ import argparse
 import json
 import os
 import sys
+
+from raftkit.usage import HELP
 
 
 def _retrieval_config(args):
@@ -60,6 +63,33 @@ def cmd_index_query(args) -> None:
         print(f"{h.rank:>2}  {h.score:.3f}  {h.chunk.id}  {snippet}")
 
 
+def cmd_index_diff(args) -> None:
+    from raftkit.retrieval.history import changes, format_changes
+    from raftkit.retrieval.index import load_index
+
+    found = changes(load_index(args.name, args.indexes_dir), args.since)
+    if args.json:
+        print(json.dumps(found.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(format_changes(found))
+
+
+def cmd_probes(args) -> None:
+    from raftkit import config
+    from raftkit.compare.probes import ProbesRunConfig, write_probes
+
+    cfg = config.load(ProbesRunConfig, args.config, args.set)
+    made = write_probes(args.name, args.out, cfg, args.since, args.indexes_dir)
+    c = made.counts
+    print(
+        f"wrote {len(made.rows)} probes to {args.out} in {made.seconds:.1f}s: {c['changed']} "
+        f"changed, {c['added']} added, {c['unanswerable']} unanswerable"
+    )
+    if made.skipped:
+        why = ", ".join(f"{n} {reason}" for reason, n in made.skipped.items())
+        print(f"  changed spans not probed: {why}")
+
+
 def cmd_ask(args) -> None:
     from raftkit.generate import make_generator
     from raftkit.models import runtime
@@ -69,10 +99,11 @@ def cmd_ask(args) -> None:
 
     index = load_index(args.name, args.indexes_dir, args.set)
     gen_cfg = index.cfg.generation.model_copy(update={"model": args.model} if args.model else {})
-    min_score = gate.resolve(index.cfg.retrieval.min_score, gen_cfg.model, index)
+    r = index.cfg.retrieval
+    check = gate.build(r.min_score, r.verifier, r.gate, gen_cfg.model, index, r.rerank)
     generator = make_generator(gen_cfg, runtime(index.cfg.runtime))
     result = answer_questions(
-        index, generator, [args.question], args.k or index.cfg.retrieval.top_k, min_score
+        index, generator, [args.question], args.k or index.cfg.retrieval.top_k, check
     )[0]
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
@@ -108,7 +139,9 @@ def cmd_train(args) -> None:
         launch(args, cfg)
         return
     s = train(cfg, overwrite=args.overwrite, resume=args.resume)
-    if rank() == 0:
+    if rank() == 0 and "headline" in s:  # a stage with no training loop (verifier) says its own
+        print(f"{s['headline']}; run folder {cfg.output_dir}")
+    elif rank() == 0:
         print(
             f"trained {cfg.stage}/{cfg.method} in {s['wall_s']:.1f}s: {s['steps']} steps, "
             f"{s['tokens']} tokens ({s['tokens_per_s']:.0f} tok/s, {s['dtype']}), peak "
@@ -147,6 +180,19 @@ def cmd_compare(args) -> None:
 
 
 # ----------------------------------------------------------------------------- the table
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that takes its description and examples from HELP by its command; the
+    subcommands' parsers are of the same class, so every command gets its own."""
+
+    def __init__(self, prog: str | None = None, **kwargs):
+        about = HELP.get((prog or "raftkit").removeprefix("raftkit").strip())
+        if about:
+            kwargs.setdefault("description", about[0])
+            kwargs.setdefault("epilog", about[1])
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(prog=prog, **kwargs)
+
+
 def _sets(
     p: argparse.ArgumentParser,
     what: str = "override one config value (repeatable); wins over the YAML",
@@ -166,7 +212,7 @@ def _index_commands(sub) -> None:
         p.add_argument(
             "--name", required=True, help="index name (a plain folder name under --indexes-dir)"
         )
-        p.add_argument("--indexes-dir", default="indexes")
+        p.add_argument("--indexes-dir", default="indexes", help="where indexes live")
         if action == "build":
             p.add_argument("--config", help="YAML with retrieval/generation/runtime sections")
             _sets(p)
@@ -176,33 +222,67 @@ def _index_commands(sub) -> None:
                 p, "override a search or runtime setting; embedder and chunking are the index's own"
             )
         p.set_defaults(func=fn)
-    p = isub.add_parser("query", help="ranked chunks for a text")
-    p.add_argument("name")
-    p.add_argument("text")
-    p.add_argument("-k", type=int, default=5)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--indexes-dir", default="indexes")
+    p = isub.add_parser("query", help="the chunks nearest to a text, with their scores")
+    p.add_argument("name", help="index name")
+    p.add_argument("text", help="the text to search for")
+    p.add_argument("-k", type=int, default=5, help="chunks to print (default 5)")
+    p.add_argument("--json", action="store_true", help="print whole chunks as JSON")
+    p.add_argument("--indexes-dir", default="indexes", help="where indexes live")
     _sets(p)
     p.set_defaults(func=cmd_index_query)
+    p = isub.add_parser(
+        "diff",
+        help="what the last update changed: documents, sentences old -> new",
+        description="Show what the last update of an index (or the last N) changed, from the\n"
+        "history the index keeps: added, changed and deleted documents, and for each\n"
+        "changed one its changed sentences, old -> new, with the differing spans.",
+        epilog="examples:\n  raftkit index diff demo\n  raftkit index diff demo --since 2 --json",
+    )
+    p.add_argument("name", help="index name")
+    p.add_argument("--since", type=int, default=1, help="the last N recorded updates (default 1)")
+    p.add_argument("--json", action="store_true", help="print the changes as JSON")
+    p.add_argument("--indexes-dir", default="indexes", help="where indexes live")
+    p.set_defaults(func=cmd_index_diff)
+
+
+def _probes_command(sub) -> None:
+    p = sub.add_parser(
+        "probes",
+        help="freshness questions written from what an index update changed",
+        description="Write freshness probes from what the last update of an index changed, with\n"
+        "no labels and no model: a changed value becomes a fill-in-the-blank question\n"
+        "(answer = the new value, answer_v1 = the old one), sentences of added documents\n"
+        "become `added` questions and those of deleted ones `unanswerable`. The .jsonl\n"
+        "is a QA file that compare and build-dataset --qa read as it is.",
+        epilog="examples:\n  raftkit probes demo --out reports/demo-probes.jsonl\n"
+        "  raftkit probes demo --out probes.jsonl --since 2 --set probes.max_per_doc=3",
+    )
+    p.add_argument("name", help="index name")
+    p.add_argument("--out", required=True, help="the QA .jsonl to write")
+    p.add_argument("--since", type=int, default=1, help="the last N recorded updates (default 1)")
+    p.add_argument("--config", help="YAML: a probes section (and generation, for phrasing: model)")
+    _sets(p)
+    p.add_argument("--indexes-dir", default="indexes", help="where indexes live")
+    p.set_defaults(func=cmd_probes)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="raftkit", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="raftkit")  # its subcommands' parsers are _Parsers too: HELP for each
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _index_commands(sub)
 
-    p = sub.add_parser("ask", help="plain-RAG baseline: retrieve, then answer with the generator")
+    p = sub.add_parser("ask", help="answer a question from an index with plain RAG")
     p.add_argument("name", help="index name")
-    p.add_argument("question")
+    p.add_argument("question", help="the question (quote it)")
     p.add_argument("--model", help="generator (default: the index config's, smollm2-135m-instruct)")
     p.add_argument("-k", type=int, default=0, help="chunks to retrieve (default: retrieval.top_k)")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--indexes-dir", default="indexes")
+    p.add_argument("--json", action="store_true", help="print answer, sources and chunks as JSON")
+    p.add_argument("--indexes-dir", default="indexes", help="where indexes live")
     _sets(p)
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("build-dataset", help="write RAFT training data from a folder of documents")
-    p.add_argument("docs")
+    p.add_argument("docs", help="folder of documents (searched recursively) or .jsonl corpus")
     p.add_argument("--config", help="YAML recipe (e.g. recipes/raft_build.yaml)")
     _sets(p)
     p.add_argument("--out", help="output folder (default: datasets/<docs folder name>)")
@@ -210,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_build_dataset)
 
-    p = sub.add_parser("train", help="SFT, DPO, reward model or RLHF with full/LoRA/QLoRA")
+    p = sub.add_parser("train", help="fine-tune: SFT, DPO, reward model or RLHF; full, LoRA, QLoRA")
     p.add_argument(
         "--config", required=True, help="YAML recipe (recipes/<stage>_<method>[_tiny].yaml)"
     )
@@ -223,11 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("export", help="merge a LoRA adapter into a standalone model")
+    p = sub.add_parser("export", help="write a run's model as a standalone model (LoRA merged)")
     p.add_argument("run", help="run folder of `raftkit train`")
     p.add_argument("--merge", action="store_true", help="merge the adapter into the base weights")
-    p.add_argument("--out", required=True)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--out", required=True, help="the model folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an exported model folder")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
@@ -238,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     p.set_defaults(func=cmd_compare)
+    _probes_command(sub)
     return parser
 
 

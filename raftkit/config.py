@@ -106,16 +106,46 @@ MinScore = Annotated[
 ]
 
 
+GateKind = Literal["auto", "score", "verifier", "both"]
+
+
+class HistoryConfig(Section):
+    """What an index remembers of its updates (raftkit/retrieval/history.py)."""
+
+    keep: int = Field(
+        10,
+        ge=0,
+        description="updates whose changes the index keeps, with the old text of changed and "
+        "deleted documents, for `raftkit index diff` and `raftkit probes`; 0 = none",
+    )
+
+
 class RetrievalConfig(Section):
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
     indexes_dir: str = "indexes"  # where named indexes live
     top_k: int = Field(5, ge=1)
     # evidence gate (raftkit.retrieval.gate): abstain when no retrieved chunk scores this much; auto
     # = the threshold a `raftkit train` run carries from its build (none for any other model)
     min_score: MinScore = "auto"
+    verifier: str = Field(
+        "auto",
+        description="evidence verifier (a `raftkit train` run of stage verifier) that scores the"
+        " top-k chunks; auto = the one the generator run carries (none for any other model);"
+        " empty = none",
+    )
+    gate: GateKind = Field(
+        "auto",
+        description="what refuses a question: score (the best cosine score below min_score),"
+        " verifier (no chunk reaches the verifier's calibrated threshold), both (a logistic head"
+        " over the two, fitted with the verifier); auto = verifier when there is one, else score",
+    )
+    rerank: bool = Field(
+        False, description="show the prompt's chunks in the verifier's order instead of retrieval's"
+    )
 
 
 class GenerationConfig(Section):
@@ -126,6 +156,11 @@ class GenerationConfig(Section):
     )
     base_url: str = ""  # for backend openai, e.g. http://localhost:8000/v1
     api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable holding the key
+    tokenizer: str = Field(
+        "",
+        description="backend openai: the model whose tokenizer and chat template build the prompts"
+        " whose choices the server scores (empty = model; the server must use the same one)",
+    )
     max_new_tokens: int = Field(256, ge=1)
     temperature: float = Field(0.0, ge=0)  # 0 = greedy, reproducible
     batch_size: int = Field(

@@ -276,3 +276,35 @@ def assert_run_folder():
 @pytest.fixture(scope="session")
 def read_tensors():
     return tensors
+
+
+# ------------------------------------------------------------- index: a model-free embedder
+class HashEmbedder:
+    """Stands in for the sentence embedder where vectors do not matter (index history, probes):
+    hashed words, unit length, no model loaded."""
+
+    dimension = 64
+
+    def __init__(self, *args):
+        pass
+
+    def encode(self, texts, progress=False):
+        import zlib
+
+        import numpy as np
+
+        out = np.zeros((len(texts), self.dimension), np.float32)
+        for i, text in enumerate(texts):
+            for word in text.lower().split():
+                out[i, zlib.crc32(word.encode()) % self.dimension] += 1.0
+            out[i, 0] += 1e-3  # never the zero vector
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def hash_embedder(monkeypatch):
+    """Indexes built or updated in this test embed with HashEmbedder (no model)."""
+    import raftkit.retrieval.index as index_module
+
+    monkeypatch.setattr(index_module, "Embedder", HashEmbedder)
+    return HashEmbedder

@@ -26,7 +26,7 @@ def schema(path: Path):
         return CompareConfig
     from raftkit.train.stages import registry
 
-    if name.split("_")[0] in registry():
+    if path.stem.split("_")[0] in registry():
         from raftkit.train.config import TrainConfig
 
         return TrainConfig

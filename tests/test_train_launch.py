@@ -1,7 +1,11 @@
-"""`--launcher accelerate` builds the right `accelerate launch` command (checked without a GPU)."""
+"""`--launcher accelerate`: the `accelerate launch` command it builds (checked without a GPU), and
+real 2-process runs on CPU (recipes/accelerate/cpu_ddp.yaml: torchrun, gloo) that train as a
+1-process run of the same global batch does, resume across launches and fail as one line."""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from argparse import Namespace
 from pathlib import Path
@@ -36,6 +40,7 @@ def test_launch_command_is_accelerate_launch_of_raftkit_train():
         "accelerate.commands.launch",
         "--config_file",
         str(RECIPES / "accelerate" / "fsdp.yaml"),
+        "--quiet",
         "-m",
         "raftkit.cli",
         "train",
@@ -53,7 +58,7 @@ def test_launch_command_is_accelerate_launch_of_raftkit_train():
 def test_accelerate_parses_the_command_for_both_configs():
     from accelerate.commands.launch import launch_command_parser
 
-    for name in ("fsdp", "deepspeed_zero2"):
+    for name in ("fsdp", "deepspeed_zero2", "cpu_ddp"):
         cmd = launch_command(
             args(
                 accelerate_config=str(RECIPES / "accelerate" / f"{name}.yaml"),
@@ -63,6 +68,7 @@ def test_accelerate_parses_the_command_for_both_configs():
         )
         parsed = launch_command_parser().parse_args(cmd[3:])
         assert parsed.config_file.endswith(f"{name}.yaml") and parsed.module is True
+        assert parsed.quiet  # a failed rank shows its own error, not accelerate's traceback
         assert parsed.training_script == "raftkit.cli"
         assert parsed.training_script_args[:3] == ["train", "--config", "recipes/sft_full.yaml"]
         assert parsed.training_script_args[-1] == "--resume"
@@ -135,3 +141,145 @@ def test_launcher_checks_before_spawning(monkeypatch, tmp_path, capsys):
         not (tmp_path / "run" / "run.json").exists() and not (tmp_path / ".run.overwrite").exists()
     )
     assert config.read_yaml(tmp_path / "run" / "config.yaml")["output_dir"] == f"{tmp_path}/run"
+
+
+def test_launch_refuses_fsdp_on_cpu(tmp_path):
+    """accelerate shards only GPU processes: an FSDP config with use_cpu would train plain DDP."""
+    fsdp_cpu = tmp_path / "fsdp_cpu.yaml"
+    text = (RECIPES / "accelerate" / "fsdp.yaml").read_text()
+    fsdp_cpu.write_text(text.replace("use_cpu: false", "use_cpu: true"))
+    with pytest.raises(RaftkitError, match=r"FSDP with use_cpu: true would train plain DDP"):
+        launch_command(args(accelerate_config=str(fsdp_cpu)))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("distributed_type: [")
+    with pytest.raises(RaftkitError, match=r"bad.yaml: not valid YAML$"):
+        launch_command(args(accelerate_config=str(bad)))
+
+
+# ----------------------------------------------------------------- real 2-process runs (CPU, gloo)
+CPU_DDP = RECIPES / "accelerate" / "cpu_ddp.yaml"
+# Exact comparisons: no dropout draws (the ranks' RNG streams differ from one process's), float32,
+# a checkpoint at every step.
+EXACT = ("lora.dropout=0", "runtime.dtype=float32", "optim.max_steps=3", "optim.save_steps=1")
+# One process at batch 2 and two at batch 1 train on the same global batch: accelerate hands the
+# ranks alternate micro-batches of one seeded sampler, which one process accumulates in that order.
+ONE, TWO = "optim.batch_size=2", "optim.batch_size=1"
+RECIPES_2P = ["sft_lora_tiny.yaml", "sft_full_tiny.yaml", "dpo_lora_tiny.yaml"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread_per_process(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # 2 ranks on a shared 2-core machine
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory, tiny_llama, train_tiny):
+    """one_process(recipe) -> the folder of a 1-process run of `recipe` (EXACT, batch 2), once."""
+    runs = {}
+
+    def get(recipe: str) -> Path:
+        if recipe not in runs:
+            run = tmp_path_factory.mktemp("one-process") / "run"
+            assert train_tiny(recipe, tiny_llama, run, *EXACT, ONE) == 0
+            runs[recipe] = run
+        return runs[recipe]
+
+    return get
+
+
+def _launch(train_argv, recipe: str, model: Path, run: Path, *extra: str) -> int:
+    argv = train_argv(recipe, model, run, *EXACT, TWO, *extra)
+    return main(argv + ["--launcher", "accelerate", "--accelerate-config", str(CPU_DDP)])
+
+
+def _losses(run: Path) -> list[float]:
+    """step, loss, gradient norm, step, loss ... of the run's training log."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    logged = [m for m in map(json.loads, lines) if "loss" in m]
+    return [x for m in logged for x in (m["step"], m["loss"], m["grad_norm"])]
+
+
+def _assert_same_training(two: Path, one: Path, read_tensors) -> None:
+    """Same losses and gradient norms at every step, and the same trained weights."""
+    assert _losses(two) == pytest.approx(_losses(one), rel=1e-5)
+    weights = next(
+        n
+        for n in ("adapter_model.safetensors", "model.safetensors")
+        if (one / "model" / n).exists()
+    )
+    a, b = read_tensors(one / "model" / weights), read_tensors(two / "model" / weights)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert b[k].allclose(a[k], rtol=1e-5, atol=1e-6), k
+
+
+@pytest.mark.parametrize("recipe", RECIPES_2P)
+def test_multi_process_run_trains_as_one_process_does(
+    recipe, tiny_llama, tmp_path, one_process, train_argv, read_tensors
+):
+    one, two = one_process(recipe), tmp_path / "run"
+    assert _launch(train_argv, recipe, tiny_llama, two) == 0
+    summary = json.loads((two / "run.json").read_text())
+    assert summary["processes"] == 2 and summary["steps"] == 3
+    assert json.loads((one / "run.json").read_text())["processes"] == 1
+    _assert_same_training(two, one, read_tensors)
+    # rank 0 alone wrote the run folder: the same files as one process, each step logged once
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+    assert _losses(two)[::3] == [1, 2, 3]
+    assert {p.name for p in (two / "checkpoint-3").glob("rng_state*")} == {
+        "rng_state_0.pth",
+        "rng_state_1.pth",
+    }
+
+
+# Imported by every Python process started with this folder on PYTHONPATH: rank 1 of a launch is
+# killed (SIGKILL, as the OOM killer does) once its checkpoint of step KILL_RANK1_AT_STEP is saved.
+KILLER = """
+import os
+
+if os.environ.get("RANK") == "1" and os.environ.get("KILL_RANK1_AT_STEP"):
+    import signal
+
+    from raftkit.train import common
+
+    _recorder = common.recorder
+
+    def recorder():
+        class Dies(type(_recorder())):
+            def on_save(self, args, state, control, **kwargs):
+                if state.global_step == int(os.environ["KILL_RANK1_AT_STEP"]):
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+        return Dies()
+
+    common.recorder = recorder
+"""
+
+
+def test_multi_process_launch_survives_a_dead_rank_and_resumes(
+    tiny_llama, tmp_path, monkeypatch, capfd, one_process, train_argv, read_tensors
+):
+    """A rank killed mid-run takes the launch down with one line (exit 2); the run keeps its last
+    checkpoint, and `--resume` across a new launch finishes it as an unbroken run would."""
+    (tmp_path / "killer").mkdir()
+    (tmp_path / "killer" / "sitecustomize.py").write_text(KILLER)
+    path = os.pathsep.join(p for p in (str(tmp_path / "killer"), os.environ.get("PYTHONPATH")) if p)
+    monkeypatch.setenv("PYTHONPATH", path)
+    monkeypatch.setenv("KILL_RANK1_AT_STEP", "2")
+    run, recipe = tmp_path / "run", "sft_lora_tiny.yaml"
+    assert _launch(train_argv, recipe, tiny_llama, run) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert [line for line in err if line.startswith("error:")] == err[-1:]
+    assert err[-1] == (
+        "error: a training process failed (accelerate launch exited with code 1; the report above "
+        f"names the rank); {run} keeps checkpoint-2: rerun with --resume to continue"
+    )
+    assert "rank      : 1" in "\n".join(err)  # torchrun's report names the rank that died
+    assert (
+        not (run / "run.json").exists() and (run / "checkpoint-2" / "trainer_state.json").exists()
+    )
+    monkeypatch.delenv("KILL_RANK1_AT_STEP")
+    assert _launch(train_argv, recipe, tiny_llama, run, "--resume") == 0
+    summary = json.loads((run / "run.json").read_text())
+    assert summary["resumed"] is True and summary["steps"] == 3 and summary["processes"] == 2
+    _assert_same_training(run, one_process(recipe), read_tensors)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from raftkit.config import GenerationConfig, MinScore, RuntimeConfig, Section
+from raftkit.config import GateKind, GenerationConfig, MinScore, RuntimeConfig, Section
 
 _SYSTEM_NAME = re.compile(r"^[\w.+-]+$")
 
@@ -23,6 +23,40 @@ class SystemConfig(Section):
     # rag: abstain without asking the model when no chunk scores this much (raftkit.retrieval.gate);
     # auto = the gate a `raftkit train` run carries (none for any other model)
     min_score: MinScore = "auto"
+    verifier: str = Field(
+        "auto",
+        description="evidence verifier (a `raftkit train` run of stage verifier) that scores the"
+        " top-k chunks; auto = the one the generator run carries (none for any other model);"
+        " empty = none",
+    )
+    gate: GateKind = Field(
+        "auto",
+        description="what refuses a question: score (the best cosine score below min_score),"
+        " verifier (no chunk reaches the verifier's calibrated threshold), both (a logistic head"
+        " over the two, fitted with the verifier); auto = verifier when there is one, else score",
+    )
+    rerank: bool = Field(
+        False, description="show the prompt's chunks in the verifier's order instead of retrieval's"
+    )
+    backend: Literal["hf", "openai"] | None = Field(
+        None,
+        description="hf = load the model here; openai = a server answers and scores its choices"
+        " (vLLM); empty = generation.backend",
+    )
+    base_url: str = Field(
+        "", description="backend openai: e.g. http://localhost:8000/v1; empty = generation.base_url"
+    )
+    tokenizer: str = Field(
+        "",
+        description="backend openai: the model whose chat template builds the scored prompts;"
+        " empty = model",
+    )
+
+    def generation_config(self, shared: GenerationConfig) -> GenerationConfig:
+        """The generation settings this system runs with: `shared`, with its model and server."""
+        mine = {"model": self.model, "backend": self.backend, "base_url": self.base_url}
+        mine["tokenizer"] = self.tokenizer
+        return shared.model_copy(update={k: v for k, v in mine.items() if v})
 
     def check(self) -> list[str]:
         out = []
@@ -141,4 +175,11 @@ class CompareConfig(Section):
             problems.append(
                 f"baseline '{self.baseline}' is not one of the systems ({', '.join(names)})"
             )
+        for i, s in enumerate(self.systems):
+            g = s.generation_config(self.generation)
+            if s.backend == "openai" and not g.base_url:  # generation.base_url has its own check
+                problems.append(
+                    f"systems[{i}] ('{s.name}'): backend 'openai' needs base_url "
+                    "(e.g. http://localhost:8000/v1)"
+                )
         return problems

@@ -201,13 +201,17 @@ def metric_rows(
     return out
 
 
+def _score_gate(min_score: float | None) -> str:
+    return f"score < {min_score:.3f}" if min_score is not None else "–"
+
+
 def systems_table(systems: list[SystemResult]) -> list[list[str]]:
     rows = [
         ["system", "model", "mode", "index", "top_k", "evidence gate", "questions", "questions/s"]
     ]
     for s in systems:
         qps = s.speed.get("questions_per_s")
-        gate = s.model_info.get("min_score")
+        gate = s.model_info.get("gate") or _score_gate(s.model_info.get("min_score"))
         rows.append(
             [
                 s.name,
@@ -215,7 +219,7 @@ def systems_table(systems: list[SystemResult]) -> list[list[str]]:
                 s.mode,
                 s.index or "–",
                 str(s.top_k) if s.mode == "rag" else "–",
-                f"score < {gate:.3f}" if gate is not None else "–",
+                gate,
                 str(s.questions),
                 f"{qps:.2f}" if qps else "–",
             ]

@@ -17,7 +17,7 @@ from pathlib import Path
 from raftkit import __version__, config, outputs
 from raftkit.compare import extras, metrics
 from raftkit.compare import systems as sysrun
-from raftkit.compare.config import CompareConfig
+from raftkit.compare.config import CompareConfig, SystemConfig
 from raftkit.compare.questions import Question, load_questions
 from raftkit.compare.report import SystemResult, cell, write_report
 from raftkit.compare.scoring import ScoredRow, score_record
@@ -44,10 +44,14 @@ class ComparisonReport:
         return stat.value if stat else None
 
 
-def _model_info(name: str) -> dict:
-    """What identifies a system's model: the name, and for a `raftkit train` run its run.json
-    essentials."""
+def _model_info(system: SystemConfig, cfg: CompareConfig) -> dict:
+    """What identifies a system's model: the name, the server that ran it, and for a `raftkit train`
+    run its run.json essentials."""
+    name = system.model
     info: dict = {"model": name}
+    g = system.generation_config(cfg.generation)
+    if g.backend == "openai":
+        info["served_by"] = g.base_url
     path = Path(name).expanduser()
     if (path / "run.json").is_file():
         run = json.loads((path / "run.json").read_text())
@@ -107,14 +111,20 @@ def _reference_contexts(questions: list[Question], index) -> dict[str, list[str]
 
 
 def _check_models(cfg: CompareConfig) -> None:
-    """Resolve every model before anything is written, naming the system whose model is unusable."""
+    """Resolve every model loaded here (and the tokenizer of every served system whose choices are
+    scored) before anything is written, naming the system whose model is unusable."""
     from raftkit.models import resolve_path
 
+    scored = cfg.scoring.mc in ("loglik", "both")
     for s in cfg.systems:
+        g = s.generation_config(cfg.generation)
+        if g.backend == "openai" and not scored:
+            continue
         try:
-            resolve_path(s.model)
+            resolve_path(g.tokenizer or g.model if g.backend == "openai" else g.model)
         except RaftkitError as e:
-            raise RaftkitError(f"system '{s.name}': {e}") from None
+            what = " (the tokenizer of the scored prompts)" if g.backend == "openai" else ""
+            raise RaftkitError(f"system '{s.name}'{what}: {e}") from None
 
 
 def compare(
@@ -135,7 +145,7 @@ def compare(
     questions = load_questions(cfg)  # bad input fails here, before anything is written
     indexes = sysrun.load_indexes(cfg)
     gates = sysrun.gates(cfg, indexes)
-    if generator_factory is None and cfg.generation.backend == "hf":
+    if generator_factory is None:
         _check_models(cfg)
     with outputs.lock(out, "report"):
         where = workspace(out, cfg, overwrite)
@@ -205,7 +215,7 @@ def _results(
                 s.mode,
                 s.index,
                 s.top_k,
-                {**_model_info(s.model), "min_score": gates.get(s.name)},
+                {**_model_info(s, cfg), **_gate_info(gates.get(s.name))},
                 len(rows[s.name]),
                 sysrun.speed(work, s.name),
                 stats,
@@ -213,6 +223,13 @@ def _results(
             )
         )
     return out
+
+
+def _gate_info(check) -> dict:
+    """What the report says of a system's evidence gate."""
+    if check is None:
+        return {"min_score": None}
+    return {"min_score": check.min_score, "gate": check.describe(), "verifier": check.source}
 
 
 def verdict(systems: list[SystemResult], baseline: str) -> list[str]:

@@ -38,8 +38,14 @@ class Retrieved:
     scores: list[float]
 
     def top(self, k: int) -> Retrieved:
+        return self.reorder(range(min(k, len(self.ids))))
+
+    def reorder(self, order) -> Retrieved:
+        """The chunks at positions `order`, in that order."""
+        order = list(order)
         return Retrieved(
-            self.ids[:k], self.doc_ids[:k], self.texts[:k], self.titles[:k], self.scores[:k]
+            *[[getattr(self, f)[i] for i in order] for f in ("ids", "doc_ids", "texts", "titles")],
+            [self.scores[i] for i in order],
         )
 
 
@@ -104,15 +110,17 @@ def retrieve(
     return out
 
 
-def gates(cfg: CompareConfig, indexes: dict) -> dict[str, float | None]:
-    """{rag system: the evidence-gate threshold it applies, or None} (raftkit.retrieval.gate)."""
+def gates(cfg: CompareConfig, indexes: dict) -> dict:
+    """{rag system: the evidence gate it applies} (raftkit.retrieval.gate.Gate)."""
     from raftkit.retrieval import gate
 
     out = {}
     for s in cfg.systems:
         if s.mode == "rag":
             try:
-                out[s.name] = gate.resolve(s.min_score, s.model, indexes[s.index])
+                out[s.name] = gate.build(
+                    s.min_score, s.verifier, s.gate, s.model, indexes[s.index], s.rerank
+                )
             except RaftkitError as e:
                 raise RaftkitError(f"system '{s.name}': {e}") from None
     return out
@@ -153,7 +161,7 @@ def _answer_block(
     part: list[Question],
     retrieved,
     cfg: CompareConfig,
-    min_score: float | None = None,
+    check=None,
 ) -> list[dict]:
     """The raw records of one block of questions: replies, choice log-likelihoods, retrieved ids,
     quote counts.
@@ -163,9 +171,16 @@ def _answer_block(
     """
     from raftkit.retrieval import gate
 
+    check = check or gate.Gate()
     docs = [retrieved[q.id].top(system.top_k) if retrieved is not None else None for q in part]
+    closed, evidence = [False] * len(part), [[] for _ in part]
+    if retrieved is not None:
+        # the question as asked (the gate judges the user's question, not the choices appended)
+        closed, evidence = check.judge(
+            [q.question for q in part], [d.texts for d in docs], [d.scores for d in docs]
+        )
+        docs = [d.reorder(check.order(e)) for d, e in zip(docs, evidence)]
     convs = [conversation(q, system, d, cfg.scoring.show_choices) for q, d in zip(part, docs)]
-    closed = [d is not None and gate.closed(d.scores, min_score) for d in docs]
     # Choices of unanswerable questions are never scored: no forward for them.
     scored = cfg.scoring.mc in ("loglik", "both")
     choices = [q.choices if q.answerable and scored else [] for q in part]
@@ -173,7 +188,7 @@ def _answer_block(
     for i, d in enumerate(docs):
         if closed[i]:
             logliks = answers[i].logliks if answers[i] else None
-            answers[i] = Answer(gate.refusal(d.scores, min_score), logliks)
+            answers[i] = Answer(check.refusal(d.scores, evidence[i]), logliks)
     records = []
     for q, d, a, shut in zip(part, docs, answers, closed):
         n_quotes, unsupported = _quote_counts(a.reply, d.texts if d else [])
@@ -195,16 +210,10 @@ def _answer_block(
 
 def _answers(system, generator, convs, choices, closed, cfg: CompareConfig) -> list:
     """The generator's answers to the open questions, and (None for the rest) the choice scores of
-    the gated ones, read right after the prompt; a server gives no log-likelihoods, so a gated
-    question costs it no request."""
+    the gated ones, read right after the prompt."""
     answers = [None] * len(convs)
-    scorable = cfg.generation.backend == "hf"
     for shut in (False, True):
-        idx = [
-            i
-            for i in range(len(convs))
-            if closed[i] == shut and (not shut or (choices[i] and scorable))
-        ]
+        idx = [i for i in range(len(convs)) if closed[i] == shut and (not shut or choices[i])]
         if not idx:
             continue
         got = generator.answer(
@@ -226,7 +235,7 @@ def run_system(
     retrieved: dict[str, Retrieved] | None,
     cfg: CompareConfig,
     work: Path,
-    min_score: float | None = None,
+    check=None,
 ) -> list[dict]:
     """Answer (and score choices of) every question not yet in the system's checkpoint; returns all
     records."""
@@ -256,7 +265,7 @@ def run_system(
     for start in bar:
         part = todo[start : start + block]
         t0 = time.perf_counter()
-        records += _answer_block(system, generator, part, retrieved, cfg, min_score)
+        records += _answer_block(system, generator, part, retrieved, cfg, check)
         meta["seconds"] += time.perf_counter() - t0
         meta["answered"] += len(part)
         files.write_jsonl(path, records)
@@ -275,7 +284,7 @@ def run_all(
     retrieved: dict[str, dict[str, Retrieved]],
     work: Path,
     generator_factory: GeneratorFactory | None = None,
-    min_scores: dict[str, float | None] | None = None,
+    gates: dict | None = None,
 ) -> dict[str, list[dict]]:
     """{system name: records}, loading each distinct model once and running all of its systems with
     it."""
@@ -283,11 +292,13 @@ def run_all(
     from raftkit.models import runtime
 
     factory = generator_factory or (lambda gcfg: make_generator(gcfg, runtime(cfg.runtime)))
-    by_model: dict[str, list[SystemConfig]] = {}
+    # systems of one model (and server) share one loaded generator
+    by_model: dict[tuple, list[SystemConfig]] = {}
     for s in cfg.systems:
-        by_model.setdefault(s.model, []).append(s)
+        g = s.generation_config(cfg.generation)
+        by_model.setdefault((g.model, g.backend, g.base_url, g.tokenizer), []).append(s)
     out = {}
-    for model, systems in by_model.items():
+    for (model, backend, url, _), systems in by_model.items():
         pending = [
             s
             for s in systems
@@ -295,12 +306,13 @@ def run_all(
         ]
         generator = None
         if pending:
-            say(f"loading {model} for {', '.join(s.name for s in systems)}")
-            generator = factory(cfg.generation.model_copy(update={"model": model}))
+            where = f" served at {url}" if backend == "openai" else ""
+            say(f"loading {model}{where} for {', '.join(s.name for s in systems)}")
+            generator = factory(systems[0].generation_config(cfg.generation))
         for s in systems:
             qs = system_questions(s, questions)
             docs = retrieved.get(s.index) if s.mode == "rag" else None
-            recs = run_system(s, generator, qs, docs, cfg, work, (min_scores or {}).get(s.name))
+            recs = run_system(s, generator, qs, docs, cfg, work, (gates or {}).get(s.name))
             wanted = {q.id for q in qs}
             out[s.name] = [r for r in recs if r["qid"] in wanted]
         del generator

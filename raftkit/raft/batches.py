@@ -119,6 +119,41 @@ def question_batch(
     )
 
 
+def span_batch(
+    cfg: RaftBuildConfig, gen, index, chunks: list, picker, chunks_by_id, pool=None
+) -> Batch:
+    """Span questions about each chunk (raftkit/raft/spans.py), each answered by a deterministic
+    CoT quoting its sentence: no model. `pool` gives the distractors (build it over every chunk)."""
+    from raftkit.raft import spans
+
+    rows = spans.span_questions(
+        chunks, seed=cfg.assembly.seed, pool=pool, max_per_unit=cfg.questions.per_chunk
+    )
+    records = []
+    for r in rows:
+        c = chunks_by_id[r["chunk_id"]]
+        rec = Record(
+            f"{c.id}/s{len(records)}",
+            r["question"],
+            "spans",
+            oracle_id=c.id,
+            doc_id=c.doc_id,
+            choices=r["choices"],
+        )
+        g = ans.deterministic_cot(rec.question, r["answer"], c.text, rec.id)
+        rec.cot, rec.answer, rec.status = g.cot, g.answer, Status(g.status)
+        records.append(rec)
+    asked = {r["chunk_id"] for r in rows}
+    return Batch(
+        records,
+        {
+            "chunks_asked": len(chunks),
+            "span_questions": len(rows),
+            "chunks_without_questions": sum(c.id not in asked for c in chunks),
+        },
+    )
+
+
 @dataclass
 class _Candidate:
     """A QA line that can become an example, before its oracle chunk is chosen."""

@@ -24,7 +24,7 @@ from raftkit import __version__, config, files, outputs
 from raftkit.errors import RaftkitError
 from raftkit.provenance import now
 from raftkit.raft.assemble import DistractorPicker, assemble, check_enough_chunks, split_documents
-from raftkit.raft.batches import Batch, LazyGenerator, qa_batch, question_batch
+from raftkit.raft.batches import Batch, LazyGenerator, qa_batch, question_batch, span_batch
 from raftkit.raft.config import RaftBuildConfig
 from raftkit.raft.formats import write_outputs
 from raftkit.raft.records import Record, Status
@@ -239,6 +239,12 @@ def _run_batches(cfg: RaftBuildConfig, where: Path, qa_rows, index, picker, gen)
     if done:
         say(f"resuming {where}: {done} of {len(parts)} batches already done")
     step = qa_batch if qa_rows is not None else question_batch
+    if qa_rows is None and cfg.questions.source == "spans":
+        from functools import partial
+
+        from raftkit.raft.spans import SpanPool
+
+        step = partial(span_batch, pool=SpanPool(c.text for c in index.chunks))
     todo = [n for n in range(len(parts)) if not paths[n].is_file()]
     what = "QA lines" if qa_rows is not None else "chunks"
     for n in progress(

@@ -11,6 +11,12 @@ from raftkit.config import GenerationConfig, RetrievalConfig, RuntimeConfig, Sec
 
 
 class QuestionsConfig(Section):
+    source: Literal["generate", "spans"] = Field(
+        "generate",
+        description="generate = the generator asks per_chunk questions of each chunk; spans = "
+        "fill-in-the-blank questions about the numbers, dates, versions and names of each chunk's "
+        "sentences, answered from the sentence (raftkit/raft/spans.py): no model",
+    )
     per_chunk: int = Field(
         3, ge=1
     )  # N questions asked of each chunk (RAFT's reference generator asks 5)

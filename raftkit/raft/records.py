@@ -26,7 +26,7 @@ class Record:
 
     id: str
     question: str
-    source: str  # generated | qa
+    source: str  # generated | qa | spans
     oracle_id: str | None = None
     doc_id: str | None = None
     answer: str | None = None

@@ -12,6 +12,7 @@ of answerable questions is refused; `raftkit train` carries it into run.json, an
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,100 @@ def refusal(scores: list[float], min_score: float) -> str:
         f"(evidence gate: the best retrieved chunk scored {best}, below {min_score:.3f})\n"
         f"{prompts.ANSWER_TAG} {prompts.ABSTAIN}"
     )
+
+
+# ------------------------------------------------------------------ one gate for ask and compare
+@dataclass
+class Gate:
+    """What decides, per question, whether its retrieved chunks are evidence enough to answer:
+    the cosine score (`min_score`), a trained verifier (raftkit/retrieval/verifier.py) or `both`
+    (the verifier's logistic head over the two, fitted at calibration). `rerank` orders the
+    prompt's chunks by the verifier's score."""
+
+    kind: str = "score"  # score | verifier | both
+    min_score: float | None = None
+    verifier: object | None = None  # a raftkit.retrieval.verifier.Verifier
+    rerank: bool = False
+    source: str = ""  # the verifier run, for the report
+
+    @property
+    def active(self) -> bool:
+        return self.min_score is not None if self.kind == "score" else True
+
+    def describe(self) -> str:
+        """How the gate reads in a report's systems table."""
+        if self.kind == "score":
+            gate = f"score < {self.min_score:.3f}" if self.min_score is not None else "–"
+            return gate + (", reranked" if self.rerank else "")
+        head = self.verifier.head
+        threshold = head["both"]["threshold"] if self.kind == "both" else head["threshold"]
+        what = "cosine + verifier" if self.kind == "both" else "verifier"
+        return f"{what} < {threshold:.3f}" + (", reranked" if self.rerank else "")
+
+    def judge(self, questions: list[str], texts: list[list[str]], scores: list[list[float]]):
+        """(closed, evidence) per question: whether the gate refuses it, and each chunk's verifier
+        probability (the cosine scores when no verifier is used)."""
+        if self.verifier is None:
+            return [closed(s, self.min_score) for s in scores], scores
+        probs = self.verifier.score(questions, texts, scores)
+        head = self.verifier.head
+        if self.kind == "score":  # the verifier only orders the chunks (rerank)
+            return [closed(s, self.min_score) for s in scores], probs
+        if self.kind == "verifier":
+            return [not p or max(p) < head["threshold"] for p in probs], probs
+        from raftkit.retrieval.verifier import predict
+
+        both = head["both"]
+        x = np.array([[max(s, default=0.0), max(p, default=0.0)] for s, p in zip(scores, probs)])
+        combined = predict(both, x) if len(x) else []
+        return [c < both["threshold"] for c in combined], probs
+
+    def refusal(self, scores: list[float], evidence: list[float]) -> str:
+        """The reply of a question this gate refused: why, then the refusal line."""
+        if self.kind == "score":
+            return refusal(scores, self.min_score)
+        best = f"{max(evidence):.3f}" if evidence else "nothing"
+        return (
+            f"(evidence {self.kind}: the best retrieved chunk scored {best}, below the calibrated "
+            f"threshold; {self.describe()})\n{prompts.ANSWER_TAG} {prompts.ABSTAIN}"
+        )
+
+    def order(self, evidence: list[float]) -> list[int]:
+        """The order to show chunks in: by the verifier's score with `rerank`, else as retrieved."""
+        idx = list(range(len(evidence)))
+        if self.rerank and self.verifier is not None:
+            idx.sort(key=lambda i: -evidence[i])
+        return idx
+
+
+def build(
+    min_score: float | str | None,
+    verifier: str,
+    kind: str,
+    model: str,
+    index,
+    rerank: bool = False,
+) -> Gate:
+    """The Gate a system applies over `index`. `verifier`: a verifier run folder, `auto` (the one
+    the generator run `model` carries, if any) or empty; `kind` auto = the verifier when there is
+    one, else the score. RaftkitError for a verifier of another embedder, or a run that is not
+    one."""
+    from raftkit.retrieval import verifier as V
+
+    run = carried_verifier(model) if verifier == "auto" else (verifier or None)
+    if kind == "auto":
+        kind = "verifier" if run else "score"
+    if kind != "score" and not run:
+        raise RaftkitError(f"gate {kind} needs a verifier run: set verifier to a run folder")
+    if rerank and not run:
+        raise RaftkitError("rerank orders chunks by the verifier's score: set verifier too")
+    check = V.load(run, index) if run else None
+    return Gate(kind, resolve(min_score, model, index), check, rerank, run or "")
+
+
+def carried_verifier(model: str) -> str | None:
+    """The verifier run a `raftkit train` run folder carries (its run.json `verifier`)."""
+    path = Path(model).expanduser() / "run.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8")).get("verifier") or None

@@ -7,6 +7,8 @@ Folder layout (written whole through a staged folder and a crash-safe swap, see 
   chunks.jsonl    one chunk per line, in vector order
   vectors.npy     the normalised embeddings, so an update re-embeds only changed documents
   index.faiss     the search structure (Flat, HNSW or IVF-PQ), rebuilt from vectors.npy on update
+  history.jsonl   what each update changed, with the old text of changed and deleted documents
+                  (the last retrieval.history.keep updates; see raftkit/retrieval/history.py)
 
 The whole lifecycle lives here: build, update, load, `ensure_index` (reuse, update or build the
 index of a folder) and `FaissIndex.without` (a copy lacking some documents: their evidence is
@@ -27,6 +29,7 @@ from raftkit import __version__, config, files, outputs
 from raftkit.config import IndexConfig, RaftkitConfig
 from raftkit.errors import RaftkitError
 from raftkit.provenance import now
+from raftkit.retrieval import history
 from raftkit.retrieval.chunking import Chunk, chunk_documents
 from raftkit.retrieval.embedding import Embedder
 from raftkit.retrieval.loaders import Document, load_documents
@@ -119,10 +122,12 @@ class FaissIndex:
         vectors: np.ndarray,
         index,
         embedder: Embedder | None = None,
+        history: list[dict] | None = None,
     ):
         self.path, self.manifest, self.cfg = path, manifest, cfg
         self.chunks, self.vectors, self.index = chunks, vectors, index
         self._embedder = embedder
+        self.history = history  # None: keep what the folder holds when saving
 
     @property
     def name(self) -> str:
@@ -183,7 +188,10 @@ class FaissIndex:
         lock)."""
         import faiss
 
+        past = history.read(self.path) if self.history is None else self.history
         with outputs.staged(self.path, "index") as tmp:
+            if past:
+                files.write_jsonl(tmp / history.HISTORY, past)
             faiss.write_index(self.index, str(tmp / FAISS))
             np.save(tmp / VECTORS, self.vectors)
             files.write_jsonl(tmp / CHUNKS, [c.to_dict() for c in self.chunks])
@@ -258,7 +266,7 @@ def _build_locked(docs_path: str | Path, path: Path, cfg: RaftkitConfig) -> Fais
         f"embedding {len(chunks)} chunks of {len(docs)} documents with "
         f"{cfg.retrieval.embedding.model}"
     )
-    built = FaissIndex(path, {}, cfg, chunks, np.zeros((0, 0), np.float32), None)
+    built = FaissIndex(path, {}, cfg, chunks, np.zeros((0, 0), np.float32), None, history=[])
     built.vectors = built.embedder.encode([c.embedding_text for c in chunks], progress=True)
     built.index, kind = make_faiss(built.vectors, cfg.retrieval.index)
     built.manifest = _manifest(
@@ -391,7 +399,9 @@ def _updated(old: FaissIndex, docs: list[Document], source: str) -> tuple[FaissI
     manifest = _manifest(
         old.name, old.cfg, docs, chunks, dim, kind, source, old.manifest["created"]
     )
-    updated = FaissIndex(old.path, manifest, old.cfg, chunks, vectors, index, old.embedder)
+    record = history.entry(old.manifest, old.chunks, docs, source)
+    past = history.updated(old.path, record, old.cfg.retrieval.history.keep)
+    updated = FaissIndex(old.path, manifest, old.cfg, chunks, vectors, index, old.embedder, past)
     updated.save()
     stats = UpdateStats(
         added=sum(d.id not in known for d in fresh),

@@ -51,15 +51,18 @@ def answer_questions(
     generator: Generator,
     questions: list[str],
     k: int,
-    min_score: float | None = None,
+    check: gate.Gate | None = None,
 ) -> list[RagAnswer]:
     """Answer each question over its top-k chunks; retrieval and generation run batched. A question
-    whose chunks all score below `min_score` (the evidence gate) is refused without generating."""
+    the evidence gate `check` closes is refused without generating."""
+    check = check or gate.Gate()
     all_hits = index.search(questions, k)
     scores = [[h.score for h in hits] for hits in all_hits]
-    closed = [gate.closed(s, min_score) for s in scores]
+    texts = [[h.chunk.text for h in hits] for hits in all_hits]
+    closed, evidence = check.judge(questions, texts, scores)
+    all_hits = [[hits[i] for i in check.order(e)] for hits, e in zip(all_hits, evidence)]
     asked = [i for i, shut in enumerate(closed) if not shut]
-    replies = [gate.refusal(s, min_score) if shut else "" for s, shut in zip(scores, closed)]
+    replies = [check.refusal(s, e) if shut else "" for s, e, shut in zip(scores, evidence, closed)]
     conversations = [
         prompts.rag_messages(
             questions[i],

@@ -26,7 +26,6 @@ import json
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -63,17 +62,6 @@ def words(text: str) -> list[str]:
     return out
 
 
-@dataclass
-class Verdicts:
-    """Per question: the verifier's probability for each of its chunks, and the best of them."""
-
-    chunk_scores: list[list[float]]
-
-    @property
-    def best(self) -> list[float]:
-        return [max(s) if s else 0.0 for s in self.chunk_scores]
-
-
 class Verifier:
     """A trained verifier (a `raftkit train` run of stage `verifier`) applied over `index`."""
 
@@ -81,16 +69,15 @@ class Verifier:
         self.head, self.index, self._cross = head, index, cross
         self.features = tuple(head["features"])
 
-    # --------------------------------------------------------------- scoring
-    def score_hits(self, questions: list[str], hits: list[list]) -> Verdicts:
-        """The probability that each hit's chunk holds its question's answer."""
-        pairs = [(q, h.chunk.text, h.score) for q, row in zip(questions, hits) for h in row]
+    def score(self, questions: list[str], texts: list[list[str]], scores: list[list[float]]):
+        """Per question, the probability that each of its chunks holds the answer."""
+        pairs = [(q, t, c) for q, ts, cs in zip(questions, texts, scores) for t, c in zip(ts, cs)]
         probs = self.probabilities(pairs) if pairs else np.zeros(0)
         out, i = [], 0
-        for row in hits:
-            out.append([float(p) for p in probs[i : i + len(row)]])
-            i += len(row)
-        return Verdicts(out)
+        for ts in texts:
+            out.append([float(p) for p in probs[i : i + len(ts)]])
+            i += len(ts)
+        return out
 
     def probabilities(self, pairs: list[tuple[str, str, float]]) -> np.ndarray:
         """P(chunk holds the answer) of each (question, chunk text, cosine score)."""

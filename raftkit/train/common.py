@@ -461,6 +461,8 @@ def _summary(
     examples: int,
     resume: bool,
 ) -> dict:
+    from raftkit.retrieval import gate
+
     state, rt = trainer.state, runtime_of(cfg)
     history = state.log_history
     tokens = max(
@@ -490,7 +492,9 @@ def _summary(
         "first_loss": losses[0] if losses else None,
         "final_loss": losses[-1] if losses else None,
         "resumed": bool(resume),
+        "processes": trainer.args.world_size,  # > 1: a launched data-parallel (or sharded) run
         "evidence_gate": evidence_gate(cfg),
+        "verifier": cfg.evidence_verifier or gate.carried_verifier(cfg.model),
     }
 
 

@@ -96,6 +96,12 @@ class TrainBase(Section):
     # alias, HF id, local folder, or a previous run (its adapter is continued)
     model: str = DEFAULT_GENERATOR
     output_dir: str = ""  # the RUN folder
+    evidence_verifier: str = Field(
+        "",
+        description="a verifier run (stage verifier) this run carries: `ask` and `compare` apply"
+        " it to this model (retrieval.verifier: auto); a run continued from another carries that"
+        " run's",
+    )
     seed: int = 0
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     data: DataConfig = Field(default_factory=DataConfig)

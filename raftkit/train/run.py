@@ -60,6 +60,10 @@ def preflight(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -
     if not launched():  # under accelerate the launcher checked the folder; ranks would race here
         check_run_dir(cfg, overwrite, resume)
     resolve(cfg.model)
+    if cfg.evidence_verifier:
+        from raftkit.retrieval.verifier import read_head
+
+        read_head(cfg.evidence_verifier)  # a run that is not a verifier fails now, not at compare
     registry()[cfg.stage].preflight(cfg)
     load_data(cfg)  # column errors now, before a model is loaded or anything is written
 
@@ -136,9 +140,25 @@ def launch(args, cfg: TrainConfig) -> None:
         say("launching: " + " ".join(cmd))
         rc = subprocess.call(cmd, env={**os.environ, LAUNCHED_ENV: "1"})
         if rc:
-            raise RaftkitError(f"accelerate launch exited with code {rc}")
+            raise RaftkitError(launch_failed(rc, run, where))
         if where != run:
             config.save_resolved(
                 cfg, where
             )  # the ranks wrote the staging path; the run lives at output_dir
             outputs.swap(where, run)
+
+
+def launch_failed(rc: int, run: Path, where: Path) -> str:
+    """The one line a failed launch ends with: what failed, and how to go on from what is left."""
+    from raftkit.train.common import last_checkpoint
+
+    what = (
+        f"a training process failed (accelerate launch exited with code {rc}; the report above "
+        "names the rank)"
+    )
+    if where != run:
+        return f"{what}; {run} is unchanged: rerun the same command to start again"
+    checkpoint = last_checkpoint(run)
+    if checkpoint:
+        return f"{what}; {run} keeps {Path(checkpoint).name}: rerun with --resume to continue"
+    return f"{what}; {run} has no checkpoint yet: rerun with --resume to start it again"

@@ -82,8 +82,15 @@ def cpu_trainer(base):
             labels = inputs["labels"]
             if labels.shape[0] != 1:  # unpacked batches: the model's own loss
                 out = model(**inputs, use_cache=False, num_items_in_batch=num_items_in_batch)
-                return (out.loss, out) if return_outputs else out.loss
-            return answer_only_loss(model, inputs, num_items_in_batch, return_outputs)
+                loss = out.loss
+            else:
+                loss, out = answer_only_loss(model, inputs, num_items_in_batch, True)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                # num_items_in_batch counts the tokens of every rank and DDP averages gradients over
+                # the ranks: scaled back as Trainer.compute_loss does, or a 2-process run would take
+                # half-size steps (measured: loss and grad norm exactly half the 1-process run's)
+                loss = loss * self.accelerator.num_processes
+            return (loss, out) if return_outputs else loss
 
     return CpuSFTTrainer
 

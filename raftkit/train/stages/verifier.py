@@ -64,7 +64,10 @@ def train_verifier(cfg: TrainConfig, resume: bool = False) -> dict:
     rows, index = _build_questions(cfg)
     say(f"verifier: {len(rows)} questions of {len({r['doc_id'] for r in rows})} documents")
     pairs = _situations(index, rows, vc)
-    names = sorted({f for c in CANDIDATES.values() for f in c} | set(_wanted(vc)))
+    # every feature a candidate set needs is computed once; a fixed set computes only its own
+    names = sorted(
+        {f for c in CANDIDATES.values() for f in c} if vc.features == "auto" else vc.features
+    )
     table = _features(index, pairs, names)
     folds = _folds(rows, vc.folds, cfg.seed)
     chosen, oof = _choose(rows, pairs, table, names, folds, vc)

@@ -1,0 +1,183 @@
+"""The evidence verifier: its head learns, the stage trains and calibrates from a build with no new
+labels, and `ask`/`compare` refuse through it; bad input is one clear error."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from raftkit.cli import main
+from raftkit.errors import RaftkitError
+from raftkit.retrieval import gate
+from raftkit.retrieval import verifier as V
+
+TOWNS = [
+    ("Arlen", "Mira Voss", "river Tamm"),
+    ("Bexley", "Oskar Lind", "river Pell"),
+    ("Corvin", "Hana Ruiz", "river Odd"),
+    ("Dunmore", "Ivo Brandt", "river Sile"),
+    ("Eskar", "Lena Holt", "river Vey"),
+    ("Fenwick", "Tomas Berg", "river Ashe"),
+    ("Galloway", "Nora Quist", "river Ulm"),
+    ("Harrow", "Pia Stenmark", "river Kell"),
+    ("Ilford", "Jon Aberg", "river Rhee"),
+    ("Jarrow", "Eva Lund", "river Mox"),
+    ("Kestrel", "Ali Demir", "river Nyth"),
+    ("Lowick", "Sara Falk", "river Bree"),
+]
+
+
+def _corpus(tmp_path):
+    docs, qa = [], []
+    for n, (town, mayor, river) in enumerate(TOWNS):
+        text = (
+            f"{town} is a market town of {1000 + 137 * n} people. The mayor of {town} is {mayor}, "
+            f"elected last spring. The {river} flows through {town} on its way to the sea."
+        )
+        docs.append({"id": town.lower(), "title": town, "text": text})
+        qa.append(
+            {"question": f"Who is the mayor of {town}?", "answer": mayor, "doc_ids": [town.lower()]}
+        )
+        qa.append(
+            {
+                "question": f"Which river flows through {town}?",
+                "answer": river,
+                "doc_ids": [town.lower()],
+            }
+        )
+    corpus, qa_path = tmp_path / "towns.jsonl", tmp_path / "qa.jsonl"
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    qa_path.write_text("".join(json.dumps(r) + "\n" for r in qa))
+    return corpus, qa_path
+
+
+# The hashed-word embedder ranks pages poorly; judging every page isolates the verifier's reading.
+K = len(TOWNS)
+
+
+@pytest.fixture
+def trained(tmp_path, hash_embedder, monkeypatch):
+    """(the verifier run, the build, the indexes folder) of a build of 12 town pages."""
+    monkeypatch.setenv("RAFTKIT_QUIET", "1")
+    corpus, qa = _corpus(tmp_path)
+    idx, build, run = tmp_path / "indexes", tmp_path / "build", tmp_path / "ver"
+    assert main(["build-dataset", str(corpus), "--qa", str(qa), "--out", str(build),
+                 "--config", "recipes/raft_build_abstain.yaml",
+                 "--set", f"retrieval.indexes_dir={idx}",
+                 "--set", "index_name=towns", "--set", "assembly.num_distractors=2",
+                 "--set", "assembly.eval_fraction=0"]) == 0  # fmt: skip
+    assert main(["train", "--config", "recipes/verifier_tiny.yaml", "--set", f"data.path={build}",
+                 "--set", f"output_dir={run}", "--set", f"verifier.top_k={K}"]) == 0  # fmt: skip
+    return run, build, idx
+
+
+def test_head_learns_a_separable_feature_and_ignores_noise():
+    rng = np.random.default_rng(0)
+    signal = np.r_[rng.normal(1, 0.3, 200), rng.normal(-1, 0.3, 200)]
+    x = np.stack([signal, rng.normal(0, 1, 400)], 1)
+    y = np.r_[np.ones(200), np.zeros(200)]
+    head = V.fit_head(x, y, ("signal", "noise"))
+    p = V.predict(head, x)
+    assert (p[:200] > 0.5).mean() > 0.95 and (p[200:] < 0.5).mean() > 0.95
+    assert abs(head["weights"][0]) > 5 * abs(head["weights"][1])
+
+
+def test_lexical_coverage_sees_the_missing_name():
+    idf = V.idf_of(["the mayor of Arlen is Mira", "the mayor of Bexley is Oskar", "a river"])
+    own = V.lexical("Who is the mayor of Arlen?", "The mayor of Arlen is Mira Voss.", idf)
+    other = V.lexical("Who is the mayor of Arlen?", "The mayor of Bexley is Oskar Lind.", idf)
+    assert own[0] == 1.0 and own[1] == 1.0
+    assert other[0] < own[0] and other[1] == 0.0  # the rarest word, the town, is what is missing
+
+
+def test_stage_trains_and_calibrates_out_of_fold(trained):
+    run, _, _ = trained
+    head = json.loads((run / V.HEAD_FILE).read_text())
+    summary = json.loads((run / "run.json").read_text())
+    assert summary["stage"] == "verifier" and summary["questions"] == 2 * len(TOWNS)
+    assert head["features"] == ["cosine", "coverage", "rare", "bigrams"]
+    cal = head["calibration"]
+    assert cal["questions"] == 2 * len(TOWNS) and cal["over_refusal"] == 0.2
+    for judge in ("verifier", "cosine", "both"):
+        assert 0.0 <= cal[judge]["auc"] <= 1.0 and "threshold" in cal[judge]
+    # the town's name is in its own page only: reading for it separates what the cosine blurs
+    assert cal["verifier"]["auc"] >= 0.9
+    assert cal["verifier"]["auc"] >= cal["cosine"]["auc"]
+    assert head["threshold"] == cal["verifier"]["threshold"]
+    assert (run / "config.yaml").is_file() or any(run.glob("*.yaml"))  # resolved config beside it
+
+
+class Echo:
+    """A generator that answers every conversation it is asked, and counts them."""
+
+    def __init__(self):
+        self.asked = 0
+
+    def chat(self, conversations, desc=""):
+        self.asked += len(conversations)
+        return ["<ANSWER>: something" for _ in conversations]
+
+
+def test_ask_refuses_through_the_verifier_without_generating(trained):
+    from raftkit.retrieval.index import load_index
+    from raftkit.retrieval.rag import answer_questions
+
+    run, _, idx = trained
+    index = load_index("towns", idx)
+    check = gate.build("off", str(run), "auto", "no-run", index)
+    assert check.kind == "verifier" and check.describe().startswith("verifier <")
+    gen = Echo()
+    asked = ["Who is the mayor of Harrow?", "Who is the mayor of Zanzibar Quay?"]
+    answers = answer_questions(index, gen, asked, K, check)
+    assert gen.asked == 1  # the absent town's question never reached the generator
+    assert answers[0].answer == "something"
+    assert answers[1].sources == [] and "evidence verifier" in answers[1].reply
+
+
+def test_rerank_puts_the_verifiers_best_chunk_first(trained):
+    from raftkit.retrieval.index import load_index
+
+    run, _, idx = trained
+    index = load_index("towns", idx)
+    check = gate.build("off", str(run), "verifier", "no-run", index, rerank=True)
+    hits = index.search(["Which river flows through Ilford?"], K)[0]
+    _, evidence = check.judge(["Which river flows through Ilford?"], [[h.chunk.text for h in hits]],
+                              [[h.score for h in hits]])  # fmt: skip
+    first = hits[check.order(evidence[0])[0]]
+    assert first.chunk.doc_id == "ilford"
+
+
+def test_a_run_carries_its_verifier(tmp_path, trained):
+    run, _, _ = trained
+    sft = tmp_path / "sft"
+    sft.mkdir()
+    (sft / "run.json").write_text(json.dumps({"verifier": str(run)}))
+    assert gate.carried_verifier(str(sft)) == str(run)
+    assert gate.carried_verifier(str(tmp_path / "nothing")) is None
+
+
+def test_bad_verifier_input_is_one_clear_error(tmp_path, trained, capsys):
+    from raftkit.retrieval.index import load_index
+
+    run, build, idx = trained
+    index = load_index("towns", idx)
+    with pytest.raises(RaftkitError, match="is not a verifier run"):
+        gate.build("off", str(build), "verifier", "x", index)
+    with pytest.raises(RaftkitError, match="needs a verifier run"):
+        gate.build("off", "", "both", "x", index)
+    head = json.loads((run / V.HEAD_FILE).read_text())
+    other = tmp_path / "other-ver"
+    other.mkdir()
+    (other / V.HEAD_FILE).write_text(json.dumps({**head, "embedder": "some-other-encoder"}))
+    with pytest.raises(RaftkitError, match="trained with embedder some-other-encoder"):
+        gate.build("off", str(other), "verifier", "x", index)
+    # a build that is not a build-dataset folder: one error line, exit 2
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"question": "q", "oracle_id": "a#0", "doc_id": "a"}) + "\n")
+    code = main(["train", "--config", "recipes/verifier_tiny.yaml", "--set", f"data.path={rows}",
+                 "--set", f"output_dir={tmp_path / 'v2'}"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "error: data.path" in err and "build-dataset folder" in err
+    assert "Traceback" not in err
