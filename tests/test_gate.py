@@ -97,7 +97,7 @@ class EchoGenerator:
 def test_ask_refuses_below_the_gate_without_generating():
     index = FakeIndex([0.9, 0.2], [0.1, 0.1])
     gen = EchoGenerator()
-    kept, shut = answer_questions(index, gen, ["q0", "q1"], k=2, min_score=0.5)
+    kept, shut = answer_questions(index, gen, ["q0", "q1"], k=2, check=gate.Gate(min_score=0.5))
     assert len(gen.asked) == 1 and "q0" in gen.asked[0][-1]["content"]
     assert kept.answer == "8080" and shut.sources == []
     assert (

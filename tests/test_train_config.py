@@ -34,8 +34,10 @@ def test_every_train_recipe_loads_and_names_its_command():
         first = path.read_text().splitlines()[0]
         assert first == f"# raftkit train --config recipes/{path.name}", path.name
         cfg = load_config(str(path))
-        stage, method = path.stem.split("_")[:2]
-        assert (cfg.stage, cfg.method) == (stage, method), path.name
+        stage, *rest = path.stem.split("_")
+        assert cfg.stage == stage, path.name
+        if stage != "verifier":  # the verifier trains a logistic head: no method in its name
+            assert cfg.method == rest[0], path.name
 
 
 def test_accelerate_configs_exist():

@@ -159,8 +159,14 @@ def test_launch_refuses_fsdp_on_cpu(tmp_path):
 # ----------------------------------------------------------------- real 2-process runs (CPU, gloo)
 CPU_DDP = RECIPES / "accelerate" / "cpu_ddp.yaml"
 # Exact comparisons: no dropout draws (the ranks' RNG streams differ from one process's), float32,
-# a checkpoint at every step.
-EXACT = ("lora.dropout=0", "runtime.dtype=float32", "optim.max_steps=3", "optim.save_steps=1")
+# a checkpoint at every step; no eval split (it is not what is compared, and it costs time).
+EXACT = (
+    "lora.dropout=0",
+    "runtime.dtype=float32",
+    "optim.max_steps=3",
+    "optim.save_steps=1",
+    "data.eval_path=",
+)
 # One process at batch 2 and two at batch 1 train on the same global batch: accelerate hands the
 # ranks alternate micro-batches of one seeded sampler, which one process accumulates in that order.
 ONE, TWO = "optim.batch_size=2", "optim.batch_size=1"
@@ -268,8 +274,9 @@ def test_multi_process_launch_survives_a_dead_rank_and_resumes(
     monkeypatch.setenv("KILL_RANK1_AT_STEP", "2")
     run, recipe = tmp_path / "run", "sft_lora_tiny.yaml"
     assert _launch(train_argv, recipe, tiny_llama, run) == 2
+    # the ranks' own reports (the survivor may name its lost peer), then the launcher's one line
     err = capfd.readouterr().err.strip().splitlines()
-    assert [line for line in err if line.startswith("error:")] == err[-1:]
+    assert [line for line in err if "a training process failed" in line] == err[-1:]
     assert err[-1] == (
         "error: a training process failed (accelerate launch exited with code 1; the report above "
         f"names the rank); {run} keeps checkpoint-2: rerun with --resume to continue"
