@@ -272,3 +272,19 @@ def test_a_served_system_needs_a_base_url():
     local, served = (s.generation_config(cfg.generation) for s in cfg.systems)
     assert (local.backend, served.backend) == ("hf", "openai")
     assert served.base_url == "http://127.0.0.1:8000/v1" and served.model == "m"
+
+
+def test_a_served_system_whose_prompts_cannot_be_built_is_named_first(built_index, tmp_path):
+    """Scoring choices on a server needs the model's chat template here: a served name that is no
+    model raftkit can resolve is named before anything is written (or set `tokenizer`)."""
+    from raftkit.compare.config import CompareConfig
+    from raftkit.compare.run import compare
+
+    cfg = config.load(CompareConfig, _compare_yaml(tmp_path, built_index, {"model": "m"}))
+    served = {"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "raft-7b"}
+    cfg.systems = [s.model_copy(update=served) for s in cfg.systems]
+    with pytest.raises(
+        RaftkitError, match=r"^system 'base' \(the tokenizer of the scored prompts\): unknown model"
+    ):
+        compare(cfg, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
