@@ -308,3 +308,22 @@ def hash_embedder(monkeypatch):
 
     monkeypatch.setattr(index_module, "Embedder", HashEmbedder)
     return HashEmbedder
+
+
+# ------------------------------------------------------------------------ loopback servers
+from http.server import BaseHTTPRequestHandler  # noqa: E402
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """Base of the tests' loopback OpenAI-style servers: JSON replies, no request log on stderr."""
+
+    def _json(self, code: int, payload: dict):
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass

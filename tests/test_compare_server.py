@@ -7,10 +7,11 @@ from __future__ import annotations
 import csv
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import JsonHandler
 
 from raftkit import config, prompts
 from raftkit.cli import main
@@ -27,7 +28,7 @@ QUESTIONS = [
 ]
 
 
-class LlamaServer(BaseHTTPRequestHandler):
+class LlamaServer(JsonHandler):
     """`/v1/chat/completions` and `/v1/completions` of vLLM's OpenAI-compatible server, answered by
     a local model. `mode`: vllm (echo returns prompt log-probs), llamacpp (echo is refused with
     llama.cpp's words) or noecho (echo is ignored: log-probs of the generated token only)."""
@@ -84,17 +85,6 @@ class LlamaServer(BaseHTTPRequestHandler):
                 "top_logprobs": [None if v is None else {t: v} for t, v in zip(tokens, values)],
             },
         }
-
-    def _json(self, code: int, payload: dict):
-        data = json.dumps(payload).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
 
 
 def _msg(text: str) -> dict:

@@ -4,9 +4,10 @@ server."""
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
 
 import pytest
+from conftest import JsonHandler
 
 from raftkit.config import GenerationConfig
 from raftkit.errors import RaftkitError
@@ -46,7 +47,7 @@ def test_bf16_runtime_loads_bf16_weights_and_scores_like_float32(tiny_llama):
     assert low.logliks == pytest.approx(full.logliks, abs=0.25)  # bf16 keeps ~3 significant digits
 
 
-class _Server(BaseHTTPRequestHandler):
+class _Server(JsonHandler):
     seen: list = []
     busy: list = []  # questions answered 429 once (Retry-After: 0), to test the client's retry
 
@@ -78,15 +79,7 @@ class _Server(BaseHTTPRequestHandler):
                 }
             ]
         }
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        self._json(200, reply)
 
 
 @pytest.fixture
