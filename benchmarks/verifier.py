@@ -23,6 +23,8 @@ import numpy as np
 import pipeline as p
 from results import bench_main, describe, table
 
+from raftkit.retrieval.gate import separation
+
 K = 4  # chunks judged per question: the RAG systems' top_k in hallucination.py
 DEMO = p.ROOT / "corpora" / "demo"
 
@@ -56,16 +58,6 @@ def situations(index, rows: list[dict]) -> dict[str, list[list]]:
     return out
 
 
-def figures(pos: np.ndarray, neg: np.ndarray, threshold: float) -> dict:
-    from raftkit.retrieval.gate import auc
-
-    return {
-        "auc": round(auc(pos, neg), 4),
-        "answerable_refused": round(float((pos < threshold).mean()), 4),
-        "absent_answered": round(float((neg >= threshold).mean()), 4),
-    }
-
-
 def evaluate(check, cosine_threshold: float, index, rows: list[dict], negatives) -> dict:
     """Cosine, verifier and both on answerable vs each set of evidence-absent questions."""
     from raftkit.retrieval.verifier import predict
@@ -82,9 +74,9 @@ def evaluate(check, cosine_threshold: float, index, rows: list[dict], negatives)
         bp = predict(both, np.stack([cos_p, ver_p], 1))
         bn = predict(both, np.stack([cos_n, ver_n], 1))
         out[name] = {
-            "cosine": figures(cos_p, cos_n, cosine_threshold),
-            "verifier": figures(ver_p, ver_n, head["threshold"]),
-            "both": figures(bp, bn, both["threshold"]),
+            "cosine": separation(cos_p, cos_n, cosine_threshold),
+            "verifier": separation(ver_p, ver_n, head["threshold"]),
+            "both": separation(bp, bn, both["threshold"]),
         }
     return out
 
@@ -124,7 +116,7 @@ def demo(args) -> dict:
     from raftkit.retrieval import gate
     from raftkit.retrieval.index import load_index
 
-    work, idx = p.workdir("verifier-demo"), None
+    work = p.workdir("verifier-demo")
     idx = str(work / "indexes")
     chunks = ("--set", "retrieval.chunking.size=128", "--set", "retrieval.chunking.overlap=16")
     steps = p.Steps()
@@ -168,8 +160,8 @@ def demo(args) -> dict:
         "cosine_gate": built,
         "calibration": check.verifier.head["calibration"],
         "features": check.verifier.head["features"],
-        "cosine": figures(cos_p, cos_n, built["min_score"]),
-        "verifier": figures(ver_p, ver_n, check.verifier.head["threshold"]),
+        "cosine": separation(cos_p, cos_n, built["min_score"]),
+        "verifier": separation(ver_p, ver_n, check.verifier.head["threshold"]),
         "steps": steps.records(),
     }
 

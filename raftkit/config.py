@@ -120,17 +120,16 @@ class HistoryConfig(Section):
     )
 
 
-class RetrievalConfig(Section):
-    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
-    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
-    index: IndexConfig = Field(default_factory=IndexConfig)
-    limits: LimitsConfig = Field(default_factory=LimitsConfig)
-    history: HistoryConfig = Field(default_factory=HistoryConfig)
-    indexes_dir: str = "indexes"  # where named indexes live
-    top_k: int = Field(5, ge=1)
-    # evidence gate (raftkit.retrieval.gate): abstain when no retrieved chunk scores this much; auto
-    # = the threshold a `raftkit train` run carries from its build (none for any other model)
-    min_score: MinScore = "auto"
+class EvidenceCheck(Section):
+    """What decides that retrieved chunks are evidence enough to answer (raftkit.retrieval.gate);
+    shared by `retrieval` (ask) and every RAG system of `compare`."""
+
+    min_score: MinScore = Field(
+        "auto",
+        description="the cosine gate: abstain without asking the model when no retrieved chunk"
+        " scores this much; auto = the threshold a `raftkit train` run carries from its build"
+        " (none for any other model); off = none",
+    )
     verifier: str = Field(
         "auto",
         description="evidence verifier (a `raftkit train` run of stage verifier) that scores the"
@@ -146,6 +145,16 @@ class RetrievalConfig(Section):
     rerank: bool = Field(
         False, description="show the prompt's chunks in the verifier's order instead of retrieval's"
     )
+
+
+class RetrievalConfig(EvidenceCheck):
+    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
+    indexes_dir: str = "indexes"  # where named indexes live
+    top_k: int = Field(5, ge=1)
 
 
 class GenerationConfig(Section):

@@ -7,12 +7,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from raftkit.config import GateKind, GenerationConfig, MinScore, RuntimeConfig, Section
+from raftkit.config import EvidenceCheck, GenerationConfig, RuntimeConfig, Section
 
 _SYSTEM_NAME = re.compile(r"^[\w.+-]+$")
 
 
-class SystemConfig(Section):
+class SystemConfig(EvidenceCheck):
     name: str = ""  # a column of the report; letters, digits, '.', '_', '+', '-'
     model: str = ""  # alias, HF id, model folder or a `raftkit train` run folder
     mode: Literal["closed", "rag"] = (
@@ -20,24 +20,6 @@ class SystemConfig(Section):
     )
     index: str = ""  # for rag: an index name under indexes_dir, or a path to an index folder
     top_k: int = Field(5, ge=1)  # chunks shown to a rag system
-    # rag: abstain without asking the model when no chunk scores this much (raftkit.retrieval.gate);
-    # auto = the gate a `raftkit train` run carries (none for any other model)
-    min_score: MinScore = "auto"
-    verifier: str = Field(
-        "auto",
-        description="evidence verifier (a `raftkit train` run of stage verifier) that scores the"
-        " top-k chunks; auto = the one the generator run carries (none for any other model);"
-        " empty = none",
-    )
-    gate: GateKind = Field(
-        "auto",
-        description="what refuses a question: score (the best cosine score below min_score),"
-        " verifier (no chunk reaches the verifier's calibrated threshold), both (a logistic head"
-        " over the two, fitted with the verifier); auto = verifier when there is one, else score",
-    )
-    rerank: bool = Field(
-        False, description="show the prompt's chunks in the verifier's order instead of retrieval's"
-    )
     backend: Literal["hf", "openai"] | None = Field(
         None,
         description="hf = load the model here; openai = a server answers and scores its choices"

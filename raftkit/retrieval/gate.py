@@ -43,10 +43,18 @@ def calibrate(index, questions: list[tuple[str, str]], over_refusal: float) -> d
         "min_score": round(threshold, 4),
         "over_refusal": over_refusal,
         "questions": len(pos),
+        **separation(pos, neg, threshold),
+        "embedder": index.manifest["embedder"]["model"],
+    }
+
+
+def separation(pos: np.ndarray, neg: np.ndarray, threshold: float) -> dict:
+    """How a score splits answerable (`pos`) from evidence-absent (`neg`) questions: the share of
+    answerable ones below `threshold`, of absent ones at or above it, and the AUC."""
+    return {
         "answerable_refused": round(float((pos < threshold).mean()), 4),
         "absent_answered": round(float((neg >= threshold).mean()), 4),
         "auc": round(auc(pos, neg), 4),
-        "embedder": index.manifest["embedder"]["model"],
     }
 
 
@@ -114,10 +122,6 @@ class Gate:
     verifier: object | None = None  # a raftkit.retrieval.verifier.Verifier
     rerank: bool = False
     source: str = ""  # the verifier run, for the report
-
-    @property
-    def active(self) -> bool:
-        return self.min_score is not None if self.kind == "score" else True
 
     def describe(self) -> str:
         """How the gate reads in a report's systems table."""

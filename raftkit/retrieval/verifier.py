@@ -11,8 +11,7 @@ index's own embedder and text:
   question's nearest chunks miss);
 - `bigrams`: the share of the question's adjacent content-word pairs found in the chunk;
 - `maxsim` / `maxsim_min`: late interaction with the shipped encoder (ColBERT's MaxSim): each
-  question token's best cosine with any chunk token, averaged, and the weakest of them;
-- `cross`: a fine-tuned cross-encoder's logit, when the run trained or named one.
+  question token's best cosine with any chunk token, averaged, and the weakest of them.
 
 A logistic head over those features (fitted by `raftkit train` stage `verifier`, see
 raftkit/train/stages/verifier.py) gives the probability that the chunk holds the answer; a question
@@ -33,10 +32,8 @@ import numpy as np
 
 from raftkit.errors import RaftkitError
 
-LEXICAL = ("cosine", "coverage", "rare", "bigrams")
 LATE = ("maxsim", "maxsim_min")
 HEAD_FILE = "verifier.json"  # in the run folder: features, weights, calibration
-CROSS_DIR = "cross_encoder"  # in the run folder: the fine-tuned cross-encoder, when trained
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'.%$-]*[A-Za-z0-9%]|[A-Za-z0-9]")
 # function words carry no evidence; a short list keeps this language-agnostic enough for English
@@ -65,8 +62,8 @@ def words(text: str) -> list[str]:
 class Verifier:
     """A trained verifier (a `raftkit train` run of stage `verifier`) applied over `index`."""
 
-    def __init__(self, head: dict, index, cross=None):
-        self.head, self.index, self._cross = head, index, cross
+    def __init__(self, head: dict, index):
+        self.head, self.index = head, index
         self.features = tuple(head["features"])
 
     def score(self, questions: list[str], texts: list[list[str]], scores: list[list[float]]):
@@ -85,7 +82,7 @@ class Verifier:
 
     def featurize(self, pairs: list[tuple[str, str, float]]) -> np.ndarray:
         """The (len(pairs), len(features)) matrix of the head's features."""
-        return featurize(pairs, self.features, self.idf, self.tokens, self._cross)
+        return featurize(pairs, self.features, self.idf, self.tokens)
 
     @cached_property
     def tokens(self) -> TokenVectors:
@@ -96,7 +93,7 @@ class Verifier:
         return idf_of([c.text for c in self.index.chunks])
 
 
-def featurize(pairs, names, idf: dict[str, float], tokens=None, cross=None) -> np.ndarray:
+def featurize(pairs, names, idf: dict[str, float], tokens=None) -> np.ndarray:
     """Feature matrix of (question, chunk text, cosine) pairs for the feature `names`."""
     cols: dict[str, np.ndarray] = {"cosine": np.array([s for _, _, s in pairs], dtype=np.float64)}
     if {"coverage", "rare", "bigrams"} & set(names):
@@ -105,10 +102,6 @@ def featurize(pairs, names, idf: dict[str, float], tokens=None, cross=None) -> n
     if set(LATE) & set(names):
         late = maxsim([q for q, _, _ in pairs], [t for _, t, _ in pairs], tokens)
         cols.update(maxsim=late[:, 0], maxsim_min=late[:, 1])
-    if "cross" in names:
-        if cross is None:
-            raise RaftkitError("this verifier uses a cross-encoder, but none was loaded")
-        cols["cross"] = np.asarray(cross.predict([(q, t) for q, t, _ in pairs]), dtype=np.float64)
     return np.stack([cols[n] for n in names], axis=1) if pairs else np.zeros((0, len(names)))
 
 
@@ -160,11 +153,10 @@ class TokenVectors:
             )
             for text, e in zip(todo, outs):
                 ids = e["input_ids"].cpu().numpy()
-                keep = e["attention_mask"].cpu().numpy().astype(bool)
-                keep = (
-                    keep & ~np.isin(ids, special) if (keep & ~np.isin(ids, special)).any() else keep
-                )
-                v = e["token_embeddings"].float().cpu().numpy()[keep]
+                real = e["attention_mask"].cpu().numpy().astype(bool)
+                words = real & ~np.isin(ids, special)
+                # a text of special tokens only (an empty string) keeps them rather than nothing
+                v = e["token_embeddings"].float().cpu().numpy()[words if words.any() else real]
                 self.cache[text] = v / np.linalg.norm(v, axis=1, keepdims=True).clip(min=1e-12)
         return [self.cache[t] for t in texts]
 
@@ -218,10 +210,6 @@ def predict(head: dict, x: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ loading a run
-def is_verifier_run(model: str) -> bool:
-    return (Path(model).expanduser() / HEAD_FILE).is_file()
-
-
 def read_head(run: str | Path) -> dict:
     """The verifier.json of a verifier run; RaftkitError when `run` is not one."""
     path = Path(run).expanduser() / HEAD_FILE
@@ -243,9 +231,4 @@ def load(run: str | Path, index) -> Verifier:
             f"verifier {run} was trained with embedder {head['embedder']}, the index "
             f"'{index.name}' uses {embedder}: its scores do not carry over; train one on this index"
         )
-    cross = None
-    if "cross" in head["features"]:
-        from sentence_transformers import CrossEncoder
-
-        cross = CrossEncoder(str(Path(run).expanduser() / CROSS_DIR), device="cpu")
-    return Verifier(head, index, cross)
+    return Verifier(head, index)

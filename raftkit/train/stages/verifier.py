@@ -23,7 +23,7 @@ from raftkit import files
 from raftkit.config import Section
 from raftkit.errors import RaftkitError
 from raftkit.retrieval import verifier as V
-from raftkit.retrieval.gate import auc
+from raftkit.retrieval.gate import auc, separation
 from raftkit.train.stage import Stage
 from raftkit.ui import progress, say
 
@@ -71,12 +71,12 @@ def train_verifier(cfg: TrainConfig, resume: bool = False) -> dict:
     table = _features(index, pairs, names)
     folds = _folds(rows, vc.folds, cfg.seed)
     chosen, oof = _choose(rows, pairs, table, names, folds, vc)
-    calibration = _calibrate(rows, pairs, oof, vc)
+    calibration, both = _calibrate(rows, pairs, oof, vc)
     x, y = _training_matrix(rows, pairs, table, names, chosen, range(len(rows)))
     head = V.fit_head(x, y, chosen, l2=vc.l2)
     head.update(
         threshold=calibration["verifier"]["threshold"],
-        both=calibration["both_head"],
+        both=both,
         embedder=index.manifest["embedder"]["model"],
         index=str(index.path),
         calibration=calibration,
@@ -246,9 +246,10 @@ def _choose(rows, pairs, table, names, folds, vc: VerifierSection):
     return best[1], best[2]
 
 
-def _calibrate(rows, pairs, oof, vc: VerifierSection) -> dict:
-    """Threshold and separation of the verifier, the cosine score and both combined, on the
-    out-of-fold questions (answerable = its document present; evidence-absent = left out)."""
+def _calibrate(rows, pairs, oof, vc: VerifierSection) -> tuple[dict, dict]:
+    """(threshold and separation of the verifier, the cosine score and both combined, on the
+    out-of-fold questions (answerable = its document present; evidence-absent = left out); the
+    `both` head with its threshold)."""
     cos = np.array([[p["cos"]["present"], p["cos"]["absent"]] for p in pairs])
     both_x = np.vstack([np.stack([cos[:, 0], oof[:, 0]], 1), np.stack([cos[:, 1], oof[:, 1]], 1)])
     both_y = np.r_[np.ones(len(rows)), np.zeros(len(rows))]
@@ -259,18 +260,13 @@ def _calibrate(rows, pairs, oof, vc: VerifierSection) -> dict:
         for name, scores in (("verifier", oof), ("cosine", cos), ("both", combined))
     }
     both["threshold"] = figures["both"]["threshold"]
-    return {"questions": len(rows), "over_refusal": vc.over_refusal, **figures, "both_head": both}
+    return {"questions": len(rows), "over_refusal": vc.over_refusal, **figures}, both
 
 
 def _operating(scores: np.ndarray, over_refusal: float) -> dict:
-    pos, neg = scores[:, 0], scores[:, 1]
-    threshold = float(np.quantile(pos, over_refusal))
-    return {
-        "threshold": round(threshold, 6),
-        "auc": round(auc(pos, neg), 4),
-        "answerable_refused": round(float((pos < threshold).mean()), 4),
-        "absent_answered": round(float((neg >= threshold).mean()), 4),
-    }
+    """The threshold refusing `over_refusal` of the answerable column, and what it does."""
+    threshold = float(np.quantile(scores[:, 0], over_refusal))
+    return {"threshold": round(threshold, 6), **separation(scores[:, 0], scores[:, 1], threshold)}
 
 
 STAGE = Stage(
