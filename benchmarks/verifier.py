@@ -29,11 +29,12 @@ K = 4  # chunks judged per question: the RAG systems' top_k in hallucination.py
 DEMO = p.ROOT / "corpora" / "demo"
 
 
-def judged(check, index, questions: list[str], shown: list[list]) -> tuple[np.ndarray, np.ndarray]:
-    """(best cosine, best verifier probability) per question over the chunks `shown` it."""
+def judged(check, index, questions: list[str], shown: list[list], options=None):
+    """(best cosine, best verifier probability) per question over the chunks `shown` it; with
+    `options` (per question its answer options) the verifier's options head judges."""
     texts = [[c.text for c, _ in row] for row in shown]
     scores = [[s for _, s in row] for row in shown]
-    probs = check.verifier.score(questions, texts, scores)
+    probs = check.verifier.score(questions, texts, scores, options)
     return np.array([max(s) for s in scores]), np.array([max(q) for q in probs])
 
 
@@ -58,26 +59,33 @@ def situations(index, rows: list[dict]) -> dict[str, list[list]]:
     return out
 
 
+JUDGES = ("cosine", "verifier", "both", "verifier+options", "both+options")
+
+
 def evaluate(check, cosine_threshold: float, index, rows: list[dict], negatives) -> dict:
-    """Cosine, verifier and both on answerable vs each set of evidence-absent questions."""
+    """Cosine, verifier and both (reading the question alone, then with its answer options) on
+    answerable vs each set of evidence-absent questions."""
     from raftkit.retrieval.verifier import predict
 
     qs = [r["question"] for r in rows]
-    head = check.verifier.head
+    options = [r.get("choices") for r in rows]
     t0 = time.perf_counter()
-    cos_p, ver_p = judged(check, index, qs, negatives["answerable"])
+    judged(check, index, qs, negatives["answerable"], options)
     seconds = (time.perf_counter() - t0) / max(len(qs), 1)
     out = {"questions": len(qs), "verifier_s_per_question": round(seconds, 4)}
+    heads = {"": check.verifier.head, "+options": check.verifier.head_for(options[0])}
     for name in (k for k in negatives if k != "answerable"):
-        cos_n, ver_n = judged(check, index, qs, negatives[name])
-        both = head["both"]
-        bp = predict(both, np.stack([cos_p, ver_p], 1))
-        bn = predict(both, np.stack([cos_n, ver_n], 1))
-        out[name] = {
-            "cosine": separation(cos_p, cos_n, cosine_threshold),
-            "verifier": separation(ver_p, ver_n, head["threshold"]),
-            "both": separation(bp, bn, both["threshold"]),
-        }
+        out[name] = {}
+        for tag, head in heads.items():
+            given = options if tag else None
+            cos_p, ver_p = judged(check, index, qs, negatives["answerable"], given)
+            cos_n, ver_n = judged(check, index, qs, negatives[name], given)
+            both = head["both"]
+            bp = predict(both, np.stack([cos_p, ver_p], 1))
+            bn = predict(both, np.stack([cos_n, ver_n], 1))
+            out[name]["cosine"] = separation(cos_p, cos_n, cosine_threshold)
+            out[name]["verifier" + tag] = separation(ver_p, ver_n, head["threshold"])
+            out[name]["both" + tag] = separation(bp, bn, both["threshold"])
     return out
 
 
@@ -104,8 +112,9 @@ def realtimeqa(seed: int, args) -> dict:
         "seed": seed,
         "test": len(test),
         "cosine_gate": built,
-        "calibration": check.verifier.head["calibration"],
+        "calibration": _calibration(check.verifier.head),
         "features": check.verifier.head["features"],
+        "option_features": check.verifier.head["options"]["features"],
         "held_out": held,
         "steps": steps.records(),
     }
@@ -152,18 +161,31 @@ def demo(args) -> dict:
         ]
 
     built = json.loads((work / "raft" / "manifest.json").read_text())["summary"]["evidence_gate"]
-    cos_p, ver_p = judged(check, index, [r["question"] for r in ok], shown(ok))
-    cos_n, ver_n = judged(check, index, [r["question"] for r in gone], shown(gone))
-    return {
+    out = {
         "answerable": len(ok),
         "unanswerable": len(gone),
         "cosine_gate": built,
-        "calibration": check.verifier.head["calibration"],
+        "calibration": _calibration(check.verifier.head),
         "features": check.verifier.head["features"],
-        "cosine": separation(cos_p, cos_n, built["min_score"]),
-        "verifier": separation(ver_p, ver_n, check.verifier.head["threshold"]),
+        "option_features": check.verifier.head["options"]["features"],
         "steps": steps.records(),
     }
+    for tag in ("", "+options"):
+        opts = (lambda rs: [r["choices"] for r in rs]) if tag else (lambda rs: None)
+        head = check.verifier.head["options"] if tag else check.verifier.head
+        cos_p, ver_p = judged(check, index, [r["question"] for r in ok], shown(ok), opts(ok))
+        cos_n, ver_n = judged(check, index, [r["question"] for r in gone], shown(gone), opts(gone))
+        out["cosine"] = separation(cos_p, cos_n, built["min_score"])
+        out["verifier" + tag] = separation(ver_p, ver_n, head["threshold"])
+    return out
+
+
+def _calibration(head: dict) -> dict:
+    """Out-of-fold figures of every judge, the options head's under `+options`."""
+    out = dict(head["calibration"])
+    for judge in ("verifier", "both"):
+        out[judge + "+options"] = head["options"]["calibration"][judge]
+    return out
 
 
 def measure(args) -> dict:
@@ -188,7 +210,7 @@ def render(d: dict) -> str:
     rows = []
     for seed, r in d["seeds"].items():
         cal = r["calibration"]
-        for judge in ("cosine", "verifier", "both"):
+        for judge in JUDGES:
             rows.append(
                 [
                     f"seed {seed}",
@@ -203,8 +225,14 @@ def render(d: dict) -> str:
         f"Machine: {describe(d['machine'])}. "
         + __doc__.split("\n\n")[1].replace("\n", " ")
         + " Verifier features chosen by out-of-fold AUC on the training questions: "
-        + "; ".join(f"seed {s}: {', '.join(r['features'])}" for s, r in d["seeds"].items())
-        + ".",
+        + "; ".join(
+            f"seed {s}: {', '.join(r['features'])} (with options: "
+            f"{', '.join(r['option_features'])})"
+            for s, r in d["seeds"].items()
+        )
+        + ". `+options`: the verifier's head for questions asked with answer options (multiple"
+        " choice), which also reads whether a chunk names one of them; trained on the build's"
+        " questions with their answer and three spans of its kind from the corpus as options.",
         "RealTimeQA, 60 held-out questions per seed. `calibration AUC`: out of fold on the "
         "training questions (their document left out). Held out: AUC of answerable against "
         "evidence-absent, then the share of answerable refused and of evidence-absent answered "
@@ -230,9 +258,12 @@ def render(d: dict) -> str:
         parts.append(
             f"Demo (`make demo`'s build, {m['answerable']} answerable questions over the v2 index "
             f"against its {m['unanswerable']} unanswerable ones): cosine {_says(m['cosine'])}; "
-            f"verifier {_says(m['verifier'])}; out of fold on the build: verifier AUC "
-            f"{m['calibration']['verifier']['auc']:.3f}, cosine "
-            f"{m['calibration']['cosine']['auc']:.3f}. Features: {', '.join(m['features'])}."
+            f"verifier on the question alone {_says(m['verifier'])}; with the answer options "
+            f"{_says(m['verifier+options'])}; out of fold on the build: verifier AUC "
+            f"{m['calibration']['verifier']['auc']:.3f} (with options "
+            f"{m['calibration']['verifier+options']['auc']:.3f}), cosine "
+            f"{m['calibration']['cosine']['auc']:.3f}. Features: {', '.join(m['features'])}; "
+            f"with options {', '.join(m['option_features'])}."
         )
     steps = [s for r in d["seeds"].values() for s in r["steps"]]
     steps += d["demo"]["steps"] if d.get("demo") else []

@@ -109,6 +109,39 @@ def test_stage_trains_and_calibrates_out_of_fold(trained):
     assert (run / "config.yaml").is_file() or any(run.glob("*.yaml"))  # resolved config beside it
 
 
+def test_option_score_reads_the_answer_not_the_topic():
+    page = "The mayor of Arlen is Mira Voss, elected last spring."
+    assert V.option_score(["Oskar Lind", "Mira Voss"], page) == 1.0
+    assert V.option_score(["Oskar Lind", "Hana Ruiz"], page) == 0.0
+    assert V.option_score(["Mira Lind"], page) == 0.5  # half the option's words
+
+
+def test_questions_with_answer_options_get_their_own_head(trained):
+    """The options head (trained on the build's answers and spans of their kind as options)
+    prefers the chunk that names an option, and the gate applies its threshold to them."""
+    from raftkit.retrieval.index import load_index
+
+    run, _, idx = trained
+    head = json.loads((run / V.HEAD_FILE).read_text())
+    opts = head["options"]
+    assert opts["features"][-1] == "option" and "threshold" in opts and "both" in opts
+    assert opts["calibration"]["questions"] == 2 * len(TOWNS)
+    check = gate.build("off", str(run), "verifier", str(run), load_index("towns", idx))
+    q = "Who is the mayor of Arlen?"
+    text = "The mayor of Arlen is Mira Voss."
+    named, unnamed = ["Mira Voss", "Oskar Lind"], ["Hana Ruiz", "Oskar Lind"]
+    [[p_named]], [[p_unnamed]] = (
+        check.verifier.score([q], [[text]], [[0.5]], [o]) for o in (named, unnamed)
+    )
+    assert p_named > p_unnamed
+    [[p_open]] = check.verifier.score([q], [[text]], [[0.5]])  # no options: the open head
+    assert p_open == pytest.approx(
+        V.predict(head, check.verifier.featurize([(q, text, 0.5)], head["features"]))[0]
+    )
+    assert check.verifier.head_for(named) == opts
+    assert check.verifier.head_for(None) is check.verifier.head
+
+
 class Echo:
     """A generator that answers every conversation it is asked, and counts them."""
 

@@ -175,9 +175,13 @@ def _answer_block(
     docs = [retrieved[q.id].top(system.top_k) if retrieved is not None else None for q in part]
     closed, evidence = [False] * len(part), [[] for _ in part]
     if retrieved is not None:
-        # the question as asked (the gate judges the user's question, not the choices appended)
+        # the question as asked, its answer options apart (a verifier with an options head reads
+        # whether a chunk names one of them)
         closed, evidence = check.judge(
-            [q.question for q in part], [d.texts for d in docs], [d.scores for d in docs]
+            [q.question for q in part],
+            [d.texts for d in docs],
+            [d.scores for d in docs],
+            [q.choices or None for q in part],
         )
         docs = [d.reorder(check.order(e)) for d, e in zip(docs, evidence)]
     convs = [conversation(q, system, d, cfg.scoring.show_choices) for q, d in zip(part, docs)]

@@ -131,25 +131,35 @@ class Gate:
         head = self.verifier.head
         threshold = head["both"]["threshold"] if self.kind == "both" else head["threshold"]
         what = "cosine + verifier" if self.kind == "both" else "verifier"
-        return f"{what} < {threshold:.3f}" + (", reranked" if self.rerank else "")
+        opts = head.get("options")
+        if opts:
+            more = opts["both"]["threshold"] if self.kind == "both" else opts["threshold"]
+            threshold = f"{threshold:.3f} ({more:.3f} with answer options)"
+        else:
+            threshold = f"{threshold:.3f}"
+        return f"{what} < {threshold}" + (", reranked" if self.rerank else "")
 
-    def judge(self, questions: list[str], texts: list[list[str]], scores: list[list[float]]):
+    def judge(self, questions, texts, scores, options=None):
         """(closed, evidence) per question: whether the gate refuses it, and each chunk's verifier
-        probability (the cosine scores when no verifier is used)."""
+        probability (the cosine scores when no verifier is used). `options`: per question its
+        answer options (multiple choice) or None; the verifier reads them when it has a head for
+        them."""
         if self.verifier is None:
             return [closed(s, self.min_score) for s in scores], scores
-        probs = self.verifier.score(questions, texts, scores)
-        head = self.verifier.head
+        options = options or [None] * len(questions)
+        probs = self.verifier.score(questions, texts, scores, options)
         if self.kind == "score":  # the verifier only orders the chunks (rerank)
             return [closed(s, self.min_score) for s in scores], probs
+        heads = [self.verifier.head_for(o) for o in options]
         if self.kind == "verifier":
-            return [not p or max(p) < head["threshold"] for p in probs], probs
+            return [not p or max(p) < h["threshold"] for p, h in zip(probs, heads)], probs
         from raftkit.retrieval.verifier import predict
 
-        both = head["both"]
-        x = np.array([[max(s, default=0.0), max(p, default=0.0)] for s, p in zip(scores, probs)])
-        combined = predict(both, x) if len(x) else []
-        return [c < both["threshold"] for c in combined], probs
+        shut = []
+        for s, p, h in zip(scores, probs, heads):
+            x = np.array([[max(s, default=0.0), max(p, default=0.0)]])
+            shut.append(bool(predict(h["both"], x)[0] < h["both"]["threshold"]))
+        return shut, probs
 
     def refusal(self, scores: list[float], evidence: list[float]) -> str:
         """The reply of a question this gate refused: why, then the refusal line."""

@@ -11,7 +11,10 @@ index's own embedder and text:
   question's nearest chunks miss);
 - `bigrams`: the share of the question's adjacent content-word pairs found in the chunk;
 - `maxsim` / `maxsim_min`: late interaction with the shipped encoder (ColBERT's MaxSim): each
-  question token's best cosine with any chunk token, averaged, and the weakest of them.
+  question token's best cosine with any chunk token, averaged, and the weakest of them;
+- `option`, for a question asked with answer options (multiple choice): the share of the best
+  option's words that the chunk contains. The verifier then reads for the answer itself, not only
+  for the question's words; such questions get their own head (`options` in verifier.json).
 
 A logistic head over those features (fitted by `raftkit train` stage `verifier`, see
 raftkit/train/stages/verifier.py) gives the probability that the chunk holds the answer; a question
@@ -66,23 +69,41 @@ class Verifier:
         self.head, self.index = head, index
         self.features = tuple(head["features"])
 
-    def score(self, questions: list[str], texts: list[list[str]], scores: list[list[float]]):
-        """Per question, the probability that each of its chunks holds the answer."""
-        pairs = [(q, t, c) for q, ts, cs in zip(questions, texts, scores) for t, c in zip(ts, cs)]
-        probs = self.probabilities(pairs) if pairs else np.zeros(0)
-        out, i = [], 0
-        for ts in texts:
-            out.append([float(p) for p in probs[i : i + len(ts)]])
-            i += len(ts)
+    def head_for(self, options: list[str] | None) -> dict:
+        """The head that judges a question: the options head when it comes with answer options
+        and the run has one, else the open head (the question alone)."""
+        return self.head["options"] if options and self.head.get("options") else self.head
+
+    def score(self, questions, texts, scores, options=None) -> list[list[float]]:
+        """Per question, the probability that each of its chunks holds the answer; `options`, per
+        question its answer options or None."""
+        options = options or [None] * len(questions)
+        out: list[list[float]] = [[] for _ in questions]
+        groups: dict[int, list[int]] = {}
+        for i, opts in enumerate(options):
+            groups.setdefault(id(self.head_for(opts)), []).append(i)
+        for members in groups.values():
+            head = self.head_for(options[members[0]])
+            pairs, owners = [], []
+            for i in members:
+                for t, c in zip(texts[i], scores[i]):
+                    pairs.append((questions[i], t, c))
+                    owners.append(options[i])
+            probs = predict(head, self.featurize(pairs, head["features"], owners))
+            at = 0
+            for i in members:
+                out[i] = [float(p) for p in probs[at : at + len(texts[i])]]
+                at += len(texts[i])
         return out
 
     def probabilities(self, pairs: list[tuple[str, str, float]]) -> np.ndarray:
-        """P(chunk holds the answer) of each (question, chunk text, cosine score)."""
-        return predict(self.head, self.featurize(pairs))
+        """P(chunk holds the answer) of each (question, chunk text, cosine score), by the open
+        head."""
+        return predict(self.head, self.featurize(pairs, self.features))
 
-    def featurize(self, pairs: list[tuple[str, str, float]]) -> np.ndarray:
-        """The (len(pairs), len(features)) matrix of the head's features."""
-        return featurize(pairs, self.features, self.idf, self.tokens)
+    def featurize(self, pairs, names, options=None) -> np.ndarray:
+        """The (len(pairs), len(names)) feature matrix; `options` per pair for `option`."""
+        return featurize(pairs, names, self.idf, self.tokens, options)
 
     @cached_property
     def tokens(self) -> TokenVectors:
@@ -93,9 +114,13 @@ class Verifier:
         return idf_of([c.text for c in self.index.chunks])
 
 
-def featurize(pairs, names, idf: dict[str, float], tokens=None) -> np.ndarray:
-    """Feature matrix of (question, chunk text, cosine) pairs for the feature `names`."""
+def featurize(pairs, names, idf: dict[str, float], tokens=None, options=None) -> np.ndarray:
+    """Feature matrix of (question, chunk text, cosine) pairs for the feature `names`; `options`,
+    per pair the question's answer options, is read by `option` only."""
     cols: dict[str, np.ndarray] = {"cosine": np.array([s for _, _, s in pairs], dtype=np.float64)}
+    if "option" in names:
+        given = options or [None] * len(pairs)
+        cols["option"] = np.array([option_score(o or [], t) for (_, t, _), o in zip(pairs, given)])
     if {"coverage", "rare", "bigrams"} & set(names):
         lex = np.array([lexical(q, t, idf) for q, t, _ in pairs]).reshape(-1, 3)
         cols.update(coverage=lex[:, 0], rare=lex[:, 1], bigrams=lex[:, 2])
@@ -103,6 +128,14 @@ def featurize(pairs, names, idf: dict[str, float], tokens=None) -> np.ndarray:
         late = maxsim([q for q, _, _ in pairs], [t for _, t, _ in pairs], tokens)
         cols.update(maxsim=late[:, 0], maxsim_min=late[:, 1])
     return np.stack([cols[n] for n in names], axis=1) if pairs else np.zeros((0, len(names)))
+
+
+def option_score(options: list[str], text: str) -> float:
+    """The best answer option's share of content words found in `text`: a chunk that holds the
+    answer names one of the options, a chunk that is only on the topic rarely does."""
+    have = set(words(text))
+    shares = [sum(w in have for w in ws) / len(ws) for ws in map(words, options) if ws]
+    return max(shares, default=0.0)
 
 
 def idf_of(texts: list[str]) -> dict[str, float]:

@@ -55,6 +55,11 @@ class VerifierSection(Section):
         0.10, gt=0, lt=1, description="share of answerable calibration questions it may refuse"
     )
     l2: float = Field(1.0, ge=0, description="L2 penalty of the logistic head's weights")
+    options: bool = Field(
+        True,
+        description="also fit a head for questions asked with answer options (multiple choice),"
+        " with the feature `option`: whether a chunk names one of them",
+    )
 
 
 def train_verifier(cfg: TrainConfig, resume: bool = False) -> dict:
@@ -70,46 +75,107 @@ def train_verifier(cfg: TrainConfig, resume: bool = False) -> dict:
     )
     table = _features(index, pairs, names)
     folds = _folds(rows, vc.folds, cfg.seed)
-    chosen, oof = _choose(rows, pairs, table, names, folds, vc)
-    calibration, both = _calibrate(rows, pairs, oof, vc)
-    x, y = _training_matrix(rows, pairs, table, names, chosen, range(len(rows)))
-    head = V.fit_head(x, y, chosen, l2=vc.l2)
-    head.update(
-        threshold=calibration["verifier"]["threshold"],
-        both=both,
-        embedder=index.manifest["embedder"]["model"],
-        index=str(index.path),
-        calibration=calibration,
-    )
+    head = _fit(rows, pairs, table, names, folds, vc, _sets(vc, False))
+    if vc.options:
+        # the head for questions asked with answer options: the build's own options, else the
+        # answer and three spans of its kind from the corpus (raftkit/raft/spans.py)
+        options = _options(rows, index, cfg.seed)
+        chunk = {c.id: c.text for c in index.chunks}
+        for (i, c), row in table.items():
+            table[(i, c)] = np.r_[row, V.option_score(options[i], chunk[c])]
+        head["options"] = _fit(rows, pairs, table, [*names, "option"], folds, vc, _sets(vc, True))
+    head.update(embedder=index.manifest["embedder"]["model"], index=str(index.path))
     out = Path(cfg.output_dir)
     files.write_json(out / V.HEAD_FILE, head)
+    calibration = head["calibration"]
     summary = {
         "stage": "verifier",
         "dataset": cfg.data.path,
         "index": str(index.path),
         "embedder": head["embedder"],
         "questions": len(rows),
-        "pairs": int(len(y)),
-        "positives": int(y.sum()),
-        "features": list(chosen),
+        "pairs": head["pairs"],
+        "positives": head["positives"],
+        "features": head["features"],
         "calibration": calibration,
+        "options": _brief(head.get("options")),
         "wall_s": round(time.perf_counter() - t0, 2),
         "evidence_gate": None,
     }
     c, s = calibration["verifier"], calibration["cosine"]
     summary["headline"] = (
         f"trained verifier in {summary['wall_s']:.1f}s on {len(rows)} questions: features "
-        f"{', '.join(chosen)}; out of fold AUC {c['auc']:.3f} (cosine score {s['auc']:.3f}); "
-        f"refusing {c['answerable_refused']:.0%} of answerable questions it lets "
+        f"{', '.join(head['features'])}; out of fold AUC {c['auc']:.3f} (cosine score "
+        f"{s['auc']:.3f}); refusing {c['answerable_refused']:.0%} of answerable questions it lets "
         f"{c['absent_answered']:.0%} of evidence-absent ones through (cosine "
         f"{s['absent_answered']:.0%})"
     )
+    if head.get("options"):
+        o = head["options"]["calibration"]["verifier"]
+        summary["headline"] += (
+            f"; with answer options AUC {o['auc']:.3f}, {o['absent_answered']:.0%} through"
+        )
     files.write_json(out / "run.json", summary)
     return summary
 
 
-def _wanted(vc: VerifierSection) -> tuple[str, ...]:
-    return () if vc.features == "auto" else tuple(vc.features)
+def _sets(vc: VerifierSection, options: bool) -> dict[str, tuple[str, ...]]:
+    """The feature sets to choose among: the candidates (or the one asked for), each with
+    `option` for the options head and without it for the open head."""
+    sets = CANDIDATES if vc.features == "auto" else {"chosen": tuple(vc.features)}
+    return {
+        k + ("+option" if options else ""): (*v, "option") if options else v
+        for k, v in sets.items()
+    }
+
+
+def _fit(rows, pairs, table, names, folds, vc: VerifierSection, sets) -> dict:
+    """One head: its feature set chosen by out-of-fold AUC among `sets`, threshold and `both`
+    head calibrated out of fold, weights fitted on every question."""
+    chosen, oof = _choose(rows, pairs, table, names, folds, sets, vc)
+    calibration, both = _calibrate(rows, pairs, oof, vc)
+    x, y = _training_matrix(rows, pairs, table, names, chosen, range(len(rows)))
+    head = V.fit_head(x, y, chosen, l2=vc.l2)
+    head.update(
+        threshold=calibration["verifier"]["threshold"],
+        both=both,
+        calibration=calibration,
+        pairs=int(len(y)),
+        positives=int(y.sum()),
+    )
+    return head
+
+
+def _brief(head: dict | None) -> dict | None:
+    """What run.json says of the options head."""
+    if not head:
+        return None
+    return {"features": head["features"], "calibration": head["calibration"]}
+
+
+def _options(rows, index, seed: int) -> list[list[str]]:
+    """Per question its answer options: its own `choices`, else its answer and three spans of
+    the same kind from the index's chunks, seeded (none without an answer)."""
+    import random
+
+    from raftkit.raft import spans
+
+    pool, rng, out = None, random.Random(seed), []
+    for r in rows:
+        answer = (r.get("answer") or "").strip()
+        if r.get("choices"):
+            out.append(list(r["choices"]))
+            continue
+        if not answer:
+            out.append([])
+            continue
+        if pool is None:
+            pool = spans.SpanPool(c.text for c in index.chunks)
+        found = [x for x in spans.find_spans(answer) if x.text == answer]
+        kind = "name" if answer[:1].isupper() else "words"
+        span = found[0] if found else spans.Span(0, len(answer), answer, kind)
+        out.append([answer, *pool.distractors(span, 3, [answer], rng)])
+    return out
 
 
 def _build_questions(cfg: TrainConfig):
@@ -233,11 +299,10 @@ def _out_of_fold(rows, pairs, table, names, folds, chosen, vc) -> np.ndarray:
     return oof
 
 
-def _choose(rows, pairs, table, names, folds, vc: VerifierSection):
-    """(the feature set, its out-of-fold scores): the one asked for, or the best by AUC."""
-    options = {"chosen": _wanted(vc)} if vc.features != "auto" else CANDIDATES
+def _choose(rows, pairs, table, names, folds, sets: dict, vc: VerifierSection):
+    """(the feature set, its out-of-fold scores): the best of `sets` by out-of-fold AUC."""
     best = None
-    for label, chosen in options.items():
+    for label, chosen in sets.items():
         oof = _out_of_fold(rows, pairs, table, names, folds, chosen, vc)
         score = auc(oof[:, 0], oof[:, 1])
         say(f"verifier: features '{label}' out-of-fold AUC {score:.3f}")
@@ -275,6 +340,6 @@ STAGE = Stage(
     train=train_verifier,
     section=VerifierSection,
     columns=(("question", "oracle_id", "doc_id"),),
-    extra_columns=("distractor_ids", "answer"),
+    extra_columns=("distractor_ids", "answer", "choices"),
     column_hint="the verifier trains from a build-dataset folder",
 )
