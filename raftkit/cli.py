@@ -79,7 +79,9 @@ def cmd_probes(args) -> None:
     from raftkit.compare.probes import ProbesRunConfig, write_probes
 
     cfg = config.load(ProbesRunConfig, args.config, args.set)
-    made = write_probes(args.name, args.out, cfg, args.since, args.indexes_dir)
+    made = write_probes(
+        args.name, args.out, cfg, args.since, args.indexes_dir, overwrite=args.overwrite
+    )
     c = made.counts
     print(
         f"wrote {len(made.rows)} probes to {args.out} in {made.seconds:.1f}s: {c['changed']} "
@@ -240,6 +242,7 @@ def _index_commands(sub) -> None:
     )
     p.add_argument("name", help="index name")
     p.add_argument("--since", type=int, default=1, help="the last N recorded updates (default 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--json", action="store_true", help="print the changes as JSON")
     p.add_argument("--indexes-dir", default="indexes", help="where indexes live")
     p.set_defaults(func=cmd_index_diff)
@@ -260,6 +263,7 @@ def _probes_command(sub) -> None:
     p.add_argument("name", help="index name")
     p.add_argument("--out", required=True, help="the QA .jsonl to write")
     p.add_argument("--since", type=int, default=1, help="the last N recorded updates (default 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--config", help="YAML: a probes section (and generation, for phrasing: model)")
     _sets(p)
     p.add_argument("--indexes-dir", default="indexes", help="where indexes live")

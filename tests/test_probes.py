@@ -121,6 +121,14 @@ def test_raftkit_probes_writes_qa_that_compare_and_build_dataset_read(demo, tmp_
     capped = files.read_jsonl(other)
     assert len(capped) < len(rows)
     assert all(sum(r["doc_ids"] == c["doc_ids"] for r in capped) <= 2 for c in capped)
+    # an existing file is replaced only when asked: nothing is lost by a mistyped --out
+    code, _, err = run(capsys, "probes", "demo", "--indexes-dir", demo, "--out", other)
+    assert (
+        code == 2 and err.strip() == f"error: --out {other} exists; pass --overwrite to replace it"
+    )
+    assert files.read_jsonl(other) == capped
+    run(capsys, "probes", "demo", "--indexes-dir", demo, "--out", other, "--overwrite")
+    assert other.read_text() == out.read_text()
 
 
 def test_probes_load_no_model(demo, monkeypatch):

@@ -204,15 +204,23 @@ def make_probes(index, cfg: ProbesConfig, since: int = 1, generator=None) -> Pro
 
 
 def write_probes(
-    name: str, out: str | Path, cfg: ProbesRunConfig, since: int = 1, indexes_dir="indexes"
+    name: str,
+    out: str | Path,
+    cfg: ProbesRunConfig,
+    since: int = 1,
+    indexes_dir="indexes",
+    overwrite: bool = False,
 ) -> ProbeSet:
     """`raftkit probes`: the probes of index `name` written to `out` (JSON lines); see
-    make_probes. The generator is loaded only for `phrasing: model`."""
+    make_probes. The generator is loaded only for `phrasing: model`. An existing `out` is
+    replaced only with `overwrite`."""
     from raftkit.retrieval.index import load_index
 
     out = Path(out)
     if out.is_dir():
         raise RaftkitError(f"--out {out} is a folder; give a .jsonl file path")
+    if out.exists() and not overwrite:
+        raise RaftkitError(f"--out {out} exists; pass --overwrite to replace it")
     index = load_index(name, indexes_dir)
     generator = None
     if cfg.probes.phrasing == "model":
