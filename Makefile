@@ -41,32 +41,43 @@ test-fast: install
 DEMO_CHUNKS := --set retrieval.chunking.size=128 --set retrieval.chunking.overlap=16
 DEMO_STEPS ?= 64
 DEMO_QUESTIONS ?= 48
+DEMO_PROBES ?= 32
 DEMO_Q := "On which port does a Tarnwick node serve its HTTP API?"
 
 demo: install
-	@echo "== 1/7 index the demo docs as they were at release 1 (corpora/demo/v1); the base model answers from it"
+	@echo "== 1/8 index the demo docs as they were at release 1 (corpora/demo/v1); the base model answers from it"
 	$(RAFTKIT) index build corpora/demo/v1 --name demo $(DEMO_CHUNKS) --overwrite
 	$(RAFTKIT) ask demo $(DEMO_Q)
-	@echo "== 2/7 RAFT training data from v1 (paraphrased questions; the evaluation questions stay unseen)"
+	@echo "== 2/8 RAFT training data from v1 (paraphrased questions; the evaluation questions stay unseen)"
 	# The abstain recipe: 80% of the questions with their chunk (answer with a quote), the rest with
 	# distractors only (the refusal); it also calibrates the evidence gate the trained run carries.
 	$(RAFTKIT) build-dataset corpora/demo/v1 --qa corpora/demo/train_qa_v1.jsonl --out datasets/demo-v1 \
 	  --config recipes/raft_build_abstain.yaml --set index_name=demo $(DEMO_CHUNKS) \
 	  --set assembly.num_distractors=2 --set assembly.eval_fraction=0 --overwrite
-	@echo "== 3/7 fine-tune SmolLM2-135M with LoRA on it + the same questions closed-book ($(DEMO_STEPS) steps)"
+	@echo "== 3/8 train the evidence verifier on the same build: when to abstain (seconds)"
+	$(RAFTKIT) train --config recipes/verifier.yaml --set data.path=datasets/demo-v1 \
+	  --set output_dir=runs/demo-verifier --overwrite
+	@echo "== 4/8 fine-tune SmolLM2-135M with LoRA on it + the same questions closed-book ($(DEMO_STEPS) steps)"
 	# data.mix adds the build's closed-book rows (dsf_train.jsonl): without documents the model answers
 	# v1 facts from memory, which is what the freshness columns show after the docs change.
 	$(RAFTKIT) train --config recipes/sft_lora_abstain.yaml --set data.path=datasets/demo-v1 \
 	  --set "data.mix=[datasets/demo-v1/dsf_train.jsonl]" --set output_dir=runs/demo-sft \
 	  --set data.max_length=640 --set optim.max_steps=$(DEMO_STEPS) --overwrite
-	@echo "== 4/7 the same question, base model and fine-tuned model, over the same index"
+	@echo "== 5/8 the same question, base model and fine-tuned model, over the same index"
 	$(RAFTKIT) ask demo $(DEMO_Q) --model runs/demo-sft
-	@echo "== 5/7 the docs change: release 2 (corpora/demo/v2) - update the index in place"
+	@echo "== 6/8 the docs change: release 2 (corpora/demo/v2) - update the index in place, see what changed"
 	$(RAFTKIT) index update corpora/demo/v2 --name demo
-	@echo "== 6/7 compare base, base+RAG, fine-tuned and fine-tuned+RAG (RAFT), paired against base+RAG"
+	$(RAFTKIT) index diff demo
+	# freshness questions written from the update itself: no labels, no model
+	$(RAFTKIT) probes demo --out reports/demo-probes.jsonl --overwrite
+	@echo "== 7/8 compare base, base+RAG, fine-tuned and fine-tuned+RAG (RAFT + verifier), paired against base+RAG"
 	$(RAFTKIT) compare --config recipes/compare_demo.yaml --out reports/demo --overwrite \
 	  --set questions.max_questions=$(DEMO_QUESTIONS) --set generation.max_new_tokens=64
-	@echo "== 7/7 done. Open the report: $(CURDIR)/reports/demo/report.html"
+	@echo "== 8/8 the same four systems on the probes (freshness without hand labels)"
+	$(RAFTKIT) compare --config recipes/compare_demo.yaml --out reports/demo-probes --overwrite \
+	  --set questions.path=reports/demo-probes.jsonl --set questions.max_questions=$(DEMO_PROBES) \
+	  --set generation.max_new_tokens=64
+	@echo "== done. Open the reports: $(CURDIR)/reports/demo/report.html and $(CURDIR)/reports/demo-probes/report.html"
 
 bench: install
 	$(PY) benchmarks/retrieval.py
