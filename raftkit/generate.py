@@ -8,6 +8,7 @@ from the cache its own generation left behind, so a question costs one prompt pr
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -208,9 +209,13 @@ class _Batch:
             [[1] * (seen + 1 + len(c)) + [0] * (width - 1 - len(c)) for c in conts], device=dev
         )
         positions = torch.arange(seen, seen + width, device=dev).expand(n, width)
+        # transformers 5.x names the cache argument `cache` (`past_key_values` warns); others
+        # keep the old name
+        takes = inspect.signature(self.model.forward).parameters
+        kv = {"cache" if "cache" in takes else "past_key_values": past}
         with torch.inference_mode():
             logits = self.model(
-                input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=past
+                input_ids=ids, attention_mask=mask, position_ids=positions, **kv
             ).logits
         logp = torch.log_softmax(logits.float(), dim=-1)
         return [

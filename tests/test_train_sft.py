@@ -71,6 +71,21 @@ def test_sft_resume_and_overwrite(tiny_llama, tmp_path, capsys, train_tiny):
     assert not (run / "checkpoint-3").exists()
 
 
+def test_training_screen_shows_a_bar_with_the_loss_not_log_dicts(
+    tiny_llama, tmp_path, capfd, train_tiny, monkeypatch
+):
+    """What a user's terminal shows: the progress bar (with the loss on it), never the Trainer's
+    per-step dicts; the losses are in metrics.jsonl."""
+    monkeypatch.delenv("RAFTKIT_QUIET", raising=False)
+    run = tmp_path / "run"
+    assert train_tiny("sft_lora_tiny.yaml", tiny_llama, run, "optim.max_steps=2") == 0
+    out, err = capfd.readouterr()
+    assert "{'loss'" not in out + err and "'train_runtime'" not in out + err
+    assert "2/2" in err and "loss=" in err  # the bar ran to the end, the loss beside it
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert sum("loss" in r for r in logged) == 2
+
+
 def _sft_trainer(tiny_llama, tmp_path, *sets):
     from raftkit.train.run import load_config
     from raftkit.train.stages.sft import sft_trainer

@@ -390,6 +390,30 @@ def plot_loss(history: list[dict], out: Path) -> None:
     os.replace(tmp, out)
 
 
+def _quiet_screen(trainer) -> None:
+    """The Trainer's screen as raftkit's: one progress bar with the loss beside it, never the
+    per-step log dicts the Trainer prints (they are in metrics.jsonl); no bar at all under
+    RAFTKIT_QUIET=1."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(_loss_bar())
+
+
+def _loss_bar():
+    """ProgressCallback, showing the latest loss on its bar instead of printing each log dict."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class LossBarCallback(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            bar = getattr(self, "training_bar", None)
+            if state.is_world_process_zero and bar is not None and logs and "loss" in logs:
+                bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
+
+    return LossBarCallback
+
+
 def run_training(
     trainer, cfg: TrainConfig, tok, base: str, resume: bool, examples: int = 0
 ) -> dict:
@@ -400,12 +424,7 @@ def run_training(
         import torch
 
         torch.cuda.reset_peak_memory_stats()
-    if (
-        os.environ.get("RAFTKIT_QUIET") == "1"
-    ):  # no bars, and no per-step log dicts on stdout either
-        from transformers.trainer_callback import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)
+    _quiet_screen(trainer)
     start, cpu0 = time.perf_counter(), cpu_seconds()
     checkpoint = last_checkpoint(run) if resume else None
     result = checkpoint and _restore_finished(trainer, checkpoint)
