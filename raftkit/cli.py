@@ -242,10 +242,15 @@ def _index_commands(sub) -> None:
     )
     p.add_argument("name", help="index name")
     p.add_argument("--since", type=int, default=1, help="the last N recorded updates (default 1)")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--json", action="store_true", help="print the changes as JSON")
     p.add_argument("--indexes-dir", default="indexes", help="where indexes live")
     p.set_defaults(func=cmd_index_diff)
+
+
+def cmd_config(args) -> None:
+    from raftkit import settings
+
+    print(settings.render(settings.keys(args.section or "")))
 
 
 def _probes_command(sub) -> None:
@@ -323,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     p.set_defaults(func=cmd_compare)
     _probes_command(sub)
+
+    p = sub.add_parser("config", help="every setting: key, type, default and what it does")
+    p.add_argument("section", nargs="?", help="e.g. train, train.optim, retrieval (default: all)")
+    p.set_defaults(func=cmd_config)
     return parser
 
 
@@ -343,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader stopped reading (`raftkit config | head`): nothing more to show, no error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:
         if os.environ.get("RAFTKIT_DEBUG") == "1":
             raise

@@ -61,12 +61,21 @@ def _accepts_float(cls: type[Section], name: str) -> bool:
 # ----------------------------------------------------------------------------- shared sections
 class ChunkingConfig(Section):
     size: int = Field(
-        256, ge=16
-    )  # tokens of the generator's tokenizer; RAFT prompts hold 5 chunks, so keep it small
+        256,
+        ge=16,
+        description="tokens per chunk, counted with `tokenizer`; RAFT prompts hold 5 chunks, so"
+        " keep it small",
+    )
     overlap: int = Field(
-        32, ge=0
-    )  # tokens shared by neighbouring chunks, so a fact cut in two survives whole
-    tokenizer: str = DEFAULT_GENERATOR  # the model whose tokens measure a chunk
+        32,
+        ge=0,
+        description="tokens shared by neighbouring chunks, so a fact cut in two survives whole;"
+        " below size",
+    )
+    tokenizer: str = Field(
+        DEFAULT_GENERATOR,
+        description="the model whose tokenizer measures a chunk's size and overlap",
+    )
 
     def check(self) -> list[str]:
         return (
@@ -77,26 +86,45 @@ class ChunkingConfig(Section):
 
 
 class EmbeddingConfig(Section):
-    model: str = DEFAULT_EMBEDDER
-    batch_size: int = Field(64, ge=1)  # chunks per forward pass
+    model: str = Field(
+        DEFAULT_EMBEDDER,
+        description="the embedder of the chunks and questions: an alias, HF id or local folder;"
+        " changing it needs a rebuilt index",
+    )
+    batch_size: int = Field(64, ge=1, description="chunks embedded per forward pass")
 
 
 class IndexConfig(Section):
-    kind: Literal["flat", "hnsw", "ivfpq"] = "flat"  # flat = exact; hnsw/ivfpq for 100k+ chunks
-    hnsw_m: int = Field(32, ge=1)  # graph degree: higher = better recall, more memory
-    hnsw_ef_search: int = Field(64, ge=1)  # candidates per query: higher = better recall, slower
-    ivf_nlist: int = Field(0, ge=0)  # IVF cells; 0 = about 4*sqrt(n)
-    ivf_nprobe: int = Field(16, ge=1)  # cells searched per query
-    pq_m: int = Field(16, ge=1)  # PQ sub-quantizers; must divide the embedding dimension
+    kind: Literal["flat", "hnsw", "ivfpq"] = Field(
+        "flat",
+        description="the FAISS index: flat = exact search; hnsw or ivfpq = approximate, for 100k+"
+        " chunks",
+    )
+    hnsw_m: int = Field(
+        32, ge=1, description="hnsw: graph degree; higher = better recall, more memory"
+    )
+    hnsw_ef_search: int = Field(
+        64, ge=1, description="hnsw: candidates examined per query; higher = better recall, slower"
+    )
+    ivf_nlist: int = Field(0, ge=0, description="ivfpq: IVF cells; 0 = about 4*sqrt(chunks)")
+    ivf_nprobe: int = Field(16, ge=1, description="ivfpq: cells searched per query")
+    pq_m: int = Field(
+        16, ge=1, description="ivfpq: PQ sub-quantizers; must divide the embedding dimension"
+    )
 
 
 class LimitsConfig(Section):
     """Guards against inputs that would run for hours (a log file or a book dumped into the docs
     folder)."""
 
-    # larger documents are skipped with a message naming this setting: a stray log or a book would
-    # spend minutes in chunking and embedding (a 2 MB single-line text made 1,786 chunks)
-    max_document_mb: float = Field(1.0, gt=0)
+    # a stray log or a book would spend minutes in chunking and embedding (a 2 MB single-line text
+    # made 1,786 chunks)
+    max_document_mb: float = Field(
+        1.0,
+        gt=0,
+        description="documents larger than this many MB are skipped, with a message naming this"
+        " key",
+    )
 
 
 # An evidence-gate threshold (raftkit.retrieval.gate): a cosine score, `auto` or `off`; YAML reads a
@@ -148,38 +176,73 @@ class EvidenceCheck(Section):
 
 
 class RetrievalConfig(EvidenceCheck):
-    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
-    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
-    index: IndexConfig = Field(default_factory=IndexConfig)
-    limits: LimitsConfig = Field(default_factory=LimitsConfig)
-    history: HistoryConfig = Field(default_factory=HistoryConfig)
-    indexes_dir: str = "indexes"  # where named indexes live
-    top_k: int = Field(5, ge=1)
+    chunking: ChunkingConfig = Field(
+        default_factory=ChunkingConfig, description="how documents are cut into chunks"
+    )
+    embedding: EmbeddingConfig = Field(
+        default_factory=EmbeddingConfig, description="the model that embeds chunks and questions"
+    )
+    index: IndexConfig = Field(
+        default_factory=IndexConfig, description="the FAISS index over the chunk embeddings"
+    )
+    limits: LimitsConfig = Field(
+        default_factory=LimitsConfig, description="guards against documents too large to index"
+    )
+    history: HistoryConfig = Field(
+        default_factory=HistoryConfig, description="what an index remembers of its updates"
+    )
+    indexes_dir: str = Field(
+        "indexes", description="folder where named indexes live (one subfolder per index)"
+    )
+    top_k: int = Field(
+        5, ge=1, description="chunks retrieved per question by `raftkit ask` (its -k wins)"
+    )
 
 
 class GenerationConfig(Section):
-    # an offline default, an HF id, a local directory or a `raftkit train` run
-    model: str = DEFAULT_GENERATOR
-    backend: Literal["hf", "openai"] = (
-        "hf"  # openai = any OpenAI-compatible server (vLLM, llama.cpp, Ollama)
+    model: str = Field(
+        DEFAULT_GENERATOR,
+        description="the generator: the offline default, an HF id, a local folder or a `raftkit"
+        " train` run",
     )
-    base_url: str = ""  # for backend openai, e.g. http://localhost:8000/v1
-    api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable holding the key
+    backend: Literal["hf", "openai"] = Field(
+        "hf",
+        description="hf = load the model here; openai = any OpenAI-compatible server (vLLM,"
+        " llama.cpp, Ollama)",
+    )
+    base_url: str = Field(
+        "", description="backend openai: the server's URL, e.g. http://localhost:8000/v1"
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY",
+        description="backend openai: name of the environment variable that holds the API key",
+    )
     tokenizer: str = Field(
         "",
         description="backend openai: the model whose tokenizer and chat template build the prompts"
         " whose choices the server scores (empty = model; the server must use the same one)",
     )
-    max_new_tokens: int = Field(256, ge=1)
-    temperature: float = Field(0.0, ge=0)  # 0 = greedy, reproducible
+    max_new_tokens: int = Field(
+        256, ge=1, description="most tokens per reply, where a command sets no limit of its own"
+    )
+    temperature: float = Field(
+        0.0, ge=0, description="sampling temperature; 0 = greedy, reproducible"
+    )
     batch_size: int = Field(
-        8, ge=1
-    )  # prompts per forward pass (hf) or concurrent requests (openai)
-    timeout_s: float = Field(300.0, gt=0)  # openai: seconds per request before it is retried
+        8, ge=1, description="prompts per forward pass (hf) or concurrent requests (openai)"
+    )
+    timeout_s: float = Field(
+        300.0, gt=0, description="backend openai: seconds per request before it is retried"
+    )
     max_retries: int = Field(
-        3, ge=0
-    )  # openai: retries (with backoff, honouring Retry-After) before giving up
-    seed: int = 0
+        3,
+        ge=0,
+        description="backend openai: retries (with backoff, honouring Retry-After) before giving"
+        " up",
+    )
+    seed: int = Field(
+        0, description="seed of sampling when temperature > 0 (hf), sent with each request (openai)"
+    )
 
     def check(self) -> list[str]:
         if self.backend == "openai" and not self.base_url:
@@ -191,18 +254,29 @@ class RuntimeConfig(Section):
     """Where and in which precision every model of a command runs (generation, scoring, embedding,
     training)."""
 
-    device: str = "auto"  # auto = cuda when available, else cpu; or cpu, cuda, cuda:1
-    # auto = bfloat16 on CUDA (float16 where it lacks bf16) and on CPUs with AMX or AVX512-BF16,
-    # float32 elsewhere
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str = Field(
+        "auto", description="cpu, cuda or cuda:N; auto = cuda when available, else cpu"
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="precision the models run in; auto = bfloat16 on CUDA (float16 without bf16)"
+        " and on CPUs with AMX or AVX512-BF16, else float32",
+    )
 
 
 class RaftkitConfig(Section):
     """The config of the retrieval commands (`index`, `ask`)."""
 
-    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
-    generation: GenerationConfig = Field(default_factory=GenerationConfig)
-    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    retrieval: RetrievalConfig = Field(
+        default_factory=RetrievalConfig,
+        description="chunking, embedding, index and the evidence check of retrieval",
+    )
+    generation: GenerationConfig = Field(
+        default_factory=GenerationConfig, description="the model that answers, and how it runs"
+    )
+    runtime: RuntimeConfig = Field(
+        default_factory=RuntimeConfig, description="device and precision of every model"
+    )
 
 
 # ----------------------------------------------------------------------------- messages

@@ -103,4 +103,13 @@ HELP = {
         "  raftkit compare --config recipes/compare_demo.yaml --out reports/demo \\\n"
         "      --set questions.max_questions=48",
     ),
+    "config": (
+        "List every setting raftkit takes: each key as --set writes it, with its type,\n"
+        "default and what it does, command by command (index and ask, build-dataset,\n"
+        "train, compare, probes). A recipe YAML holds the same keys.",
+        "examples:\n"
+        "  raftkit config train.optim\n"
+        "  raftkit config retrieval\n"
+        "  raftkit config compare.systems",
+    ),
 }

@@ -13,13 +13,22 @@ _SYSTEM_NAME = re.compile(r"^[\w.+-]+$")
 
 
 class SystemConfig(EvidenceCheck):
-    name: str = ""  # a column of the report; letters, digits, '.', '_', '+', '-'
-    model: str = ""  # alias, HF id, model folder or a `raftkit train` run folder
-    mode: Literal["closed", "rag"] = (
-        "closed"  # closed = question only; rag = top-k chunks of `index` too
+    name: str = Field(
+        "",
+        description="the system's column in the report (required): letters, digits, '.', '_', '+',"
+        " '-'",
     )
-    index: str = ""  # for rag: an index name under indexes_dir, or a path to an index folder
-    top_k: int = Field(5, ge=1)  # chunks shown to a rag system
+    model: str = Field(
+        "", description="alias, HF id, model folder or a `raftkit train` run folder (required)"
+    )
+    mode: Literal["closed", "rag"] = Field(
+        "closed", description="closed = the question only; rag = the top-k chunks of `index` too"
+    )
+    index: str = Field(
+        "",
+        description="mode rag: an index name under indexes_dir, or a path to an index folder",
+    )
+    top_k: int = Field(5, ge=1, description="mode rag: chunks shown with each question")
     backend: Literal["hf", "openai"] | None = Field(
         None,
         description="hf = load the model here; openai = a server answers and scores its choices"
@@ -56,10 +65,15 @@ class SystemConfig(EvidenceCheck):
 
 
 class QuestionsConfig(Section):
-    # a QA .jsonl (corpora/demo/qa.jsonl format) or a build-dataset OUT folder (its eval split)
-    path: str = ""
-    max_questions: int = Field(0, ge=0)  # 0 = all; else a seeded sample of this many
-    seed: int = 0  # which questions the sample keeps
+    path: str = Field(
+        "",
+        description="a QA .jsonl (corpora/demo/qa.jsonl format) or a build-dataset OUT folder (its"
+        " eval split); required",
+    )
+    max_questions: int = Field(
+        0, ge=0, description="ask a seeded sample of this many questions; 0 = all"
+    )
+    seed: int = Field(0, description="which questions the max_questions sample keeps")
 
     def check(self) -> list[str]:
         return (
@@ -68,10 +82,20 @@ class QuestionsConfig(Section):
 
 
 class JudgeConfig(Section):
-    kind: Literal["none", "openai", "hf"] = "none"  # none keeps scoring offline and deterministic
-    base_url: str = ""  # openai: any OpenAI-compatible endpoint, e.g. http://localhost:8000/v1
-    model: str = ""  # the judge model's name (openai) or HF id / folder (hf)
-    api_key_env: str = "OPENAI_API_KEY"
+    kind: Literal["none", "openai", "hf"] = Field(
+        "none",
+        description="the LLM judge: none = no judge (scoring stays offline and deterministic);"
+        " openai = a server; hf = a local model",
+    )
+    base_url: str = Field(
+        "",
+        description="kind openai: any OpenAI-compatible endpoint, e.g. http://localhost:8000/v1",
+    )
+    model: str = Field("", description="the judge model's name (openai) or HF id / folder (hf)")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY",
+        description="kind openai: name of the environment variable that holds the API key",
+    )
 
     def check(self) -> list[str]:
         problems = []
@@ -83,67 +107,129 @@ class JudgeConfig(Section):
 
 
 class ScoringConfig(Section):
-    mc: Literal["loglik", "generate", "both"] = (
-        "both"  # loglik = Ovadia et al.; generate = the named choice
+    mc: Literal["loglik", "generate", "both"] = Field(
+        "both",
+        description="multiple choice: loglik = the likeliest choice (Ovadia et al.); generate = the"
+        " choice the reply names; both = report both",
     )
-    # where choices are scored: right after the prompt, or after the system's own reply up to
-    # `<ANSWER>:` (a RAFT model reasons and quotes first; scoring its answer line at the first token
-    # is off its path)
-    mc_after: Literal["prompt", "reply"] = "prompt"
-    show_choices: bool = (
-        False  # append "A) .. B) .." to questions with choices (same for every system)
+    # a RAFT model reasons and quotes first; scoring its answer line at the reply's first token is
+    # off its path
+    mc_after: Literal["prompt", "reply"] = Field(
+        "prompt",
+        description="where choices are scored: right after the prompt, or after the system's own"
+        " reply up to `<ANSWER>:`",
     )
-    ragas: bool = (
-        True  # string similarity, ROUGE-L and non-LLM context precision/recall via ragas.evaluate
+    show_choices: bool = Field(
+        False,
+        description='append "A) .. B) .." to questions with choices (the same for every system)',
+    )
+    ragas: bool = Field(
+        True,
+        description="also report string similarity, ROUGE-L and non-LLM context precision/recall"
+        " via ragas",
     )
     ragas_timeout_s: int = Field(
-        300, ge=1
-    )  # per ragas call (its RunConfig); a failed extra never sinks the report
-    judge: JudgeConfig = Field(default_factory=JudgeConfig)  # adds faithfulness, answer correctness
+        300,
+        ge=1,
+        description="seconds per ragas call (its RunConfig); a failed extra never sinks the report",
+    )
+    judge: JudgeConfig = Field(
+        default_factory=JudgeConfig,
+        description="an LLM judge for ragas' faithfulness and answer correctness",
+    )
 
 
 class FreshnessConfig(Section):
-    enable: bool = True  # per-status accuracy and stale rate, when questions carry status or period
-    status_field: str = "status"  # unchanged | changed | added | unanswerable
-    period_field: str = "period"  # RealTimeQA-style: v1 = known at training time, v2 = added later
-    answer_v1_field: str = "answer_v1"  # the v1 answer of a changed fact (open answers)
-    answer_index_v1_field: str = (
-        "answer_index_v1"  # the v1 choice of a changed fact (multiple choice)
+    enable: bool = Field(
+        True,
+        description="per-status accuracy and stale rate, when questions carry status or period;"
+        " false = changed and added count as unchanged",
+    )
+    status_field: str = Field(
+        "status",
+        description="the QA column of a question's status: unchanged, changed, added or"
+        " unanswerable",
+    )
+    period_field: str = Field(
+        "period",
+        description="the QA column read when status is missing (RealTimeQA-style): v1 = known at"
+        " training time, v2 = added later",
+    )
+    answer_v1_field: str = Field(
+        "answer_v1", description="the QA column of a changed fact's old answer (open answers)"
+    )
+    answer_index_v1_field: str = Field(
+        "answer_index_v1",
+        description="the QA column of a changed fact's old choice index (multiple choice)",
     )
 
 
 class UnanswerableConfig(Section):
-    use_status: bool = (
-        True  # questions with status 'unanswerable' or empty doc_ids must be abstained on
+    use_status: bool = Field(
+        True,
+        description="questions with status unanswerable or empty doc_ids must be abstained on;"
+        " false = leave them out",
     )
     holdout_docs: float = Field(
-        0.0, ge=0, le=1
-    )  # share of answerable questions re-asked without their documents
-    seed: int = 0
+        0.0,
+        ge=0,
+        le=1,
+        description="share of answerable questions re-asked without their documents (to be"
+        " abstained on); 0 = none",
+    )
+    seed: int = Field(0, description="which answerable questions holdout_docs re-asks")
 
 
 class BootstrapConfig(Section):
-    samples: int = Field(1000, ge=10)  # resamples of the questions per interval
-    seed: int = 0
-    level: float = Field(0.95, gt=0, lt=1)
+    samples: int = Field(
+        1000, ge=10, description="bootstrap resamples of the questions per confidence interval"
+    )
+    seed: int = Field(0, description="seed of the bootstrap resamples (and of ragas)")
+    level: float = Field(0.95, gt=0, lt=1, description="confidence level of the intervals")
 
 
 class CompareConfig(Section):
-    systems: list[SystemConfig] = Field(default_factory=list)
-    baseline: str = (
-        ""  # a system name: every other system gets paired differences against it (empty = none)
+    systems: list[SystemConfig] = Field(
+        default_factory=list,
+        description="the systems compared, one report column each (at least one)",
     )
-    questions: QuestionsConfig = Field(default_factory=QuestionsConfig)
-    generation: GenerationConfig = Field(default_factory=GenerationConfig)  # model is per system
-    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
-    indexes_dir: str = "indexes"
-    # index name -> documents folder, built with default settings when the index is missing (fresh
-    # clones)
-    build_indexes: dict[str, str] = Field(default_factory=dict)
-    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
-    freshness: FreshnessConfig = Field(default_factory=FreshnessConfig)
-    unanswerable: UnanswerableConfig = Field(default_factory=UnanswerableConfig)
-    bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
+    baseline: str = Field(
+        "",
+        description="a system name: every other system gets paired differences against it;"
+        " empty = none",
+    )
+    questions: QuestionsConfig = Field(
+        default_factory=QuestionsConfig, description="the questions every system is asked"
+    )
+    generation: GenerationConfig = Field(
+        default_factory=GenerationConfig,
+        description="generation settings shared by the systems (model and server are per system)",
+    )
+    runtime: RuntimeConfig = Field(
+        default_factory=RuntimeConfig, description="device and precision of every model"
+    )
+    indexes_dir: str = Field(
+        "indexes", description="folder where the named indexes of rag systems live"
+    )
+    # for fresh clones, where the indexes were never built
+    build_indexes: dict[str, str] = Field(
+        default_factory=dict,
+        description="index name -> documents folder, built with default settings when the index is"
+        " missing",
+    )
+    scoring: ScoringConfig = Field(
+        default_factory=ScoringConfig, description="how answers are scored"
+    )
+    freshness: FreshnessConfig = Field(
+        default_factory=FreshnessConfig,
+        description="the QA columns of freshness questions (changed, added facts)",
+    )
+    unanswerable: UnanswerableConfig = Field(
+        default_factory=UnanswerableConfig, description="questions a system must abstain on"
+    )
+    bootstrap: BootstrapConfig = Field(
+        default_factory=BootstrapConfig, description="the confidence intervals of the report"
+    )
 
     def check(self) -> list[str]:
         if not self.systems:

@@ -52,9 +52,16 @@ class ProbesConfig(Section):
 class ProbesRunConfig(Section):
     """The config of `raftkit probes`: its own section, plus the generator for phrasing: model."""
 
-    probes: ProbesConfig = Field(default_factory=ProbesConfig)
-    generation: GenerationConfig = Field(default_factory=GenerationConfig)
-    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    probes: ProbesConfig = Field(
+        default_factory=ProbesConfig, description="which probes are written and how"
+    )
+    generation: GenerationConfig = Field(
+        default_factory=GenerationConfig,
+        description="the generator that rephrases probes (phrasing: model)",
+    )
+    runtime: RuntimeConfig = Field(
+        default_factory=RuntimeConfig, description="device and precision of the generator"
+    )
 
 
 @dataclass

@@ -13,23 +13,39 @@ from pydantic import Field, create_model
 from raftkit.config import DEFAULT_GENERATOR, RuntimeConfig, Section
 from raftkit.train.stages import registry
 
-METHODS = ("full", "lora", "qlora")
+_STAGE_HELP = "which stage trains (one module of raftkit/train/stages/, each with its own section)"
 
 
 class DataConfig(Section):
-    # build-dataset OUT folder, a save_to_disk folder, a .jsonl file or hf://org/name on the Hub
-    path: str = ""
-    eval_path: str = ""  # .jsonl for evaluation when `path` is a .jsonl file (optional)
-    # more training data mixed into the train split, e.g. OUT/dsf_train.jsonl of the same build:
-    # closed-book rows that teach the facts without documents, so the model also answers when
+    path: str = Field(
+        "",
+        description="the training data: a build-dataset OUT folder, a save_to_disk folder, a .jsonl"
+        " file or hf://org/name on the Hub (required)",
+    )
+    eval_path: str = Field(
+        "", description="a .jsonl to evaluate on when `path` is a .jsonl file; empty = none"
+    )
+    # e.g. closed-book rows that teach the facts without documents, so the model also answers when
     # retrieval is off
-    mix: list[str] = Field(default_factory=list)
-    train_split: str = "train"
-    eval_split: str = "eval"  # skipped when the dataset has no such split
+    mix: list[str] = Field(
+        default_factory=list,
+        description="more datasets mixed into the train split, e.g. OUT/dsf_train.jsonl of the same"
+        " build; empty = none",
+    )
+    train_split: str = Field(
+        "train", description="the split of `path` trained on (a .jsonl file is all train)"
+    )
+    eval_split: str = Field(
+        "eval", description="the split of `path` evaluated on; skipped when the dataset has none"
+    )
     max_length: int = Field(
-        1024, ge=16
-    )  # tokens per example (prompt + answer); RAFT prompts hold several documents
-    max_samples: int = Field(0, ge=0)  # 0 = all; a cap keeps smoke runs short
+        1024,
+        ge=16,
+        description="tokens per example (prompt + answer); RAFT prompts hold several documents",
+    )
+    max_samples: int = Field(
+        0, ge=0, description="use only the first N train and eval rows (smoke runs); 0 = all"
+    )
 
     def check(self) -> list[str]:
         return (
@@ -40,11 +56,15 @@ class DataConfig(Section):
 
 
 class LoraSection(Section):
-    r: int = Field(16, ge=1)  # adapter rank: more capacity, more memory
-    alpha: int = 32  # scale = alpha / r; 2*r is the usual choice
-    # a dropout mask is drawn per adapted activation: 23% of a CPU step; 0 = off
-    dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: list[str] = Field(default_factory=lambda: ["all-linear"])  # peft's shorthand
+    r: int = Field(16, ge=1, description="adapter rank: more capacity, more memory")
+    alpha: int = Field(32, description="adapter scale = alpha / r; 2*r is the usual choice")
+    # 0 by default: a dropout mask is drawn per adapted activation: 23% of a CPU step
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapters' input; 0 = off")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["all-linear"],
+        description="module names that get adapters; all-linear = peft's shorthand for every linear"
+        " layer",
+    )
 
     def check(self) -> list[str]:
         return (
@@ -55,32 +75,61 @@ class LoraSection(Section):
 
 
 class QuantSection(Section):
-    load_in_4bit: bool | None = (
-        None  # None = follow `method` (qlora -> 4-bit); set only to be explicit
+    load_in_4bit: bool | None = Field(
+        None,
+        description="load the base in 4 bits; empty (null) = follow `method` (qlora -> 4-bit); set"
+        " only to be explicit",
     )
-    quant_type: Literal["nf4", "fp4"] = "nf4"  # NF4 is what the QLoRA paper uses
-    double_quant: bool = True  # quantizes the quantization constants too: ~0.4 bit/param saved
-    compute_dtype: Literal["auto", "bfloat16", "float32"] = "auto"  # auto = runtime.dtype
+    quant_type: Literal["nf4", "fp4"] = Field(
+        "nf4", description="4-bit data type; NF4 is what the QLoRA paper uses"
+    )
+    double_quant: bool = Field(
+        True, description="quantize the quantization constants too: ~0.4 bit per parameter saved"
+    )
+    compute_dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        "auto", description="precision of the 4-bit layers' matmuls; auto = runtime.dtype"
+    )
 
 
 class OptimSection(Section):
-    lr: float = Field(2e-4, gt=0)  # LoRA likes ~1e-4..3e-4; full fine-tuning wants ~1e-5
-    epochs: float = 1.0
-    max_steps: int = Field(0, ge=0)  # > 0 wins over epochs
-    batch_size: int = Field(4, ge=1)  # per device
-    grad_accum: int = Field(1, ge=1)
-    warmup: float = Field(0.03, ge=0)  # < 1: fraction of steps; >= 1: steps
-    scheduler: str = "cosine"  # any transformers scheduler name
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    gradient_checkpointing: bool = (
-        False  # saves activation memory at ~20% speed; worth it from ~1B params
+    lr: float = Field(
+        2e-4,
+        gt=0,
+        description="learning rate; LoRA likes ~1e-4..3e-4, full fine-tuning wants ~1e-5",
     )
-    logging_steps: int = Field(5, ge=1)
-    save_steps: int = Field(100, ge=1)  # checkpoints for --resume
-    save_total_limit: int = 2
-    eval_steps: int = 0  # 0 = evaluate only at the end (when there is an eval split)
-    dataloader_workers: int = 0  # >0 overlaps collation with compute; 0 is best on 2 CPU cores
+    epochs: float = Field(
+        1.0, description="passes over the train split (fractions allowed); max_steps > 0 wins"
+    )
+    max_steps: int = Field(0, ge=0, description="optimizer steps; > 0 wins over epochs; 0 = epochs")
+    batch_size: int = Field(4, ge=1, description="examples per device per step (train and eval)")
+    grad_accum: int = Field(1, ge=1, description="micro-batches accumulated per optimizer step")
+    warmup: float = Field(
+        0.03, ge=0, description="learning-rate warmup: < 1 = a fraction of the steps; >= 1 = steps"
+    )
+    scheduler: str = Field(
+        "cosine", description="learning-rate schedule: any transformers scheduler name"
+    )
+    weight_decay: float = Field(0.0, description="AdamW weight decay; 0 = none")
+    max_grad_norm: float = Field(1.0, description="gradients are clipped to this global norm")
+    gradient_checkpointing: bool = Field(
+        False,
+        description="recompute activations in backward: saves memory at ~20% speed; worth it from"
+        " ~1B params",
+    )
+    logging_steps: int = Field(5, ge=1, description="steps between logged losses")
+    save_steps: int = Field(100, ge=1, description="steps between checkpoints (for --resume)")
+    save_total_limit: int = Field(
+        2, description="checkpoints kept in the run folder; older ones are deleted"
+    )
+    eval_steps: int = Field(
+        0,
+        description="steps between evaluations; 0 = only at each epoch's end (with an eval split)",
+    )
+    dataloader_workers: int = Field(
+        0,
+        description="processes that collate batches beside training; 0 = in the training process"
+        " (best on 2 CPU cores)",
+    )
 
     def check(self) -> list[str]:
         return (
@@ -91,23 +140,41 @@ class OptimSection(Section):
 class TrainBase(Section):
     """A `raftkit train` recipe: what every stage shares (TrainConfig adds the stage sections)."""
 
-    stage: str = "sft"  # TrainConfig narrows it to the registered stages
-    method: Literal["full", "lora", "qlora"] = "lora"
-    # alias, HF id, local folder, or a previous run (its adapter is continued)
-    model: str = DEFAULT_GENERATOR
-    output_dir: str = ""  # the RUN folder
+    # TrainConfig narrows it to the registered stages
+    stage: str = Field("sft", description=_STAGE_HELP)
+    method: Literal["full", "lora", "qlora"] = Field(
+        "lora",
+        description="full = every weight; lora = LoRA adapters; qlora = LoRA adapters on a 4-bit"
+        " NF4 base",
+    )
+    model: str = Field(
+        DEFAULT_GENERATOR,
+        description="the starting model: an alias, HF id, local folder, or a previous run (its"
+        " adapter is continued)",
+    )
+    output_dir: str = Field("", description="the RUN folder the run writes (required)")
     evidence_verifier: str = Field(
         "",
         description="a verifier run (stage verifier) this run carries: `ask` and `compare` apply"
         " it to this model (retrieval.verifier: auto); a run continued from another carries that"
         " run's",
     )
-    seed: int = 0
-    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
-    lora: LoraSection = Field(default_factory=LoraSection)
-    quant: QuantSection = Field(default_factory=QuantSection)
-    optim: OptimSection = Field(default_factory=OptimSection)
+    seed: int = Field(0, description="seed of training: initialisation, data order and sampling")
+    runtime: RuntimeConfig = Field(
+        default_factory=RuntimeConfig, description="device and precision of the model"
+    )
+    data: DataConfig = Field(
+        default_factory=DataConfig, description="the training and evaluation data"
+    )
+    lora: LoraSection = Field(
+        default_factory=LoraSection, description="the LoRA adapters (methods lora and qlora)"
+    )
+    quant: QuantSection = Field(
+        default_factory=QuantSection, description="4-bit loading of the base (method qlora)"
+    )
+    optim: OptimSection = Field(
+        default_factory=OptimSection, description="optimizer, schedule, checkpoints and logging"
+    )
 
     def check(self) -> list[str]:
         problems = [] if self.output_dir else ["output_dir is required (the run folder)"]
@@ -136,13 +203,24 @@ class TrainBase(Section):
 def _train_config():
     stages = registry()
     sections = {
-        s.name: (s.section, Field(default_factory=s.section)) for s in stages.values() if s.section
+        s.name: (
+            s.section,
+            Field(
+                default_factory=s.section,
+                description=f"the settings of stage {s.name} (read when stage is {s.name})",
+            ),
+        )
+        for s in stages.values()
+        if s.section
     }
     return create_model(
         "TrainConfig",
         __base__=TrainBase,
         __module__=__name__,
-        stage=(Literal[tuple(stages)], next(iter(stages))),
+        stage=(
+            Literal[tuple(stages)],
+            Field(next(iter(stages)), description=f"{_STAGE_HELP}: {', '.join(stages)}"),
+        ),
         **sections,
     )
 

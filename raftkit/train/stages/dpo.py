@@ -19,8 +19,10 @@ PREFERENCE_DATA = {"columns": (PAIRS,), "column_hint": "reward and dpo need pref
 
 
 class DPOSection(Section):
-    beta: float = Field(0.1, gt=0)  # strength of the pull towards the reference model
-    loss_type: str = "sigmoid"  # TRL's loss_type: sigmoid (DPO), ipo, hinge, ...
+    beta: float = Field(
+        0.1, gt=0, description="strength of the pull towards the reference model (DPO's beta)"
+    )
+    loss_type: str = Field("sigmoid", description="TRL's loss_type: sigmoid (DPO), ipo, hinge, ...")
 
 
 def reference_model(cfg: TrainConfig, model):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pydantic import Field
+
 from raftkit.config import Section
 from raftkit.errors import RaftkitError
 from raftkit.train.stage import Stage
@@ -18,7 +20,10 @@ if TYPE_CHECKING:
 
 
 class RewardSection(Section):
-    center_rewards: float = 0.0  # TRL center_rewards_coefficient: keeps scores near 0 (0 = off)
+    center_rewards: float = Field(
+        0.0,
+        description="TRL's center_rewards_coefficient: pulls the scores towards 0; 0 = off",
+    )
 
 
 def train_reward(cfg: TrainConfig, resume: bool = False) -> dict:

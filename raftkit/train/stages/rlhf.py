@@ -19,18 +19,38 @@ if TYPE_CHECKING:
 
 
 class RLHFSection(Section):
-    algorithm: Literal["grpo", "rloo"] = "grpo"  # trl 1.x has no PPOTrainer; both are critic-free
-    reward_model: str = ""  # a `raftkit train` run of stage reward (required)
-    reward_model_weight: float = 1.0
-    quote_weight: float = (
-        1.0  # share of ##begin_quote## spans found verbatim in the prompt's documents
+    # trl 1.x has no PPOTrainer; both are critic-free
+    algorithm: Literal["grpo", "rloo"] = Field(
+        "grpo", description="the RL trainer of TRL: grpo (GRPO) or rloo (RLOO)"
     )
-    format_weight: float = 0.5  # `<ANSWER>:` present
-    answer_weight: float = 1.0  # `<ANSWER>:` span matches the reference `answer` column
-    num_generations: int = 4  # completions per prompt: the group a reward is normalised against
-    max_completion_length: int = Field(128, ge=1)
-    temperature: float = 1.0
-    beta: float = 0.0  # KL penalty; 0 skips the reference model (TRL's default)
+    reward_model: str = Field(
+        "", description="a `raftkit train` run of stage reward whose score is one reward (required)"
+    )
+    reward_model_weight: float = Field(
+        1.0, description="weight of the reward model's score in the total reward"
+    )
+    quote_weight: float = Field(
+        1.0,
+        description="weight of the reward for the share of ##begin_quote## spans found verbatim in"
+        " the prompt's documents",
+    )
+    format_weight: float = Field(
+        0.5, description="weight of the reward for an `<ANSWER>:` line being present"
+    )
+    answer_weight: float = Field(
+        1.0,
+        description="weight of the reward for the `<ANSWER>:` span matching the reference `answer`",
+    )
+    num_generations: int = Field(
+        4,
+        description="completions sampled per prompt, the group a reward is normalised against;"
+        " >= 2 and a divisor of optim.batch_size x optim.grad_accum",
+    )
+    max_completion_length: int = Field(128, ge=1, description="most tokens of a sampled completion")
+    temperature: float = Field(1.0, description="sampling temperature of the completions")
+    beta: float = Field(
+        0.0, description="KL penalty towards the reference model; 0 = none and no reference model"
+    )
 
     def check(self) -> list[str]:
         if self.num_generations < 2:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pydantic import Field
+
 from raftkit.config import Section
 from raftkit.train import packed_attention
 from raftkit.train.stage import Stage
@@ -14,11 +16,14 @@ if TYPE_CHECKING:
 
 
 class SFTSection(Section):
-    packing: bool = (
-        True  # best-fit packing of whole examples into max_length rows: no padding computed
+    packing: bool = Field(
+        True,
+        description="best-fit packing of whole examples into data.max_length rows: no padding"
+        " computed",
     )
-    completion_only: bool = (
-        True  # loss on the assistant answer only, never on the documents of the prompt
+    completion_only: bool = Field(
+        True,
+        description="loss on the assistant answer only, never on the documents of the prompt",
     )
 
 
