@@ -119,6 +119,8 @@ def train(steps: p.Steps, work, args) -> tuple[str, str, str]:
     _train(
         steps, "SFT-LoRA", "recipes/sft_lora_abstain.yaml", args.model, raft, sft, sft_steps, args
     )
+    if args.no_dpo:
+        return verifier, sft, None
     _train(
         steps,
         "DPO from the SFT run",
@@ -153,7 +155,7 @@ def _train(steps: p.Steps, label: str, recipe: str, model, data, out, max_steps:
 
 
 def measure(args) -> dict:
-    work = p.workdir(p.section("hallucination")(args))
+    work = p.workdir(_section(args))
     train_rows, test = split(args, work)
     steps, idx = p.Steps(), str(work / "indexes")
     steps.run(
@@ -188,7 +190,7 @@ def measure(args) -> dict:
             {"name": "raft-sft+rag+verifier", "model": sft, **rag},  # auto: the verifier it carries
             {"name": "raft-sft+rag+both", "model": sft, **rag, "gate": "both"},
             {"name": "raft-dpo+rag+gate", "model": dpo, **rag, "verifier": "", "gate": "score"},
-        ],
+        ][: None if dpo else -1],
         "baseline": "base+rag",
         "questions": {"path": str(work / "test_qa.jsonl")},
         "generation": {"max_new_tokens": 96, "batch_size": 16},
@@ -204,6 +206,7 @@ def measure(args) -> dict:
     res = p.results(work / "report")
     return {
         "quick": args.quick,
+        "no_dpo": args.no_dpo,
         "model": args.model,
         "seed": args.seed,
         "train": len(train_rows),
@@ -235,8 +238,13 @@ def _setup(d: dict, total: float) -> str:
         "passage (evidence absent: any answer is a hallucination, an abstention is right). RAFT "
         "data: recipes/raft_build_abstain.yaml (80% of the examples show the passage, 20% only "
         "distractors with the refusal as target); SFT-LoRA "
-        f"{sft_steps} steps (recipes/sft_lora_abstain.yaml), then DPO {dpo_steps} steps from "
-        f"the SFT run (recipes/dpo_lora_abstain.yaml). Total {total / 60:.1f} min."
+        f"{sft_steps} steps (recipes/sft_lora_abstain.yaml)"
+        + (
+            " (no DPO run: `--no-dpo`)."
+            if d.get("no_dpo")
+            else f", then DPO {dpo_steps} steps from the SFT run (recipes/dpo_lora_abstain.yaml)."
+        )
+        + f" Total {total / 60:.1f} min."
         + _gate_line(d.get("gate"))
     )
 
@@ -273,9 +281,10 @@ def render(d: dict) -> str:
         for m in HEADLINE
     ]
     total = sum(s["seconds"] for s in d["steps"])
+    command = d.get("command", "python benchmarks/hallucination.py").removeprefix("python ")
     return "\n\n".join(
         [
-            f"## Hallucination (`benchmarks/hallucination.py{' --quick' if d['quick'] else ''}`)",
+            f"## Hallucination (`{command}`)",
             _setup(d, total),
             "Per system (%, bootstrap 95% interval over questions; accuracy is the log-likelihood "
             "choice among 4 options after the reply, on answerable questions; truthfulness in "
@@ -290,8 +299,18 @@ def render(d: dict) -> str:
     )
 
 
+def _section(args) -> str:
+    """hallucination[-quick], with -seedN for a split other than seed 0."""
+    return p.section("hallucination")(args) + (f"-seed{args.seed}" if args.seed else "")
+
+
 def add_args(parser) -> None:
     p.add_args(parser)
+    parser.add_argument(
+        "--no-dpo",
+        action="store_true",
+        help="skip the DPO run and its row (the slowest step; the gates are compared without it)",
+    )
     parser.add_argument(
         "--build-set",
         action="append",
@@ -302,6 +321,4 @@ def add_args(parser) -> None:
 
 
 if __name__ == "__main__":
-    bench_main(
-        "hallucination", __doc__, measure, render, add_args, section=p.section("hallucination")
-    )
+    bench_main("hallucination", __doc__, measure, render, add_args, section=_section)
