@@ -16,8 +16,8 @@ from results import ROOT, bench_main, describe, peak_rss_mb, table
 
 
 def chunks_of(n: int):
-    from raftkit.config import ChunkingConfig
     from raftkit.retrieval.chunking import chunk_documents
+    from raftkit.retrieval.config import ChunkingConfig
     from raftkit.retrieval.loaders import load_documents
 
     return chunk_documents(load_documents(ROOT / "corpora/demo/v1").documents, ChunkingConfig())[:n]

@@ -22,11 +22,12 @@ import numpy as np
 from results import bench_main, describe, peak_rss_mb, table
 
 from raftkit import config
-from raftkit.config import EmbeddingConfig, IndexConfig, RaftkitConfig
 from raftkit.files import read_jsonl
 from raftkit.models import Runtime
+from raftkit.retrieval.config import EmbeddingConfig, IndexConfig, RaftkitConfig
 from raftkit.retrieval.embedding import Embedder
-from raftkit.retrieval.index import build_index, make_faiss, update_index
+from raftkit.retrieval.index import make_faiss
+from raftkit.retrieval.indexing import build_index, update_index
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 CORPORA = (SHARED / "pubmedqa" / "corpus.jsonl", SHARED / "realtimeqa" / "corpus_v2.jsonl")

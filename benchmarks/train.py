@@ -143,7 +143,7 @@ def _trl_defaults(data: Path, steps: int, batch: int, max_length: int, run: Path
     from trl import SFTConfig, SFTTrainer
 
     from raftkit import models
-    from raftkit.train.common import cpu_seconds, peak_memory_mb
+    from raftkit.train.runfolder import cpu_seconds, peak_memory_mb
 
     cuda = torch.cuda.is_available()
     model = AutoModelForCausalLM.from_pretrained(models.resolve_path(MODEL))
@@ -374,7 +374,7 @@ def render(d: dict) -> str:
             "loss on the answer only. raftkit packs whole examples best-fit into max_length rows "
             "(padding-free) and leaves gradient checkpointing off for a model this small; on a "
             "CPU it feeds one packed row per micro-batch, runs attention one packed example at a "
-            "time (raftkit/train/packed_attention.py), runs the LM head only before answer "
+            "time (raftkit/train/cpu/packed_attention.py), runs the LM head only before answer "
             "tokens, keeps LoRA dropout off (its masks were 23% of a step) and the frozen base in "
             "bf16. TRL's defaults pad each batch to its longest row and recompute activations."
         )
@@ -384,7 +384,7 @@ def render(d: dict) -> str:
             "the frozen output round away and the adapters learn less per step): that is what "
             "keeps the bf16 loss beside float32's. On CPU those sums, and the SwiGLU MLP's "
             "sums and activation, are torch.compile'd fused kernels "
-            "(raftkit/train/lora_layers.py), in both dtypes; compiling them is most of each "
+            "(raftkit/train/cpu/lora_layers.py), in both dtypes; compiling them is most of each "
             "raftkit run's first step (from torch's on-disk cache here; the first compile on a "
             "machine adds ~9 s while torch probes the CPU). Attention over packed examples "
             "runs the CPU's bf16 flash kernel forward and its float32 kernel backward (the bf16 "

@@ -19,12 +19,13 @@ from raftkit.usage import HELP
 
 def _retrieval_config(args):
     from raftkit import config
+    from raftkit.retrieval.config import RaftkitConfig
 
-    return config.load(config.RaftkitConfig, getattr(args, "config", None), args.set)
+    return config.load(RaftkitConfig, getattr(args, "config", None), args.set)
 
 
 def cmd_index_build(args) -> None:
-    from raftkit.retrieval.index import build_index
+    from raftkit.retrieval.indexing import build_index
 
     cfg = _retrieval_config(args)
     cfg.retrieval.indexes_dir = args.indexes_dir
@@ -37,7 +38,7 @@ def cmd_index_build(args) -> None:
 
 
 def cmd_index_update(args) -> None:
-    from raftkit.retrieval.index import update_index
+    from raftkit.retrieval.indexing import update_index
 
     index, s = update_index(args.docs, args.name, args.indexes_dir, args.set)
     print(

@@ -183,10 +183,6 @@ def _runtime(device: str, dtype: str) -> Runtime:
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        # Denormal floats (below 1e-38) take a slow path on x86: flushed to zero (for the whole
-        # process), SFT-LoRA of the 135M model at 2048 tokens ran 481-485 tok/s against 442-460.
-        torch.set_flush_denormal(True)
     if dtype != "auto":
         return Runtime(device, dtype)
     if device.startswith("cuda"):
@@ -207,6 +203,12 @@ _announced: set[Runtime] = set()
 def runtime(cfg: RuntimeConfig) -> Runtime:
     """The device and dtype `cfg` asks for, `auto` resolved; says it once per process."""
     rt = _runtime(cfg.device, cfg.dtype)
+    if rt.device == "cpu" and cfg.cpu_kernels == "auto":
+        import torch
+
+        # one of training's CPU speed-ups (raftkit/train/cpu/): denormal floats (below 1e-38)
+        # take a slow path on x86, so they are flushed to zero for the whole process
+        torch.set_flush_denormal(True)
     if rt not in _announced:
         _announced.add(rt)
         say(f"runtime: {rt}")

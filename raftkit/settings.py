@@ -31,8 +31,8 @@ def configs() -> dict[str, type[BaseModel]]:
     """The config of each command family, by the name `raftkit config` lists it under."""
     from raftkit.compare.config import CompareConfig
     from raftkit.compare.probes import ProbesRunConfig
-    from raftkit.config import RaftkitConfig
     from raftkit.raft.config import RaftBuildConfig
+    from raftkit.retrieval.config import RaftkitConfig
     from raftkit.train.config import TrainConfig
 
     return {

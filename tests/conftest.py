@@ -71,10 +71,11 @@ def docs_dir() -> Path:
 def built_index(tmp_path_factory, docs_dir):
     """An index of tests/assets/docs built once per session; tests must not modify it."""
     from raftkit import config
-    from raftkit.retrieval.index import build_index
+    from raftkit.retrieval.config import RaftkitConfig
+    from raftkit.retrieval.indexing import build_index
 
     root = tmp_path_factory.mktemp("indexes")
-    cfg = config.load(config.RaftkitConfig, overrides=[f"retrieval.indexes_dir={root}"])
+    cfg = config.load(RaftkitConfig, overrides=[f"retrieval.indexes_dir={root}"])
     return build_index(docs_dir, "assets", cfg)
 
 

@@ -234,7 +234,7 @@ def test_openai_judge_is_a_ragas_llm_without_network():
 
 
 def test_cli_summary_table_shows_headline_metrics_present():
-    from raftkit.compare.metrics import Stat
+    from raftkit.compare.intervals import Stat
     from raftkit.compare.report import SystemResult
     from raftkit.compare.run import summary_table
 

@@ -297,7 +297,7 @@ def test_paired_differences_against_the_baseline_and_the_verdict(
 
 def test_the_verdict_cautions_about_a_system_that_refuses_everything():
     """A truthfulness 'win' that comes from refusing every answerable question is named as such."""
-    from raftkit.compare.metrics import Stat
+    from raftkit.compare.intervals import Stat
     from raftkit.compare.report import SystemResult
     from raftkit.compare.run import verdict
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from raftkit import prompts
-from raftkit.compare import metrics, scoring
+from raftkit.compare import intervals, metrics, scoring
 from raftkit.compare.questions import status_from_period
 from raftkit.compare.scoring import ScoredRow
 
@@ -162,7 +162,7 @@ def row(
 
 
 def value(rows, name):
-    return metrics.summarize(rows, 50, 0, 0.95)[name]
+    return intervals.summarize(rows, 50, 0, 0.95)[name]
 
 
 def test_hallucination_rates_exact():
@@ -185,7 +185,7 @@ def test_hallucination_rates_exact():
     assert value(rows, "unanswerable_answered_rate").value == pytest.approx(1 / 3)
     # per quoting reply: 0/2, 1/4, 1/1 -> mean 0.41666...
     assert value(rows, "unsupported_quote_rate").value == pytest.approx(1.25 / 3)
-    assert "unsupported_quote_rate" not in metrics.summarize(
+    assert "unsupported_quote_rate" not in intervals.summarize(
         [row()], 50, 0, 0.95
     )  # nobody quoted: no value
 
@@ -200,12 +200,12 @@ def test_freshness_metrics_only_with_changed_or_added_facts():
         row(status="added", correct=True),
         row(status="unanswerable", answerable=False),
     ]
-    got = metrics.summarize(rows, 50, 0, 0.95)
+    got = intervals.summarize(rows, 50, 0, 0.95)
     assert got["accuracy_unchanged"].value == 0.5
     assert got["accuracy_changed"].value == pytest.approx(1 / 3) and got["accuracy_changed"].n == 3
     assert got["accuracy_added"].value == 1.0
     assert got["stale_rate"].value == pytest.approx(1 / 3)
-    assert "accuracy_unchanged" not in metrics.summarize(
+    assert "accuracy_unchanged" not in intervals.summarize(
         [row(status="unchanged", correct=True)], 50, 0, 0.95
     )
 
@@ -219,11 +219,11 @@ def test_every_metric_has_a_definition_label_and_group():
 
 # ----------------------------------------------------------------------------- intervals
 def test_bootstrap_all_ones_is_a_point_and_seeded():
-    assert metrics.bootstrap_ci([1.0] * 20, samples=500, seed=3) == (1.0, 1.0)
-    assert metrics.bootstrap_ci([], samples=10) is None
+    assert intervals.bootstrap_ci([1.0] * 20, samples=500, seed=3) == (1.0, 1.0)
+    assert intervals.bootstrap_ci([], samples=10) is None
     x = [1, 0, 1, 1, 0, 1, 0, 1, 1, 1]
-    assert metrics.bootstrap_ci(x, 2000, seed=7) == metrics.bootstrap_ci(x, 2000, seed=7)
-    lo, hi = metrics.bootstrap_ci(x, 2000, seed=7)
+    assert intervals.bootstrap_ci(x, 2000, seed=7) == intervals.bootstrap_ci(x, 2000, seed=7)
+    lo, hi = intervals.bootstrap_ci(x, 2000, seed=7)
     assert 0.0 <= lo < 0.7 < hi <= 1.0
 
 
@@ -232,14 +232,14 @@ def test_bootstrap_interval_covers_the_true_mean_about_95_percent_of_the_time():
     covered = 0
     for trial in range(200):
         sample = (rng.random(150) < 0.3).astype(float)
-        lo, hi = metrics.bootstrap_ci(list(sample), samples=400, seed=trial)
+        lo, hi = intervals.bootstrap_ci(list(sample), samples=400, seed=trial)
         covered += lo <= 0.3 <= hi
     assert 0.88 <= covered / 200 <= 0.99
 
 
 def test_more_questions_give_a_narrower_interval():
     def width(n):
-        lo, hi = metrics.bootstrap_ci([1.0, 0.0] * n, samples=1000, seed=0)
+        lo, hi = intervals.bootstrap_ci([1.0, 0.0] * n, samples=1000, seed=0)
         return hi - lo
 
     assert width(200) < width(20) / 2.5  # about 1/sqrt(n)
@@ -256,10 +256,10 @@ def test_paired_difference_sees_a_gain_that_two_separate_intervals_hide():
     better = [row(correct=bool(c), qid=f"q{i}") for i, c in enumerate(better_ok)]
     a, b = value(better, "accuracy"), value(base, "accuracy")
     assert a.ci[0] < b.ci[1]  # the two intervals overlap ...
-    diff = metrics.paired(better, base, ["accuracy"], 1000, 0, 0.95)["accuracy"]
+    diff = intervals.paired(better, base, ["accuracy"], 1000, 0, 0.95)["accuracy"]
     assert diff.value == pytest.approx(6 / 60)
     assert diff.ci[0] > 0  # ... but the paired interval excludes 0
-    same = metrics.paired(base, base, ["accuracy"], 200, 0, 0.95)["accuracy"]
+    same = intervals.paired(base, base, ["accuracy"], 200, 0, 0.95)["accuracy"]
     assert (same.value, same.ci) == (0.0, (0.0, 0.0))
 
 
@@ -274,7 +274,7 @@ def test_abstention_metrics_exact():
             answerable=False, status="unanswerable", abstained=True, qid="u2"
         ),  # refused rightly: 0
     ]
-    got = metrics.summarize(rows, 200, 0, 0.95)
+    got = intervals.summarize(rows, 200, 0, 0.95)
     assert got["truthfulness"].value == pytest.approx((1 - 1 + 0 + 1 - 1 + 0) / 6)
     assert got["refusal_precision"].value == 0.5  # 2 refusals, 1 of them evidence-absent
     assert got["refusal_recall"].value == 0.5  # 2 evidence-absent, 1 refused

@@ -17,8 +17,9 @@ from raftkit import config, prompts
 from raftkit.cli import main
 from raftkit.config import GenerationConfig
 from raftkit.errors import RaftkitError
-from raftkit.generate import HFGenerator, OpenAIGenerator
+from raftkit.generate import HFGenerator
 from raftkit.models import Runtime
+from raftkit.openai_client import OpenAIGenerator
 
 FP32 = Runtime("cpu", "float32")
 QUESTIONS = [

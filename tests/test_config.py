@@ -5,8 +5,9 @@ import yaml
 from pydantic import Field
 
 from raftkit import config
-from raftkit.config import RaftkitConfig, Section
+from raftkit.config import Section
 from raftkit.errors import ConfigError, RaftkitError
+from raftkit.retrieval.config import RaftkitConfig
 
 
 def write(tmp_path, text):

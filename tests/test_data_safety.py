@@ -156,7 +156,7 @@ def test_interrupted_overwrite_keeps_the_old_report(
 
 
 def test_failed_overwrite_keeps_the_old_run(capsys, tmp_path, tiny_llama, train_tiny, monkeypatch):
-    from raftkit.train import common
+    from raftkit.train import runfolder
 
     run_dir = tmp_path / "run"
     assert train_tiny("sft_lora_tiny.yaml", tiny_llama, run_dir, "optim.max_steps=1") == 0
@@ -165,7 +165,7 @@ def test_failed_overwrite_keeps_the_old_run(capsys, tmp_path, tiny_llama, train_
     def crash(*a, **k):
         raise RuntimeError("the machine went away")
 
-    monkeypatch.setattr(common, "run_training", crash)
+    monkeypatch.setattr(runfolder, "run_training", crash)
     code = train_tiny("sft_lora_tiny.yaml", tiny_llama, run_dir, "--overwrite")
     capsys.readouterr()
     assert (
@@ -200,7 +200,8 @@ class Killed(BaseException):
 def test_a_kill_after_any_rename_of_the_swap_leaves_an_index_and_the_next_command_repairs(
     after, monkeypatch, indexes, docs_copy
 ):
-    from raftkit.retrieval.index import load_index, update_index
+    from raftkit.retrieval.index import load_index
+    from raftkit.retrieval.indexing import update_index
 
     real, done = outputs._rename, []
 
@@ -325,8 +326,8 @@ def test_train_and_eval_files_with_different_columns(capsys, tmp_path, tiny_llam
 # ---------- 10. outputs others can read
 def test_outputs_follow_the_umask(tmp_path, docs_dir):
     from raftkit import config
-    from raftkit.config import RaftkitConfig
-    from raftkit.retrieval.index import build_index
+    from raftkit.retrieval.config import RaftkitConfig
+    from raftkit.retrieval.indexing import build_index
 
     old = os.umask(0o022)
     try:
@@ -354,7 +355,7 @@ def test_resume_passes_over_a_checkpoint_a_kill_interrupted(tmp_path):
     """A kill while the Trainer saved checkpoint-4 leaves it without its trainer_state.json (written
     last) or with a torn one: --resume continues from checkpoint-2 instead of failing on it, and
     the torn folder stays where it is."""
-    from raftkit.train.common import last_checkpoint
+    from raftkit.train.runfolder import last_checkpoint
 
     run = tmp_path / "run"
     for step in (2, 4, 6):

@@ -13,7 +13,7 @@ from raftkit.retrieval import gate
 from raftkit.retrieval.chunking import Chunk
 from raftkit.retrieval.index import Hit
 from raftkit.retrieval.rag import answer_questions
-from raftkit.train.common import evidence_gate
+from raftkit.train.runfolder import evidence_gate
 
 
 def _hit(rank: int, doc: str, score: float) -> Hit:
@@ -111,12 +111,12 @@ def test_min_score_off_survives_yaml():
     """YAML reads a bare `off` as false; the setting still means no gate, from --set and a file."""
     from raftkit import config
     from raftkit.compare.config import SystemConfig
+    from raftkit.retrieval.config import RaftkitConfig
 
-    cfg = config.load(config.RaftkitConfig, overrides=["retrieval.min_score=off"])
+    cfg = config.load(RaftkitConfig, overrides=["retrieval.min_score=off"])
     assert cfg.retrieval.min_score == "off"
     assert (
-        config.load(config.RaftkitConfig, overrides=["retrieval.min_score=0.4"]).retrieval.min_score
-        == 0.4
+        config.load(RaftkitConfig, overrides=["retrieval.min_score=0.4"]).retrieval.min_score == 0.4
     )
     assert (
         SystemConfig(name="s", model="m", mode="rag", index="i", min_score=False).min_score == "off"

@@ -11,8 +11,9 @@ from conftest import JsonHandler
 
 from raftkit.config import GenerationConfig
 from raftkit.errors import RaftkitError
-from raftkit.generate import HFGenerator, OpenAIGenerator, make_generator
+from raftkit.generate import HFGenerator, make_generator
 from raftkit.models import Runtime
+from raftkit.openai_client import OpenAIGenerator
 
 FP32, BF16 = Runtime("cpu", "float32"), Runtime("cpu", "bfloat16")
 

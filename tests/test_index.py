@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from raftkit import config
-from raftkit.config import IndexConfig, RaftkitConfig
 from raftkit.errors import RaftkitError
-from raftkit.retrieval.index import build_index, load_index, make_faiss, update_index
+from raftkit.retrieval.config import IndexConfig, RaftkitConfig
+from raftkit.retrieval.index import load_index, make_faiss
+from raftkit.retrieval.indexing import build_index, update_index
 
 
 def cfg_for(root, *overrides):
@@ -171,8 +172,8 @@ def test_bf16_embedder_keeps_the_attention_scores_in_float32():
     projections, and its vectors stay unit-length and close to float32's."""
     import torch
 
-    from raftkit.config import EmbeddingConfig
     from raftkit.models import Runtime
+    from raftkit.retrieval.config import EmbeddingConfig
     from raftkit.retrieval.embedding import ATTENTION_INPUTS, Embedder
 
     texts = ["Mount Skarn is 2,340 metres tall.", "The library lends five books per card."]

@@ -7,9 +7,10 @@ import yaml
 
 from raftkit import config
 from raftkit.cli import main
-from raftkit.config import RaftkitConfig
 from raftkit.retrieval import history
-from raftkit.retrieval.index import build_index, load_index, update_index
+from raftkit.retrieval.config import RaftkitConfig
+from raftkit.retrieval.index import load_index
+from raftkit.retrieval.indexing import build_index, update_index
 from raftkit.retrieval.textdiff import edits, sentence_changes
 
 

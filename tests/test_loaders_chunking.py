@@ -2,9 +2,9 @@
 
 import pytest
 
-from raftkit.config import ChunkingConfig
 from raftkit.errors import RaftkitError
 from raftkit.retrieval.chunking import chunk_documents, make_splitter
+from raftkit.retrieval.config import ChunkingConfig
 from raftkit.retrieval.loaders import load_documents
 
 
@@ -74,7 +74,7 @@ def test_when_every_document_is_dropped_the_error_says_why(tmp_path):
 
 
 def test_documents_over_the_size_limit_are_skipped_with_the_setting_to_raise(tmp_path):
-    from raftkit.config import LimitsConfig
+    from raftkit.retrieval.config import LimitsConfig
 
     (tmp_path / "big.md").write_text("word " * 300_000)  # 1.5 MB
     (tmp_path / "small.md").write_text("# S\nsmall")

@@ -1,6 +1,6 @@
-"""raftkit's LoRA layers in training (raftkit/train/lora_layers.py): the fused CPU kernels compute
-what peft computes op by op, in bf16 autocast and in float32, and step aside where they do not
-apply."""
+"""raftkit's LoRA layers in training (raftkit/train/cpu/lora_layers.py): the fused CPU kernels
+compute what peft computes op by op, in bf16 autocast and in float32, and step aside where they
+do not apply."""
 
 from pathlib import Path
 
@@ -10,7 +10,7 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
 def _compiles() -> bool:
-    from raftkit.train.lora_layers import compiles
+    from raftkit.train.cpu.lora_layers import compiles
 
     return compiles()
 
@@ -23,7 +23,7 @@ needs_compiler = pytest.mark.skipif(
 @pytest.fixture
 def fused_calls(monkeypatch) -> list[str]:
     """The names of the fused kernels called while the test runs, in order."""
-    from raftkit.train import lora_layers
+    from raftkit.train.cpu import lora_layers
 
     calls, fused = [], lora_layers.fused
     monkeypatch.setattr(
@@ -35,14 +35,14 @@ def fused_calls(monkeypatch) -> list[str]:
 def _lora_model(tiny_llama, dtype: str):
     import torch
 
-    from raftkit.train import common
+    from raftkit.train.model import load_model
     from raftkit.train.run import load_config
 
     cfg = load_config(
         str(RECIPES / "sft_lora_tiny.yaml"),
         [f"model={tiny_llama}", "runtime.device=cpu", f"runtime.dtype={dtype}"],
     )
-    model, tok, _ = common.load_model(cfg)
+    model, tok, _ = load_model(cfg)
     torch.manual_seed(1)
     with torch.no_grad():  # adapters that do something (peft starts lora_B at zero)
         for name, p in model.named_parameters():
@@ -69,7 +69,7 @@ def test_fused_layers_compute_what_peft_computes(
 ):
     import torch
 
-    from raftkit.train import lora_layers
+    from raftkit.train.cpu import lora_layers
 
     model, tok = _lora_model(tiny_llama, dtype)
     monkeypatch.setattr(lora_layers, "compiles", lambda: False)  # the same model, op by op
@@ -121,7 +121,7 @@ def test_fused_layers_step_aside_with_adapters_disabled(tiny_llama, fused_calls)
 def test_fused_kernels_are_compiled_and_match_the_eager_ones(monkeypatch):
     import torch
 
-    from raftkit.train import lora_layers
+    from raftkit.train.cpu import lora_layers
 
     monkeypatch.setattr(lora_layers, "_COMPILED", {})
     torch.manual_seed(0)
@@ -147,7 +147,7 @@ def test_fused_kernels_are_compiled_and_match_the_eager_ones(monkeypatch):
 def test_a_kernel_that_does_not_compile_runs_eagerly(monkeypatch, capsys):
     import torch
 
-    from raftkit.train import lora_layers
+    from raftkit.train.cpu import lora_layers
 
     def broken(fn, **kwargs):
         def run(*args):
@@ -174,7 +174,7 @@ def test_only_mlps_that_compute_plain_swiglu_are_fused():
     from transformers.models.llama.modeling_llama import LlamaMLP
     from transformers.models.qwen2.modeling_qwen2 import Qwen2MLP
 
-    from raftkit.train.lora_layers import _plain_swiglu_forward
+    from raftkit.train.cpu.lora_layers import _plain_swiglu_forward
 
     class Returned(torch.nn.Module):
         def forward(self, hidden):

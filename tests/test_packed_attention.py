@@ -1,4 +1,5 @@
-"""Attention over packed training rows one example at a time (raftkit/train/packed_attention.py)."""
+"""Attention over packed training rows one example at a time
+(raftkit/train/cpu/packed_attention.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ def _model(path, packed: bool):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from raftkit.train import packed_attention
+    from raftkit.train.cpu import packed_attention
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa")
@@ -60,7 +61,7 @@ def test_the_function_keeps_examples_apart_by_their_bounds_alone():
     import torch
     import torch.nn.functional as F
 
-    from raftkit.train.packed_attention import packed_sdpa
+    from raftkit.train.cpu.packed_attention import packed_sdpa
 
     torch.manual_seed(0)
     q, k, v = torch.randn(1, 4, 9, 8), torch.randn(1, 2, 9, 8), torch.randn(1, 2, 9, 8)
@@ -87,7 +88,7 @@ def test_bf16_rows_take_the_float32_backward_and_keep_the_gradients_of_each_exam
     import torch
     import torch.nn.functional as F
 
-    from raftkit.train.packed_attention import packed_sdpa
+    from raftkit.train.cpu.packed_attention import packed_sdpa
 
     torch.manual_seed(0)
     bounds = torch.tensor([0, 40, 41, 130], dtype=torch.int32)

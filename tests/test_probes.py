@@ -11,9 +11,10 @@ from conftest import HashEmbedder
 from raftkit import config, files
 from raftkit.cli import main
 from raftkit.compare.probes import ProbesConfig, make_probes
-from raftkit.config import RaftkitConfig
 from raftkit.raft.spans import BLANK, occurrences
-from raftkit.retrieval.index import build_index, load_index, update_index
+from raftkit.retrieval.config import RaftkitConfig
+from raftkit.retrieval.index import load_index
+from raftkit.retrieval.indexing import build_index, update_index
 from raftkit.retrieval.loaders import load_documents
 
 DEMO = Path(__file__).resolve().parents[1] / "corpora" / "demo"

@@ -106,8 +106,8 @@ def make_cfg(tmp_path, *overrides):
 
 @pytest.fixture(scope="module")
 def index(corpus, tmp_path_factory):
-    from raftkit.config import RaftkitConfig
-    from raftkit.retrieval.index import build_index
+    from raftkit.retrieval.config import RaftkitConfig
+    from raftkit.retrieval.indexing import build_index
 
     cfg = make_cfg(tmp_path_factory.mktemp("cfg"))
     return build_index(

@@ -15,7 +15,9 @@ def schema(path: Path):
     """The config class a recipe file is read into, chosen by its name prefix."""
     name = path.name
     if name.startswith("index_"):
-        return config.RaftkitConfig
+        from raftkit.retrieval.config import RaftkitConfig
+
+        return RaftkitConfig
     if name.startswith("raft_build"):
         from raftkit.raft.config import RaftBuildConfig
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from raftkit.cli import main
-from raftkit.train import common
+from raftkit.train import trainer
+from raftkit.train.data import load_data
+from raftkit.train.model import weight_dtype
 from raftkit.train.run import load_config
 from raftkit.train.stages import registry
 
@@ -56,7 +58,7 @@ def no_model_loading(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a model was loaded before the configuration was checked")
 
-    monkeypatch.setattr(common, "load_model", boom)
+    monkeypatch.setattr(trainer, "load_model", boom)
 
 
 def refused(capsys, tmp_path, recipe: str, *sets: str) -> str:
@@ -157,8 +159,8 @@ def test_mix_appends_closed_book_rows_to_train(tmp_path):
         + "\n"
     )
     cfg = load_config(str(RECIPES / "sft_lora_tiny.yaml"), [f"data.mix=[{dsf}]"])
-    base = len(common.load_data(load_config(str(RECIPES / "sft_lora_tiny.yaml")))[0])
-    train, _ = common.load_data(cfg)
+    base = len(load_data(load_config(str(RECIPES / "sft_lora_tiny.yaml")))[0])
+    train, _ = load_data(cfg)
     assert len(train) == base + 1
     assert train[-1]["completion"][0]["content"] == "<ANSWER>: a"
 
@@ -177,7 +179,7 @@ def test_weights_that_train_whole_stay_float32_under_bf16(device):
     cfg = lambda recipe: load_config(
         str(RECIPES / recipe), [f"runtime.device={device}", "runtime.dtype=bfloat16"]
     )
-    assert common.weight_dtype(cfg("sft_full.yaml")) == "float32"
-    assert common.weight_dtype(cfg("reward_lora.yaml"), head="score") == "float32"
-    assert common.weight_dtype(cfg("sft_lora.yaml")) == "bfloat16"
-    assert common.weight_dtype(cfg("sft_qlora.yaml")) == "bfloat16"
+    assert weight_dtype(cfg("sft_full.yaml")) == "float32"
+    assert weight_dtype(cfg("reward_lora.yaml"), head="score") == "float32"
+    assert weight_dtype(cfg("sft_lora.yaml")) == "bfloat16"
+    assert weight_dtype(cfg("sft_qlora.yaml")) == "bfloat16"

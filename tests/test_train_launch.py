@@ -15,8 +15,8 @@ import pytest
 from raftkit import config
 from raftkit.cli import main
 from raftkit.errors import RaftkitError
-from raftkit.train.common import last_checkpoint
 from raftkit.train.launch import launch_command
+from raftkit.train.runfolder import last_checkpoint
 
 RECIPES = Path(__file__).parents[1] / "recipes"
 
@@ -247,9 +247,9 @@ import os
 if os.environ.get("RANK") == "1" and os.environ.get("KILL_RANK1_AT_STEP"):
     import signal
 
-    from raftkit.train import common
+    from raftkit.train import trainer
 
-    _recorder = common.recorder
+    _recorder = trainer.recorder
 
     def recorder():
         class Dies(type(_recorder())):
@@ -259,7 +259,7 @@ if os.environ.get("RANK") == "1" and os.environ.get("KILL_RANK1_AT_STEP"):
 
         return Dies()
 
-    common.recorder = recorder
+    trainer.recorder = recorder
 """
 
 

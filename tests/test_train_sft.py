@@ -101,7 +101,7 @@ def test_raftkit_sft_trainer_trains_on_the_answer_only(tiny_llama, tmp_path):
     """The batches raftkit's SFT trainer feeds: packed rows whose labels cover the answers, never
     the documents."""
     from raftkit import files
-    from raftkit.train import packed_attention
+    from raftkit.train.cpu import packed_attention
 
     trainer, tok, _ = _sft_trainer(tiny_llama, tmp_path, "data.max_length=2048")
     batch = next(iter(trainer.get_train_dataloader()))
@@ -130,6 +130,31 @@ def test_cpu_trainer_loss_equals_trls_on_the_same_batch(tiny_llama, tmp_path):
         ours = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=n)
         theirs = SFTTrainer.compute_loss(trainer, trainer.model, dict(batch), num_items_in_batch=n)
     assert float(ours) == pytest.approx(float(theirs), rel=1e-4)
+
+
+def test_cpu_kernels_off_trains_with_plain_peft_and_trl_to_the_same_losses(
+    tiny_llama, tmp_path, train_tiny
+):
+    """`runtime.cpu_kernels: off` switches every CPU speed-up off (peft's own LoRA layers, TRL's
+    trainer and batches, the model's attention) and trains to the same losses."""
+    from peft.tuners.lora import Linear
+    from trl import SFTTrainer
+
+    trainer, _, _ = _sft_trainer(tiny_llama, tmp_path, "runtime.cpu_kernels=off")
+    # the recipe's batch as it is (on, a CPU run feeds one packed row per micro-batch)
+    assert type(trainer) is SFTTrainer and trainer.args.per_device_train_batch_size == 2
+    assert trainer.model.config._attn_implementation != "raftkit_packed_sdpa"
+    lora = next(m for m in trainer.model.modules() if isinstance(m, Linear))
+    assert "forward" not in vars(lora)  # peft's own forward, not raftkit's
+    losses = {}
+    for kernels in ("auto", "off"):
+        run = tmp_path / kernels
+        sets = ("optim.max_steps=3", "runtime.dtype=float32", f"runtime.cpu_kernels={kernels}")
+        assert train_tiny("sft_lora_tiny.yaml", tiny_llama, run, *sets) == 0
+        logged = (run / "metrics.jsonl").read_text().splitlines()
+        losses[kernels] = [json.loads(r)["loss"] for r in logged if '"loss"' in r]
+    assert len(losses["off"]) == 3
+    assert losses["off"] == pytest.approx(losses["auto"], rel=2e-3)
 
 
 def test_bf16_runtime_trains_float32_adapters_on_a_bf16_base(
@@ -182,14 +207,14 @@ def test_lora_under_autocast_casts_less_and_sums_in_float32(tiny_llama):
     import torch
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    from raftkit.train import common
+    from raftkit.train.model import load_model
     from raftkit.train.run import load_config
 
     cfg = load_config(
         str(RECIPES / "sft_lora_tiny.yaml"),
         [f"model={tiny_llama}", "runtime.device=cpu", "runtime.dtype=bfloat16"],
     )
-    model, tok, _ = common.load_model(cfg)
+    model, tok, _ = load_model(cfg)
     layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
     assert layers
     seen = {}

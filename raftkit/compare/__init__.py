@@ -2,9 +2,9 @@
 
 config.py (the recipe schema) -> questions.py (QA .jsonl or build-dataset eval split) -> systems.py
 (retrieval once, generation and choice log-likelihoods from one prefill, resumable) -> scoring.py
-(one typed row per question and system) -> metrics.py (the metric registry, bootstrap and paired
-intervals) and extras.py (ragas) -> report.py (report.md, report.html, results.json,
-per_question.csv); run.py ties them together.
+(one typed row per question and system) -> metrics.py (the metric registry) -> intervals.py (its
+values with bootstrap and paired intervals) and extras.py (ragas) -> report.py (report.md,
+results.json, per_question.csv) and report_html.py (report.html); run.py ties them together.
 """
 
 from raftkit.compare.config import CompareConfig

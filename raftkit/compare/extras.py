@@ -56,8 +56,8 @@ def _local_embeddings(cfg: CompareConfig):
     from langchain_core.embeddings import Embeddings
     from ragas.embeddings import LangchainEmbeddingsWrapper
 
-    from raftkit.config import EmbeddingConfig
     from raftkit.models import runtime
+    from raftkit.retrieval.config import EmbeddingConfig
     from raftkit.retrieval.embedding import Embedder
 
     embedder = Embedder(EmbeddingConfig(), runtime(cfg.runtime))

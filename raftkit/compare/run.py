@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from raftkit import __version__, config, outputs
-from raftkit.compare import extras, metrics
+from raftkit.compare import extras, intervals, metrics
 from raftkit.compare import systems as sysrun
 from raftkit.compare.config import CompareConfig, SystemConfig
 from raftkit.compare.questions import Question, load_questions
@@ -202,10 +202,10 @@ def _results(
     b = cfg.bootstrap
     out = []
     for s in cfg.systems:
-        stats = metrics.summarize(rows[s.name], b.samples, b.seed, b.level)
+        stats = intervals.summarize(rows[s.name], b.samples, b.seed, b.level)
         paired = {}
         if cfg.baseline and s.name != cfg.baseline:
-            paired = metrics.paired(
+            paired = intervals.paired(
                 rows[s.name], rows[cfg.baseline], list(stats), b.samples, b.seed, b.level
             )
         out.append(

@@ -53,8 +53,9 @@ def load_indexes(cfg: CompareConfig) -> dict:
     """{index name: FaissIndex} of every index a rag system names (missing ones in `build_indexes`
     are built)."""
     from raftkit import config
-    from raftkit.config import RaftkitConfig
-    from raftkit.retrieval.index import MANIFEST, build_index, index_path, load_index
+    from raftkit.retrieval.config import RaftkitConfig
+    from raftkit.retrieval.index import MANIFEST, index_path, load_index
+    from raftkit.retrieval.indexing import build_index
 
     names = sorted({s.index for s in cfg.systems if s.mode == "rag"})
     for name, docs in cfg.build_indexes.items():

@@ -210,8 +210,8 @@ def _write_manifest(
 
 def _index(cfg: RaftBuildConfig, docs, loaded, index):
     """(the FaissIndex of DOCS, what was done to get it); an injected index is used as it is."""
-    from raftkit.config import RaftkitConfig
-    from raftkit.retrieval.index import ensure_index
+    from raftkit.retrieval.config import RaftkitConfig
+    from raftkit.retrieval.indexing import ensure_index
 
     if index is not None:
         action = "given"

@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from raftkit.config import GenerationConfig, RetrievalConfig, RuntimeConfig, Section
+from raftkit.config import GenerationConfig, RuntimeConfig, Section
+from raftkit.retrieval.config import RetrievalConfig
 
 
 class QuestionsConfig(Section):

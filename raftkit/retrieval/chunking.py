@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from raftkit.config import ChunkingConfig
+from raftkit.retrieval.config import ChunkingConfig
 from raftkit.retrieval.loaders import Document
 from raftkit.ui import progress
 

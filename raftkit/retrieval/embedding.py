@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from raftkit.config import EmbeddingConfig
 from raftkit.models import Runtime, quiet_transformers, resolve_embedder
+from raftkit.retrieval.config import EmbeddingConfig
 
 # Linear layers that feed the attention (names in BERT, MPNet, RoBERTa, Llama-style and fused-QKV
 # encoders): kept float32, since bf16 rounding in the scores reorders near-tied neighbours.

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
-from raftkit.config import LimitsConfig
 from raftkit.errors import RaftkitError
 from raftkit.files import scan_jsonl
+from raftkit.retrieval.config import LimitsConfig
 
 SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf", ".jsonl")
 

@@ -29,7 +29,7 @@ def load_config(path: str | None, overrides: list[str] | None = None) -> TrainCo
 def check_run_dir(cfg: TrainConfig, overwrite: bool, resume: bool) -> None:
     """Refuse to clobber a run without --overwrite, anything but a run with it, and --resume without
     a checkpoint."""
-    from raftkit.train.common import last_checkpoint
+    from raftkit.train.runfolder import last_checkpoint
 
     run = Path(cfg.output_dir)
     if resume and overwrite:
@@ -54,7 +54,7 @@ def preflight(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -
     """Every check that needs no model: run folder, model name, the stage's checks, dataset
     columns."""
     from raftkit.models import resolve
-    from raftkit.train.common import load_data
+    from raftkit.train.data import load_data
     from raftkit.train.stages import registry
 
     if not launched():  # under accelerate the launcher checked the folder; ranks would race here
@@ -150,7 +150,7 @@ def launch(args, cfg: TrainConfig) -> None:
 
 def launch_failed(rc: int, run: Path, where: Path) -> str:
     """The one line a failed launch ends with: what failed, and how to go on from what is left."""
-    from raftkit.train.common import last_checkpoint
+    from raftkit.train.runfolder import last_checkpoint
 
     what = (
         f"a training process failed (accelerate launch exited with code {rc}; the report above "

@@ -35,14 +35,14 @@ def reference_model(cfg: TrainConfig, model):
     import copy
 
     from raftkit import models
-    from raftkit.train import common
+    from raftkit.train.model import runtime_of
 
     if cfg.method == "full":
         return copy.deepcopy(model).eval()
     if models.resolve(
         cfg.model
     ).adapter:  # disabling a continued adapter would fall back past SFT to the raw base
-        return models.load_causal_lm(cfg.model, common.runtime_of(cfg))
+        return models.load_causal_lm(cfg.model, runtime_of(cfg))
     return None
 
 
@@ -50,9 +50,10 @@ def train_dpo(cfg: TrainConfig, resume: bool = False) -> dict:
     """Preference-tune `cfg.model` on prompt/chosen/rejected pairs; returns the run.json summary."""
     from trl import DPOConfig, DPOTrainer
 
-    from raftkit.train import common
+    from raftkit.train import runfolder
+    from raftkit.train.trainer import build_trainer
 
-    trainer, tok, base = common.build_trainer(
+    trainer, tok, base = build_trainer(
         cfg,
         DPOTrainer,
         DPOConfig,
@@ -63,7 +64,7 @@ def train_dpo(cfg: TrainConfig, resume: bool = False) -> dict:
         },
         extra=lambda model, tok: {"ref_model": reference_model(cfg, model)},
     )
-    return common.run_training(trainer, cfg, tok, base, resume)
+    return runfolder.run_training(trainer, cfg, tok, base, resume)
 
 
 STAGE = Stage(name="dpo", order=1, train=train_dpo, section=DPOSection, **PREFERENCE_DATA)

@@ -31,9 +31,10 @@ def train_reward(cfg: TrainConfig, resume: bool = False) -> dict:
     summary."""
     from trl import RewardConfig, RewardTrainer
 
-    from raftkit.train import common
+    from raftkit.train import runfolder
+    from raftkit.train.trainer import build_trainer
 
-    trainer, tok, base = common.build_trainer(
+    trainer, tok, base = build_trainer(
         cfg,
         RewardTrainer,
         RewardConfig,
@@ -43,7 +44,7 @@ def train_reward(cfg: TrainConfig, resume: bool = False) -> dict:
             "center_rewards_coefficient": cfg.reward.center_rewards or None,
         },
     )
-    return common.run_training(trainer, cfg, tok, base, resume)
+    return runfolder.run_training(trainer, cfg, tok, base, resume)
 
 
 def starts_from_a_base(cfg: TrainConfig) -> None:

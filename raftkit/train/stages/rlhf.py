@@ -95,7 +95,9 @@ def train_rlhf(cfg: TrainConfig, resume: bool = False) -> dict:
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     from raftkit.models import load_classifier
-    from raftkit.train import common, rewards
+    from raftkit.train import rewards, runfolder
+    from raftkit.train.model import runtime_of
+    from raftkit.train.trainer import build_trainer
 
     r = cfg.rlhf
     config_cls, trainer_cls = (
@@ -104,11 +106,11 @@ def train_rlhf(cfg: TrainConfig, resume: bool = False) -> dict:
 
     def rewarded(model, tok):
         tok.padding_side = "left"  # generation needs the prompts aligned on the right
-        scorer, scorer_tok = load_classifier(r.reward_model, common.runtime_of(cfg))
+        scorer, scorer_tok = load_classifier(r.reward_model, runtime_of(cfg))
         funcs = [scorer, rewards.quote_reward, rewards.format_reward, rewards.answer_reward]
         return {"reward_funcs": funcs, "reward_processing_classes": [scorer_tok, None, None, None]}
 
-    trainer, tok, base = common.build_trainer(
+    trainer, tok, base = build_trainer(
         cfg,
         trainer_cls,
         config_cls,
@@ -127,7 +129,7 @@ def train_rlhf(cfg: TrainConfig, resume: bool = False) -> dict:
             ],
         },
     )
-    return common.run_training(trainer, cfg, tok, base, resume)
+    return runfolder.run_training(trainer, cfg, tok, base, resume)
 
 
 STAGE = Stage(

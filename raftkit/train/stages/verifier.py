@@ -181,7 +181,7 @@ def _options(rows, index, seed: int) -> list[list[str]]:
 def _build_questions(cfg: TrainConfig):
     """(one row per distinct train-split question with an oracle, the build's index)."""
     from raftkit.retrieval.index import load_index
-    from raftkit.train.common import load_data
+    from raftkit.train.data import load_data
 
     manifest = Path(cfg.data.path).expanduser() / "manifest.json"
     if not manifest.is_file():
