@@ -223,7 +223,7 @@ def render(d: dict) -> str:
     parts = [
         "## Evidence verifier (`benchmarks/verifier.py`)",
         f"Machine: {describe(d['machine'])}. "
-        + __doc__.split("\n\n")[1].replace("\n", " ")
+        + __doc__.split("\n\n")[2].replace("\n", " ")
         + " Verifier features chosen by out-of-fold AUC on the training questions: "
         + "; ".join(
             f"seed {s}: {', '.join(r['features'])} (with options: "
