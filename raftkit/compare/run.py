@@ -23,6 +23,7 @@ from raftkit.compare.report import SystemResult, cell, write_report
 from raftkit.compare.scoring import ScoredRow, score_record
 from raftkit.errors import RaftkitError
 from raftkit.provenance import now, versions
+from raftkit.runs import RunFolder
 from raftkit.ui import say
 
 WORK = ".work"
@@ -53,12 +54,10 @@ def _model_info(system: SystemConfig, cfg: CompareConfig) -> dict:
     if g.backend == "openai":
         info["served_by"] = g.base_url
     path = Path(name).expanduser()
-    if (path / "run.json").is_file():
-        run = json.loads((path / "run.json").read_text())
+    run = RunFolder.find(path)
+    if run:
         info["run_id"] = path.resolve().name
-        info["run"] = {
-            k: run[k] for k in ("stage", "method", "base_model", "dataset", "steps") if k in run
-        }
+        info["run"] = run.essentials()
     elif path.is_dir():
         info["path"] = str(path.resolve())
     return info
@@ -190,7 +189,10 @@ def _score(
             score_record(by_id[r["qid"]], r, s.name, cfg.scoring.mc) for r in records[s.name]
         ]
         if cfg.scoring.ragas:
-            contexts = {q: r.texts[: s.top_k] for q, r in retrieved.get(s.index, {}).items()}
+            contexts = {
+                q: [h.chunk.text for h in hits[: s.top_k]]
+                for q, hits in retrieved.get(s.index, {}).items()
+            }
             note = extras.add_ragas(rows[s.name], s, contexts, refs.get(s.index, {}), cfg, llm)
             notes += [note] if note else []
     return rows, notes
