@@ -2,8 +2,8 @@
 a time, and a replacement that a crash at any moment leaves recoverable.
 
 - **Ownership.** Every folder raftkit writes carries `.raftkit-output.json` naming its kind. A
-  command replaces or deletes only a folder of its own kind (or one with that kind's files, for
-  outputs older than the marker); anything else is refused, whatever `--overwrite` says.
+  command replaces or deletes only a folder of its own kind; anything else is refused, whatever
+  `--overwrite` says.
 - **Locks.** An advisory `fcntl` lock on `.NAME.lock` beside the folder; a second writer gets an
   error naming the holder's pid instead of mixing its files in.
 - **Swap.** A new folder is built under a temporary name, then: rename it to `.NAME.new` (complete),
@@ -30,14 +30,6 @@ from raftkit.files import umask, write_json
 
 MARKER = ".raftkit-output.json"
 _PLAIN = re.compile(r"^[\w][\w.-]*$")
-# Files that identify each kind of output written before the marker existed.
-SIGNATURES = {
-    "index": ("manifest.json", "chunks.jsonl"),
-    "dataset": ("manifest.json", "dataset"),
-    "run": ("run.json",),
-    "report": ("results.json",),
-    "export": ("raftkit_export.json",),
-}
 _rename = os.replace  # every step of a swap goes through here (the crash tests hook it)
 
 
@@ -68,19 +60,14 @@ def mark(folder: str | Path, kind: str) -> None:
 
 
 def kind_of(folder: str | Path) -> str | None:
-    """The kind of raftkit output `folder` is (its marker, else its files), None when it is not
-    one."""
+    """The kind of raftkit output `folder` is, from its marker; None when it has no readable one."""
     folder = Path(folder)
     if not folder.is_dir():
         return None
     try:
         return json.loads((folder / MARKER).read_text(encoding="utf-8"))["kind"]
     except (OSError, ValueError, KeyError, TypeError):
-        pass
-    for kind, names in SIGNATURES.items():
-        if all((folder / n).exists() for n in names):
-            return kind
-    return None
+        return None
 
 
 def is_empty_dir(path: Path) -> bool:

@@ -235,10 +235,11 @@ def _gate_info(check) -> dict:
 
 
 def verdict(systems: list[SystemResult], baseline: str) -> list[str]:
-    """One line per group (accuracy, hallucination, freshness): who wins its verdict metric, and
-    each system's paired difference against the baseline, with whether its interval excludes 0."""
+    """One line per group with a verdict (metrics.GROUPS): who wins its verdict metric, and each
+    system's paired difference against the baseline, with whether its interval excludes 0; then
+    the cautions that apply."""
     lines = []
-    for group in ("accuracy", "hallucination", "freshness"):
+    for group in (g.name for g in metrics.GROUPS if g.verdict):
         m = next(
             (
                 m
@@ -267,25 +268,19 @@ def verdict(systems: list[SystemResult], baseline: str) -> list[str]:
         if diffs:
             line += f"; against {baseline}: " + ", ".join(diffs)
         lines.append(line)
-    return lines + _refuse_all(systems)
+    return lines + _cautions(systems)
 
 
-REFUSE_ALL = 0.9  # share of answerable questions refused above which a system "refuses everything"
-
-
-def _refuse_all(systems: list[SystemResult]) -> list[str]:
-    """A caution per system that refused nearly every answerable question: its hallucination
-    figures (and a truthfulness win over a system that answers) then come from refusing, not from
-    telling when the evidence is absent."""
+def _cautions(systems: list[SystemResult]) -> list[str]:
+    """A line per (caution of metrics.CAUTIONS, system) whose metric reaches the caution's
+    threshold."""
     lines = []
-    for s in systems:
-        refused = s.metrics.get("over_refusal_rate")
-        if refused is not None and refused.value is not None and refused.value >= REFUSE_ALL:
-            lines.append(
-                f"caution: {s.name} refused {100 * refused.value:.1f}% of the answerable questions;"
-                " its hallucination figures come from refusing nearly everything, not from telling"
-                " when the evidence is absent"
-            )
+    for c in metrics.CAUTIONS:
+        m = metrics.REGISTRY[c.metric]
+        for s in systems:
+            stat = s.metrics.get(c.metric)
+            if stat is not None and stat.value is not None and stat.value >= c.at:
+                lines.append(c.message.format(system=s.name, value=cell(stat, m)[0]))
     return lines
 
 
