@@ -10,6 +10,9 @@ a time, and a replacement that a crash at any moment leaves recoverable.
   move the old folder to `.NAME.old`, rename `.NAME.new` to NAME, delete `.NAME.old`. A kill between
   any two steps leaves the old or the new folder under one of those names, and `recover()` (run by
   the next command that takes the lock) finishes the swap.
+
+`writing()` puts the three together for a command's output; with `--overwrite` it builds in
+`.NAME.overwrite` beside the old folder and swaps that in.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC
 from pathlib import Path
 
@@ -197,6 +200,48 @@ def swap(new_folder: str | Path, path: str | Path) -> Path:
     _rename(new, path)
     shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+@contextlib.contextmanager
+def writing(
+    path: str | Path,
+    kind: str,
+    what: str,
+    overwrite: bool = False,
+    *,
+    option: str = "--out",
+    checked: bool = False,
+    resume_overwrite: Callable[[Path], bool] | None = None,
+    check_existing: Callable[[Path], None] | None = None,
+) -> Iterator[Path]:
+    """Lock output `path` and yield the folder to write it in, swapped in as `path` when the block
+    ends without an exception; raises RaftkitError when `path` is in use or not a `kind` output.
+
+    The folder is `path`, or with `overwrite` of a non-empty `path` its staging folder. `what` names
+    the output in the lock's error, `option` how the user gave `path`. With the lock held and before
+    anything is written: check_replaceable(path, kind, option), unless the caller `checked` it
+    already; then the caller's resume rule. `resume_overwrite(staging folder)`
+    says whether an existing one is an interrupted overwrite to continue (else, and by default, it
+    is removed); `check_existing(path)` raises the caller's error for a non-empty `path` that may
+    not be written into without `overwrite`. The caller marks the folder (mark()) before its first
+    write, so that a crash leaves an output the next command recognises. On an exception nothing is
+    swapped or removed: the folder stays for the next command to resume or remove.
+    """
+    path = Path(path)
+    with lock(path, what):
+        if not checked:
+            check_replaceable(path, kind, option)
+        where = path
+        if path.exists() and not is_empty_dir(path):
+            if overwrite:
+                where = staging(path)
+                if not (where.exists() and resume_overwrite and resume_overwrite(where)):
+                    shutil.rmtree(where, ignore_errors=True)
+            elif check_existing:
+                check_existing(path)
+        yield where
+        if where != path:
+            swap(where, path)
 
 
 def staging(path: str | Path) -> Path:

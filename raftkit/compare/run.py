@@ -8,9 +8,10 @@ report in when it is complete, so an interrupted rerun leaves the old report as 
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import json
-import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,15 +80,12 @@ def _index_info(index) -> dict:
     }
 
 
-def workspace(out: Path, cfg: CompareConfig, overwrite: bool) -> Path:
-    """The folder this run writes (OUT, or its staging folder with --overwrite); refuses to mix
-    reports."""
-    outputs.check_replaceable(out, "report", "--out")
-    if overwrite and out.exists() and not outputs.is_empty_dir(out):
-        where = outputs.staging(out)
-        shutil.rmtree(where, ignore_errors=True)
-    else:
-        where = out
+@contextlib.contextmanager
+def workspace(out: Path, cfg: CompareConfig, overwrite: bool) -> Iterator[Path]:
+    """The folder this run writes (OUT, or its staging folder with --overwrite; see
+    outputs.writing()); refuses (RaftkitError) to mix reports."""
+
+    def check_existing(out: Path) -> None:
         saved = out / WORK / "config.yaml"
         if (out / "results.json").exists():
             raise RaftkitError(f"{out} already holds a report; use --overwrite to replace it")
@@ -96,10 +94,14 @@ def workspace(out: Path, cfg: CompareConfig, overwrite: bool) -> Path:
                 f"{out} holds an unfinished comparison with another config; rerun with the same "
                 f"config to resume, or use --overwrite to start again"
             )
-    (where / WORK).mkdir(parents=True, exist_ok=True)
-    outputs.mark(where, "report")
-    config.save_resolved(cfg, where / WORK)
-    return where
+
+    with outputs.writing(
+        out, "report", "report", overwrite, check_existing=check_existing
+    ) as where:
+        (where / WORK).mkdir(parents=True, exist_ok=True)
+        outputs.mark(where, "report")
+        config.save_resolved(cfg, where / WORK)
+        yield where
 
 
 def _reference_contexts(questions: list[Question], index) -> dict[str, list[str]]:
@@ -146,8 +148,7 @@ def compare(
     gates = sysrun.gates(cfg, indexes)
     if generator_factory is None:
         _check_models(cfg)
-    with outputs.lock(out, "report"):
-        where = workspace(out, cfg, overwrite)
+    with workspace(out, cfg, overwrite) as where:
         retrieved = sysrun.retrieve(cfg, questions, indexes)
         records = sysrun.run_all(cfg, questions, retrieved, where / WORK, generator_factory, gates)
         rows, notes = _score(cfg, questions, records, retrieved, indexes)
@@ -164,8 +165,6 @@ def compare(
         written = write_report(
             where, results, systems, [r for s in cfg.systems for r in rows[s.name]]
         )
-        if where != out:
-            outputs.swap(where, out)
     say(f"wrote {', '.join(written)} to {out}")
     return ComparisonReport(
         out,
