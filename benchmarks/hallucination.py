@@ -46,6 +46,13 @@ HEADLINE = (
     "selective_accuracy",
     "confident_wrong_rate",
 )
+# the verifier against the cosine gate on the same model: paired per question
+AGAINST_GATE = (
+    ("base+rag+verifier", "base+rag+gate"),
+    ("raft-sft+rag+verifier", "raft-sft+rag+gate"),
+)
+# per_question.csv columns compared there: (column, label)
+PAIRED_COLUMNS = (("truthfulness", "Truthfulness score"), ("hallucinated", "Unanswerable answered"))
 # (held-out questions, SFT steps, DPO steps): full run under 60 min on 2 CPU cores, quick under 15
 SIZES = {True: (20, 24, 6), False: (60, 90, 20)}
 
@@ -154,6 +161,41 @@ def _train(steps: p.Steps, label: str, recipe: str, model, data, out, max_steps:
     )
 
 
+def _column(rows: list[dict], column: str) -> dict[str, float]:
+    """{qid: value} of a per_question.csv column (True/False as 1/0; blanks left out)."""
+    conv = {"True": 1.0, "False": 0.0}
+    return {
+        r["qid"]: conv[r[column]] if r[column] in conv else float(r[column])
+        for r in rows
+        if r[column]
+    }
+
+
+def against_gate(report: Path, seed: int, samples: int = 2000) -> dict:
+    """{verifier system: {column: {value, ci}}}: the verifier system minus the cosine-gate system of
+    the same model, in points, with a paired bootstrap over the questions both answered."""
+    import csv
+
+    import numpy as np
+
+    with open(report / "per_question.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    out = {}
+    for mine, theirs in AGAINST_GATE:
+        out[mine] = {}
+        for column, _ in PAIRED_COLUMNS:
+            a = _column([r for r in rows if r["system"] == mine], column)
+            b = _column([r for r in rows if r["system"] == theirs], column)
+            shared = sorted(set(a) & set(b))
+            if not shared:
+                continue
+            diff = np.array([a[q] - b[q] for q in shared])
+            draws = np.random.default_rng(seed).integers(0, len(diff), (samples, len(diff)))
+            lo, hi = np.percentile(diff[draws].mean(axis=1), [2.5, 97.5])
+            out[mine][column] = {"value": float(diff.mean()), "ci": [float(lo), float(hi)]}
+    return out
+
+
 def measure(args) -> dict:
     work = p.workdir(_section(args))
     train_rows, test = split(args, work)
@@ -215,6 +257,7 @@ def measure(args) -> dict:
         "gate": gate,
         "metrics": p.metrics(work / "report"),
         "paired": {s["name"]: s["paired"] for s in res["systems"]},
+        "against_gate": against_gate(work / "report", args.seed),
         "verdict": res["verdict"],
         "steps": steps.records(),
     }
@@ -260,6 +303,22 @@ def _gate_line(gate: dict | None) -> str:
     )
 
 
+def _against_gate_table(d: dict) -> list[str]:
+    got = d.get("against_gate")
+    if not got:
+        return []
+    rows = [
+        [label, *[_cell(got.get(mine, {}).get(col), True, signed=True) for mine, _ in AGAINST_GATE]]
+        for col, label in PAIRED_COLUMNS
+    ]
+    heads = [f"{mine} - {theirs}" for mine, theirs in AGAINST_GATE]
+    return [
+        "The verifier against the cosine gate on the same model (points, paired bootstrap over "
+        "the questions):",
+        table(["metric", *heads], rows),
+    ]
+
+
 def render(d: dict) -> str:
     from raftkit.compare.metrics import REGISTRY
 
@@ -292,6 +351,7 @@ def render(d: dict) -> str:
             table(["metric", *SYSTEMS], rows),
             "Paired differences against base+RAG (points, paired bootstrap over the questions):",
             table(["metric", *SYSTEMS[1:]], diffs),
+            *_against_gate_table(d),
             "Verdict: " + "; ".join(d["verdict"]) + ".",
             "Steps (each is a raftkit command; rerun them to reproduce):",
             p.steps_table(d["steps"]),

@@ -26,6 +26,7 @@ from pathlib import Path
 from raftkit import hub
 from raftkit.config import RuntimeConfig
 from raftkit.errors import RaftkitError
+from raftkit.runs import RunFolder
 from raftkit.ui import say
 
 GENERATORS = {"smollm2-135m-instruct": "SmolLM2-135M-Instruct.Q4_1.gguf"}
@@ -78,9 +79,8 @@ def _convert_gguf(gguf: Path, out: Path) -> Path:
 
 def run_model_dir(path: Path) -> Path | None:
     """The weights folder of a `raftkit train` run directory (RUN/model), else None."""
-    if (path / "run.json").is_file() and (path / "model").is_dir():
-        return path / "model"
-    return None
+    run = RunFolder.find(path)
+    return run.model_dir if run and run.model_dir.is_dir() else None
 
 
 def resolve_path(name: str) -> str:

@@ -2,14 +2,17 @@
 a time, and a replacement that a crash at any moment leaves recoverable.
 
 - **Ownership.** Every folder raftkit writes carries `.raftkit-output.json` naming its kind. A
-  command replaces or deletes only a folder of its own kind (or one with that kind's files, for
-  outputs older than the marker); anything else is refused, whatever `--overwrite` says.
+  command replaces or deletes only a folder of its own kind; anything else is refused, whatever
+  `--overwrite` says.
 - **Locks.** An advisory `fcntl` lock on `.NAME.lock` beside the folder; a second writer gets an
   error naming the holder's pid instead of mixing its files in.
 - **Swap.** A new folder is built under a temporary name, then: rename it to `.NAME.new` (complete),
   move the old folder to `.NAME.old`, rename `.NAME.new` to NAME, delete `.NAME.old`. A kill between
   any two steps leaves the old or the new folder under one of those names, and `recover()` (run by
   the next command that takes the lock) finishes the swap.
+
+`writing()` puts the three together for a command's output; with `--overwrite` it builds in
+`.NAME.overwrite` beside the old folder and swaps that in.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC
 from pathlib import Path
 
@@ -30,14 +33,6 @@ from raftkit.files import umask, write_json
 
 MARKER = ".raftkit-output.json"
 _PLAIN = re.compile(r"^[\w][\w.-]*$")
-# Files that identify each kind of output written before the marker existed.
-SIGNATURES = {
-    "index": ("manifest.json", "chunks.jsonl"),
-    "dataset": ("manifest.json", "dataset"),
-    "run": ("run.json",),
-    "report": ("results.json",),
-    "export": ("raftkit_export.json",),
-}
 _rename = os.replace  # every step of a swap goes through here (the crash tests hook it)
 
 
@@ -68,19 +63,14 @@ def mark(folder: str | Path, kind: str) -> None:
 
 
 def kind_of(folder: str | Path) -> str | None:
-    """The kind of raftkit output `folder` is (its marker, else its files), None when it is not
-    one."""
+    """The kind of raftkit output `folder` is, from its marker; None when it has no readable one."""
     folder = Path(folder)
     if not folder.is_dir():
         return None
     try:
         return json.loads((folder / MARKER).read_text(encoding="utf-8"))["kind"]
     except (OSError, ValueError, KeyError, TypeError):
-        pass
-    for kind, names in SIGNATURES.items():
-        if all((folder / n).exists() for n in names):
-            return kind
-    return None
+        return None
 
 
 def is_empty_dir(path: Path) -> bool:
@@ -210,6 +200,48 @@ def swap(new_folder: str | Path, path: str | Path) -> Path:
     _rename(new, path)
     shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+@contextlib.contextmanager
+def writing(
+    path: str | Path,
+    kind: str,
+    what: str,
+    overwrite: bool = False,
+    *,
+    option: str = "--out",
+    checked: bool = False,
+    resume_overwrite: Callable[[Path], bool] | None = None,
+    check_existing: Callable[[Path], None] | None = None,
+) -> Iterator[Path]:
+    """Lock output `path` and yield the folder to write it in, swapped in as `path` when the block
+    ends without an exception; raises RaftkitError when `path` is in use or not a `kind` output.
+
+    The folder is `path`, or with `overwrite` of a non-empty `path` its staging folder. `what` names
+    the output in the lock's error, `option` how the user gave `path`. With the lock held and before
+    anything is written: check_replaceable(path, kind, option), unless the caller `checked` it
+    already; then the caller's resume rule. `resume_overwrite(staging folder)`
+    says whether an existing one is an interrupted overwrite to continue (else, and by default, it
+    is removed); `check_existing(path)` raises the caller's error for a non-empty `path` that may
+    not be written into without `overwrite`. The caller marks the folder (mark()) before its first
+    write, so that a crash leaves an output the next command recognises. On an exception nothing is
+    swapped or removed: the folder stays for the next command to resume or remove.
+    """
+    path = Path(path)
+    with lock(path, what):
+        if not checked:
+            check_replaceable(path, kind, option)
+        where = path
+        if path.exists() and not is_empty_dir(path):
+            if overwrite:
+                where = staging(path)
+                if not (where.exists() and resume_overwrite and resume_overwrite(where)):
+                    shutil.rmtree(where, ignore_errors=True)
+            elif check_existing:
+                check_existing(path)
+        yield where
+        if where != path:
+            swap(where, path)
 
 
 def staging(path: str | Path) -> Path:

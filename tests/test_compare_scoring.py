@@ -211,10 +211,21 @@ def test_freshness_metrics_only_with_changed_or_added_facts():
 
 
 def test_every_metric_has_a_definition_label_and_group():
+    groups = [g.name for g in metrics.GROUPS]
     for m in metrics.METRICS:
-        assert m.label and m.definition and m.group in metrics.GROUPS, m.name
+        assert m.label and m.definition and m.group in groups, m.name
         assert (m.value is None) == (m.combine is not None), m.name
     assert len(metrics.REGISTRY) == len(metrics.METRICS)  # names are unique
+    assert len(set(groups)) == len(groups)
+
+
+def test_plots_and_cautions_name_metrics_of_the_registry():
+    for g in metrics.GROUPS:
+        for plot in g.plots:
+            assert all(metrics.REGISTRY[n].group == g.name for n in plot.only), plot.title
+    for c in metrics.CAUTIONS:
+        assert c.metric in metrics.REGISTRY and 0 < c.at <= 1, c.metric
+        assert "{system}" in c.message and "{value}" in c.message, c.metric
 
 
 # ----------------------------------------------------------------------------- intervals

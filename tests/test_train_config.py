@@ -119,7 +119,7 @@ def test_rlhf_without_reward_model(capsys, tmp_path, no_model_loading):
         "stage 'rlhf' needs rlhf.reward_model (a run of `raftkit train` with stage 'reward')" in err
     )
     err = refused(capsys, tmp_path, "rlhf_lora_tiny.yaml", f"rlhf.reward_model={tmp_path / 'nope'}")
-    assert "not a finished `raftkit train` run (no run.json + model/)" in err
+    assert "not a finished `raftkit train` run (needs run.json and model/)" in err
 
 
 def test_rlhf_batch_must_hold_whole_groups(capsys, tmp_path, no_model_loading):

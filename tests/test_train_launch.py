@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from raftkit import config
+from raftkit import config, outputs
 from raftkit.cli import main
 from raftkit.errors import RaftkitError
 from raftkit.train.launch import launch_command
@@ -121,6 +121,7 @@ def test_launcher_checks_before_spawning(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(subprocess, "call", lambda cmd, env: seen.append(cmd) or 0)
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "run.json").write_text("{}")
+    outputs.mark(tmp_path / "run", "run")  # a run of ours: --overwrite may replace it
     argv = [
         "train",
         "--config",

@@ -61,10 +61,10 @@ def metrics_markdown() -> str:
     order."""
     parts = [INTRO]
     for group in metrics.GROUPS:
-        members = [m for m in metrics.METRICS if m.group == group]
+        members = [m for m in metrics.METRICS if m.group == group.name]
         if not members:
             continue
-        parts.append(f"## {group if group == 'ragas' else group.capitalize()}\n")
+        parts.append(f"## {group.title}\n")
         for m in members:
             parts.append(f"**{m.label}** (`{m.name}`): {inline(m.definition)}\n*{_facts(m)}*\n")
     return "\n".join(parts)

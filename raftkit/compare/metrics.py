@@ -4,6 +4,8 @@ A metric is the mean over questions of a per-question value (`value(row)`; None 
 not count), or a combination of other metrics (`combine`, e.g. an F1). From this one list come
 results.json, the per-question columns of per_question.csv, the report's tables, plots and
 definitions, the printed summary table and the verdict. Adding a metric is adding an entry here.
+The report's sections (GROUPS: title, verdict line, plots) and the verdict's cautions (CAUTIONS)
+are entries here too.
 
 The numbers themselves, each with its bootstrap interval, are computed in
 raftkit/compare/intervals.py.
@@ -17,7 +19,58 @@ from dataclasses import dataclass
 
 from raftkit.compare.scoring import ScoredRow
 
-GROUPS = ("accuracy", "hallucination", "freshness", "ragas")
+
+@dataclass(frozen=True)
+class Plot:
+    """A bar chart of the report: its title and the metrics of its group it draws."""
+
+    title: str
+    only: tuple[str, ...] = ()  # metric names to draw; () = every metric of the group present
+
+
+@dataclass(frozen=True)
+class Group:
+    """A section of the report: the `group` its metrics name, its heading, and its plots."""
+
+    name: str
+    title: str
+    verdict: bool = False  # a verdict line about its first `verdict` metric that applies
+    plots: tuple[Plot, ...] = ()
+
+
+# In report order; the verdict's lines and the plots follow it too.
+GROUPS: tuple[Group, ...] = (
+    Group("accuracy", "Accuracy", verdict=True, plots=(Plot("Accuracy", only=("accuracy",)),)),
+    Group(
+        "hallucination",
+        "Hallucination",
+        verdict=True,
+        plots=(Plot("Hallucination (lower is better, except abstention)"),),
+    ),
+    Group("freshness", "Freshness", verdict=True, plots=(Plot("Freshness: v1 -> v2"),)),
+    Group("ragas", "ragas"),
+)
+
+
+@dataclass(frozen=True)
+class Caution:
+    """A verdict line for every system whose metric `metric` is at least `at`."""
+
+    metric: str
+    at: float
+    message: str  # formatted with system= (its name) and value= (the metric as the report shows it)
+
+
+CAUTIONS: tuple[Caution, ...] = (
+    # A system that refuses (nearly) everything wins on hallucination, and on truthfulness over a
+    # system that answers, by refusing, not by telling when the evidence is absent.
+    Caution(
+        "over_refusal_rate",
+        0.9,
+        "caution: {system} refused {value} of the answerable questions; its hallucination figures "
+        "come from refusing nearly everything, not from telling when the evidence is absent",
+    ),
+)
 
 
 def _always(rows: list[ScoredRow]) -> bool:
@@ -33,7 +86,7 @@ def _fresh(rows: list[ScoredRow]) -> bool:
 class Metric:
     name: str
     label: str
-    group: str  # one of GROUPS: the report section it is shown in
+    group: str  # the name of one of GROUPS: the report section it is shown in
     definition: str
     value: Callable[[ScoredRow], float | bool | None] | None = (
         None  # per question; None = does not count

@@ -32,12 +32,6 @@ ROW_FIELDS = (
     "quotes_unsupported",
     "retrieved",
 )
-SECTION_TITLES = {
-    "accuracy": "Accuracy",
-    "hallucination": "Hallucination",
-    "freshness": "Freshness",
-    "ragas": "ragas",
-}
 
 
 @dataclass
@@ -172,12 +166,12 @@ def render_markdown(results: dict, systems: list[SystemResult]) -> str:
         lines += ["## Verdict", ""] + [f"- {v}" for v in results["verdict"]] + [""]
     lines += ["## Systems", ""] + _md_table(systems_table(systems))
     for group in GROUPS:
-        rows = metric_rows(systems, group)
+        rows = metric_rows(systems, group.name)
         if rows:
             table = [["metric", *names]] + [
                 [m.label, *[f"{v} {ci}".strip() for v, ci in cells]] for m, cells, _ in rows
             ]
-            lines += ["", f"## {SECTION_TITLES[group]}", ""] + _md_table(table)
+            lines += ["", f"## {group.title}", ""] + _md_table(table)
     lines += ["", "## Definitions", ""] + [
         f"- **{REGISTRY[k].label}** (`{k}`): {v}" for k, v in results["definitions"].items()
     ]

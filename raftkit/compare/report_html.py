@@ -13,19 +13,8 @@ import io
 import json
 
 from raftkit.compare.metrics import GROUPS, REGISTRY, Metric
-from raftkit.compare.report import (
-    SECTION_TITLES,
-    SystemResult,
-    metric_rows,
-    present,
-    systems_table,
-)
+from raftkit.compare.report import SystemResult, metric_rows, present, systems_table
 
-PLOTS = (
-    ("accuracy", ("accuracy",), "Accuracy"),
-    ("hallucination", None, "Hallucination (lower is better, except abstention)"),
-    ("freshness", None, "Freshness: v1 -> v2"),
-)
 CSS = """
 body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#1d2330;margin:0;\
 background:#f6f7f9}
@@ -122,13 +111,15 @@ def _html_table(
 def _plots_html(systems: list[SystemResult]) -> str:
     e = html.escape
     imgs = ""
-    for group, only, title in PLOTS:
-        metrics = [m for m in present(systems, group) if only is None or m.name in only]
-        if metrics:
-            imgs += (
-                f'<img alt="{e(group)} per system" '
-                f'src="data:image/png;base64,{_figure(systems, metrics, title)}">'
-            )
+    for group in GROUPS:
+        shown = present(systems, group.name)
+        for plot in group.plots:
+            metrics = [m for m in shown if not plot.only or m.name in plot.only]
+            if metrics:
+                imgs += (
+                    f'<img alt="{e(group.name)} per system" '
+                    f'src="data:image/png;base64,{_figure(systems, metrics, plot.title)}">'
+                )
     return imgs
 
 
@@ -164,11 +155,11 @@ def render_html(results: dict, systems: list[SystemResult]) -> str:
         f"<div class=plots>{_plots_html(systems)}</div>",
     ]
     for group in GROUPS:
-        rows = metric_rows(systems, group)
+        rows = metric_rows(systems, group.name)
         if rows:
             body = [[(m.label, ""), *cells] for m, cells, _ in rows]
             parts.append(
-                f"<h2>{e(SECTION_TITLES[group])}</h2>"
+                f"<h2>{e(group.title)}</h2>"
                 + _html_table(["metric", *names], body, [b for _, _, b in rows])
             )
     parts.append(

@@ -8,9 +8,10 @@ report in when it is complete, so an interrupted rerun leaves the old report as 
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import json
-import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from raftkit.compare.report import SystemResult, cell, write_report
 from raftkit.compare.scoring import ScoredRow, score_record
 from raftkit.errors import RaftkitError
 from raftkit.provenance import now, versions
+from raftkit.runs import RunFolder
 from raftkit.ui import say
 
 WORK = ".work"
@@ -53,12 +55,10 @@ def _model_info(system: SystemConfig, cfg: CompareConfig) -> dict:
     if g.backend == "openai":
         info["served_by"] = g.base_url
     path = Path(name).expanduser()
-    if (path / "run.json").is_file():
-        run = json.loads((path / "run.json").read_text())
+    run = RunFolder.find(path)
+    if run:
         info["run_id"] = path.resolve().name
-        info["run"] = {
-            k: run[k] for k in ("stage", "method", "base_model", "dataset", "steps") if k in run
-        }
+        info["run"] = run.essentials()
     elif path.is_dir():
         info["path"] = str(path.resolve())
     return info
@@ -80,15 +80,12 @@ def _index_info(index) -> dict:
     }
 
 
-def workspace(out: Path, cfg: CompareConfig, overwrite: bool) -> Path:
-    """The folder this run writes (OUT, or its staging folder with --overwrite); refuses to mix
-    reports."""
-    outputs.check_replaceable(out, "report", "--out")
-    if overwrite and out.exists() and not outputs.is_empty_dir(out):
-        where = outputs.staging(out)
-        shutil.rmtree(where, ignore_errors=True)
-    else:
-        where = out
+@contextlib.contextmanager
+def workspace(out: Path, cfg: CompareConfig, overwrite: bool) -> Iterator[Path]:
+    """The folder this run writes (OUT, or its staging folder with --overwrite; see
+    outputs.writing()); refuses (RaftkitError) to mix reports."""
+
+    def check_existing(out: Path) -> None:
         saved = out / WORK / "config.yaml"
         if (out / "results.json").exists():
             raise RaftkitError(f"{out} already holds a report; use --overwrite to replace it")
@@ -97,10 +94,14 @@ def workspace(out: Path, cfg: CompareConfig, overwrite: bool) -> Path:
                 f"{out} holds an unfinished comparison with another config; rerun with the same "
                 f"config to resume, or use --overwrite to start again"
             )
-    (where / WORK).mkdir(parents=True, exist_ok=True)
-    outputs.mark(where, "report")
-    config.save_resolved(cfg, where / WORK)
-    return where
+
+    with outputs.writing(
+        out, "report", "report", overwrite, check_existing=check_existing
+    ) as where:
+        (where / WORK).mkdir(parents=True, exist_ok=True)
+        outputs.mark(where, "report")
+        config.save_resolved(cfg, where / WORK)
+        yield where
 
 
 def _reference_contexts(questions: list[Question], index) -> dict[str, list[str]]:
@@ -147,8 +148,7 @@ def compare(
     gates = sysrun.gates(cfg, indexes)
     if generator_factory is None:
         _check_models(cfg)
-    with outputs.lock(out, "report"):
-        where = workspace(out, cfg, overwrite)
+    with workspace(out, cfg, overwrite) as where:
         retrieved = sysrun.retrieve(cfg, questions, indexes)
         records = sysrun.run_all(cfg, questions, retrieved, where / WORK, generator_factory, gates)
         rows, notes = _score(cfg, questions, records, retrieved, indexes)
@@ -165,8 +165,6 @@ def compare(
         written = write_report(
             where, results, systems, [r for s in cfg.systems for r in rows[s.name]]
         )
-        if where != out:
-            outputs.swap(where, out)
     say(f"wrote {', '.join(written)} to {out}")
     return ComparisonReport(
         out,
@@ -190,7 +188,10 @@ def _score(
             score_record(by_id[r["qid"]], r, s.name, cfg.scoring.mc) for r in records[s.name]
         ]
         if cfg.scoring.ragas:
-            contexts = {q: r.texts[: s.top_k] for q, r in retrieved.get(s.index, {}).items()}
+            contexts = {
+                q: [h.chunk.text for h in hits[: s.top_k]]
+                for q, hits in retrieved.get(s.index, {}).items()
+            }
             note = extras.add_ragas(rows[s.name], s, contexts, refs.get(s.index, {}), cfg, llm)
             notes += [note] if note else []
     return rows, notes
@@ -233,10 +234,11 @@ def _gate_info(check) -> dict:
 
 
 def verdict(systems: list[SystemResult], baseline: str) -> list[str]:
-    """One line per group (accuracy, hallucination, freshness): who wins its verdict metric, and
-    each system's paired difference against the baseline, with whether its interval excludes 0."""
+    """One line per group with a verdict (metrics.GROUPS): who wins its verdict metric, and each
+    system's paired difference against the baseline, with whether its interval excludes 0; then
+    the cautions that apply."""
     lines = []
-    for group in ("accuracy", "hallucination", "freshness"):
+    for group in (g.name for g in metrics.GROUPS if g.verdict):
         m = next(
             (
                 m
@@ -265,25 +267,19 @@ def verdict(systems: list[SystemResult], baseline: str) -> list[str]:
         if diffs:
             line += f"; against {baseline}: " + ", ".join(diffs)
         lines.append(line)
-    return lines + _refuse_all(systems)
+    return lines + _cautions(systems)
 
 
-REFUSE_ALL = 0.9  # share of answerable questions refused above which a system "refuses everything"
-
-
-def _refuse_all(systems: list[SystemResult]) -> list[str]:
-    """A caution per system that refused nearly every answerable question: its hallucination
-    figures (and a truthfulness win over a system that answers) then come from refusing, not from
-    telling when the evidence is absent."""
+def _cautions(systems: list[SystemResult]) -> list[str]:
+    """A line per (caution of metrics.CAUTIONS, system) whose metric reaches the caution's
+    threshold."""
     lines = []
-    for s in systems:
-        refused = s.metrics.get("over_refusal_rate")
-        if refused is not None and refused.value is not None and refused.value >= REFUSE_ALL:
-            lines.append(
-                f"caution: {s.name} refused {100 * refused.value:.1f}% of the answerable questions;"
-                " its hallucination figures come from refusing nearly everything, not from telling"
-                " when the evidence is absent"
-            )
+    for c in metrics.CAUTIONS:
+        m = metrics.REGISTRY[c.metric]
+        for s in systems:
+            stat = s.metrics.get(c.metric)
+            if stat is not None and stat.value is not None and stat.value >= c.at:
+                lines.append(c.message.format(system=s.name, value=cell(stat, m)[0]))
     return lines
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from raftkit import files, prompts
@@ -21,32 +20,14 @@ from raftkit.compare.scoring import choices_text
 from raftkit.config import GenerationConfig
 from raftkit.errors import RaftkitError
 from raftkit.generate import Answer
+from raftkit.retrieval import rag
+from raftkit.retrieval.index import Hit
 from raftkit.ui import progress, say
 
 GeneratorFactory = Callable[[GenerationConfig], object]
 BLOCK_BATCHES = (
     4  # batches per checkpoint write: frequent enough to lose little, rare enough to be cheap
 )
-
-
-@dataclass
-class Retrieved:
-    ids: list[str]
-    doc_ids: list[str]
-    texts: list[str]
-    titles: list[str]
-    scores: list[float]
-
-    def top(self, k: int) -> Retrieved:
-        return self.reorder(range(min(k, len(self.ids))))
-
-    def reorder(self, order) -> Retrieved:
-        """The chunks at positions `order`, in that order."""
-        order = list(order)
-        return Retrieved(
-            *[[getattr(self, f)[i] for i in order] for f in ("ids", "doc_ids", "texts", "titles")],
-            [self.scores[i] for i in order],
-        )
 
 
 def load_indexes(cfg: CompareConfig) -> dict:
@@ -77,14 +58,14 @@ def load_indexes(cfg: CompareConfig) -> dict:
 
 def retrieve(
     cfg: CompareConfig, questions: list[Question], indexes: dict
-) -> dict[str, dict[str, Retrieved]]:
+) -> dict[str, dict[str, list[Hit]]]:
     """{index name: {question id: top-k chunks}}, searched once per question at the largest top_k in
     use.
 
     Holdout copies are searched in a copy of the index without their documents: their evidence is
     absent.
     """
-    out: dict[str, dict[str, Retrieved]] = {}
+    out: dict[str, dict[str, list[Hit]]] = {}
     for name, index in indexes.items():
         k = max(s.top_k for s in cfg.systems if s.index == name)
         normal = [q for q in questions if not q.holdout]
@@ -98,16 +79,7 @@ def retrieve(
                 "documents"
             )
             pairs += zip(held, index.without(gone).search([q.question for q in held], k))
-        out[name] = {
-            q.id: Retrieved(
-                [h.chunk.id for h in hits],
-                [h.chunk.doc_id for h in hits],
-                [h.chunk.text for h in hits],
-                [h.chunk.title for h in hits],
-                [h.score for h in hits],
-            )
-            for q, hits in pairs
-        }
+        out[name] = {q.id: hits for q, hits in pairs}
     return out
 
 
@@ -137,13 +109,13 @@ def question_text(q: Question, show_choices: bool) -> str:
 
 
 def conversation(
-    q: Question, system: SystemConfig, docs: Retrieved | None, show_choices: bool
+    q: Question, system: SystemConfig, hits: list[Hit] | None, show_choices: bool
 ) -> list[dict]:
     """The shared prompt template of the system's mode (raftkit.prompts), so training and test
     prompts agree."""
     text = question_text(q, show_choices)
     if system.mode == "rag":
-        return prompts.rag_messages(text, docs.texts, docs.titles)
+        return rag.messages(text, hits)
     return prompts.closed_book_messages(text)
 
 
@@ -172,39 +144,37 @@ def _answer_block(
     """
     from raftkit.retrieval import gate
 
-    check = check or gate.Gate()
-    docs = [retrieved[q.id].top(system.top_k) if retrieved is not None else None for q in part]
-    closed, evidence = [False] * len(part), [[] for _ in part]
+    judged = [None] * len(part)
     if retrieved is not None:
         # the question as asked, its answer options apart (a verifier with an options head reads
         # whether a chunk names one of them)
-        closed, evidence = check.judge(
+        judged = rag.judge(
+            check or gate.Gate(),
             [q.question for q in part],
-            [d.texts for d in docs],
-            [d.scores for d in docs],
+            [retrieved[q.id][: system.top_k] for q in part],
             [q.choices or None for q in part],
         )
-        docs = [d.reorder(check.order(e)) for d, e in zip(docs, evidence)]
-    convs = [conversation(q, system, d, cfg.scoring.show_choices) for q, d in zip(part, docs)]
+    hits = [j.hits if j else None for j in judged]
+    closed = [bool(j and j.closed) for j in judged]
+    convs = [conversation(q, system, h, cfg.scoring.show_choices) for q, h in zip(part, hits)]
     # Choices of unanswerable questions are never scored: no forward for them.
     scored = cfg.scoring.mc in ("loglik", "both")
     choices = [q.choices if q.answerable and scored else [] for q in part]
     answers = _answers(system, generator, convs, choices, closed, cfg)
-    for i, d in enumerate(docs):
-        if closed[i]:
-            logliks = answers[i].logliks if answers[i] else None
-            answers[i] = Answer(check.refusal(d.scores, evidence[i]), logliks)
+    for i, j in enumerate(judged):
+        if j and j.closed:
+            answers[i] = Answer(j.refusal, answers[i].logliks if answers[i] else None)
     records = []
-    for q, d, a, shut in zip(part, docs, answers, closed):
-        n_quotes, unsupported = _quote_counts(a.reply, d.texts if d else [])
+    for q, h, a, shut in zip(part, hits, answers, closed):
+        n_quotes, unsupported = _quote_counts(a.reply, [x.chunk.text for x in h or []])
         records.append(
             {
                 "qid": q.id,
                 "reply": a.reply,
                 "answer": prompts.extract_answer(a.reply),
                 "loglik": a.logliks or None,
-                "retrieved": d.ids if d else [],
-                "retrieved_doc_ids": d.doc_ids if d else [],
+                "retrieved": [x.chunk.id for x in h or []],
+                "retrieved_doc_ids": [x.chunk.doc_id for x in h or []],
                 "quotes": n_quotes,
                 "quotes_unsupported": unsupported,
                 "gated": shut,
@@ -237,7 +207,7 @@ def run_system(
     system: SystemConfig,
     generator,
     questions: list[Question],
-    retrieved: dict[str, Retrieved] | None,
+    retrieved: dict[str, list[Hit]] | None,
     cfg: CompareConfig,
     work: Path,
     check=None,
@@ -286,7 +256,7 @@ def system_questions(system: SystemConfig, questions: list[Question]) -> list[Qu
 def run_all(
     cfg: CompareConfig,
     questions: list[Question],
-    retrieved: dict[str, dict[str, Retrieved]],
+    retrieved: dict[str, dict[str, list[Hit]]],
     work: Path,
     generator_factory: GeneratorFactory | None = None,
     gates: dict | None = None,

@@ -17,6 +17,7 @@ import hashlib
 import json
 import shutil
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,29 +98,32 @@ def _plan(folder: Path) -> str | None:
         return None
 
 
-def workspace(out: Path, fingerprint: str, overwrite: bool) -> tuple[Path, bool]:
-    """(the folder to build in, whether it resumes); raises RaftkitError before anything is written.
+def workspace(out: Path, fingerprint: str, overwrite: bool) -> AbstractContextManager[Path]:
+    """A context yielding the folder to build OUT in (see outputs.writing()); entering it raises
+    RaftkitError before anything is written.
 
     OUT itself when it is new, empty or an unfinished build of the same inputs; with `--overwrite`,
-    the staging folder beside it. A folder that is not a build-dataset output is never touched.
+    the staging folder beside it, kept when an interrupted overwrite of the same inputs left it. A
+    folder that is not a build-dataset output is never touched.
     """
-    outputs.check_replaceable(out, "dataset", "--out")
-    if out.exists() and not outputs.is_empty_dir(out) and overwrite:
-        stage = outputs.staging(out)
-        if _plan(stage) == fingerprint:
-            return stage, True
-        shutil.rmtree(stage, ignore_errors=True)
-        return stage, False
-    if not out.exists() or outputs.is_empty_dir(out):
-        return out, False
-    if (out / MANIFEST).is_file():
-        raise RaftkitError(f"{out} already holds a dataset; use --overwrite to rebuild it")
-    if _plan(out) != fingerprint:
-        raise RaftkitError(
-            f"{out} holds an unfinished build with other settings or inputs; "
-            f"rerun it with those, or use --overwrite to start over"
-        )
-    return out, True
+
+    def check_existing(out: Path) -> None:
+        if (out / MANIFEST).is_file():
+            raise RaftkitError(f"{out} already holds a dataset; use --overwrite to rebuild it")
+        if _plan(out) != fingerprint:
+            raise RaftkitError(
+                f"{out} holds an unfinished build with other settings or inputs; "
+                f"rerun it with those, or use --overwrite to start over"
+            )
+
+    return outputs.writing(
+        out,
+        "dataset",
+        "dataset",
+        overwrite,
+        resume_overwrite=lambda stage: _plan(stage) == fingerprint,
+        check_existing=check_existing,
+    )
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -143,8 +147,8 @@ def build_dataset(
     qa_rows = read_qa(qa) if qa else None
     loaded = load_documents(docs, cfg.retrieval.limits)
     fingerprint = _fingerprint(cfg, loaded.documents, qa_rows)
-    with outputs.lock(out, "dataset"):
-        where, resume = workspace(out, fingerprint, overwrite)
+    with workspace(out, fingerprint, overwrite) as where:
+        resume = _plan(where) == fingerprint  # holding this build's plan: an unfinished build of it
         index, index_action = _index(cfg, docs, loaded, index)
         check_enough_chunks(index.chunks, cfg.assembly.num_distractors)
         if not resume:
@@ -174,8 +178,6 @@ def build_dataset(
         _write_manifest(
             where, cfg, fingerprint, inputs, loaded, (index, index_action), gen, summary, splits
         )
-        if where != out:
-            outputs.swap(where, out)
     return BuildResult(out, dataset, summary)
 
 

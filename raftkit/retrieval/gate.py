@@ -11,14 +11,13 @@ of answerable questions is refused; `raftkit train` carries it into run.json, an
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from raftkit import prompts
 from raftkit.errors import RaftkitError
+from raftkit.runs import RunFolder
 
 SEARCH_DEPTH = 64  # hits searched for the best chunk of another document
 
@@ -69,10 +68,8 @@ def auc(pos: np.ndarray, neg: np.ndarray) -> float:
 
 def carried(model: str) -> dict | None:
     """The gate a `raftkit train` run folder carries in its run.json (None for any other model)."""
-    path = Path(model).expanduser() / "run.json"
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8")).get("evidence_gate")
+    run = RunFolder.find(model)
+    return run.evidence_gate if run else None
 
 
 def resolve(setting: float | str | None, model: str, index) -> float | None:
@@ -206,7 +203,5 @@ def build(
 
 def carried_verifier(model: str) -> str | None:
     """The verifier run a `raftkit train` run folder carries (its run.json `verifier`)."""
-    path = Path(model).expanduser() / "run.json"
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8")).get("verifier") or None
+    run = RunFolder.find(model)
+    return run.verifier if run else None

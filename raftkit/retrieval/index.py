@@ -185,14 +185,6 @@ class FaissIndex:
         return self.path
 
 
-def _legacy(data: dict) -> dict:
-    """An index config written before `runtime` existed: its per-section devices are dropped."""
-    data = json.loads(json.dumps(data))
-    data.get("retrieval", {}).get("embedding", {}).pop("device", None)
-    data.get("generation", {}).pop("device", None)
-    return data
-
-
 def load_index(
     name: str, indexes_dir: str | Path = "indexes", overrides: list[str] | None = None
 ) -> FaissIndex:
@@ -229,9 +221,7 @@ def read_index(path: Path, name: str, indexes_dir, overrides) -> FaissIndex:
             raise RaftkitError(f"{corrupt}: {fname} is missing; {fix}")
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-        cfg = config.load(
-            RaftkitConfig, data=_legacy(config.read_yaml(path / CONFIG)), overrides=overrides
-        )
+        cfg = config.load(RaftkitConfig, data=config.read_yaml(path / CONFIG), overrides=overrides)
         _check_same_settings(manifest, cfg, name)
         chunks = [Chunk(**row) for row in files.read_jsonl(path / CHUNKS)]
         vectors = np.load(path / VECTORS)

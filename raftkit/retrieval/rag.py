@@ -46,6 +46,44 @@ def used_sources(reply: str, hits: list[Hit]) -> list[str]:
     return used or [h.chunk.id for h in hits]
 
 
+@dataclass
+class Judged:
+    """A question's retrieved chunks after the evidence gate: in the order the prompt shows them,
+    and whether the gate refused (then `refusal` is the reply and nothing is generated)."""
+
+    hits: list[Hit]
+    closed: bool
+    refusal: str  # '' when the gate is open
+
+    def texts(self) -> list[str]:
+        return [h.chunk.text for h in self.hits]
+
+
+def judge(
+    check: gate.Gate,
+    questions: list[str],
+    hits: list[list[Hit]],
+    options: list[list[str] | None] | None = None,
+) -> list[Judged]:
+    """Apply the evidence gate `check` to each question's hits: the one place `ask` and every RAG
+    system of `compare` decide to answer or refuse. `options`: per question its answer options
+    (multiple choice) or None, for a verifier with an options head."""
+    scores = [[h.score for h in hs] for hs in hits]
+    texts = [[h.chunk.text for h in hs] for hs in hits]
+    closed, evidence = check.judge(questions, texts, scores, options)
+    return [
+        Judged([hs[i] for i in check.order(e)], shut, check.refusal(sc, e) if shut else "")
+        for hs, sc, e, shut in zip(hits, scores, evidence, closed)
+    ]
+
+
+def messages(question: str, hits: list[Hit]) -> list[dict]:
+    """The RAG prompt of `question` over `hits` (raftkit.prompts: training and test agree)."""
+    return prompts.rag_messages(
+        question, [h.chunk.text for h in hits], [h.chunk.title for h in hits]
+    )
+
+
 def answer_questions(
     index: FaissIndex,
     generator: Generator,
@@ -55,26 +93,16 @@ def answer_questions(
 ) -> list[RagAnswer]:
     """Answer each question over its top-k chunks; retrieval and generation run batched. A question
     the evidence gate `check` closes is refused without generating."""
-    check = check or gate.Gate()
-    all_hits = index.search(questions, k)
-    scores = [[h.score for h in hits] for hits in all_hits]
-    texts = [[h.chunk.text for h in hits] for hits in all_hits]
-    closed, evidence = check.judge(questions, texts, scores)
-    all_hits = [[hits[i] for i in check.order(e)] for hits, e in zip(all_hits, evidence)]
-    asked = [i for i, shut in enumerate(closed) if not shut]
-    replies = [check.refusal(s, e) if shut else "" for s, e, shut in zip(scores, evidence, closed)]
-    conversations = [
-        prompts.rag_messages(
-            questions[i],
-            [h.chunk.text for h in all_hits[i]],
-            [h.chunk.title for h in all_hits[i]],
-        )
-        for i in asked
-    ]
+    judged = judge(check or gate.Gate(), questions, index.search(questions, k))
+    asked = [i for i, j in enumerate(judged) if not j.closed]
+    replies = [j.refusal for j in judged]
+    conversations = [messages(questions[i], judged[i].hits) for i in asked]
     if conversations:
         for i, r in zip(asked, generator.chat(conversations, desc="answering")):
             replies[i] = r
     return [  # a gated refusal used no source
-        RagAnswer(q, r, prompts.extract_answer(r), [] if shut else used_sources(r, hits), hits)
-        for q, r, hits, shut in zip(questions, replies, all_hits, closed)
+        RagAnswer(
+            q, r, prompts.extract_answer(r), [] if j.closed else used_sources(r, j.hits), j.hits
+        )
+        for q, r, j in zip(questions, replies, judged)
     ]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from raftkit import models, outputs
 from raftkit.errors import RaftkitError
+from raftkit.runs import RunFolder
 
 
 def export_run(
@@ -17,10 +18,8 @@ def export_run(
     """Write RUN's model to `out` (merged when `merge`); returns `out`. Raises RaftkitError for bad
     input."""
     run, out = Path(run), Path(out)
+    info = RunFolder.open(run, "").info
     model_dir = run / "model"
-    if not (run / "run.json").is_file() or not model_dir.is_dir():
-        raise RaftkitError(f"{run}: not a finished `raftkit train` run (needs run.json and model/)")
-    info = json.loads((run / "run.json").read_text())
     ref = models.resolve(str(run))
     if merge and not ref.adapter:
         raise RaftkitError(

@@ -8,8 +8,8 @@ folder that is not a raftkit run is never replaced.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 from pathlib import Path
 
 from raftkit import config, outputs
@@ -77,14 +77,11 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def workspace(run: Path, overwrite: bool) -> Path:
-    """Where this run writes: the run folder, or with --overwrite of an existing run, a fresh
-    staging folder."""
-    if overwrite and run.exists() and not outputs.is_empty_dir(run):
-        stage = outputs.staging(run)
-        shutil.rmtree(stage, ignore_errors=True)
-        return stage
-    return run
+def workspace(run: Path, overwrite: bool) -> contextlib.AbstractContextManager[Path]:
+    """A context yielding the folder to train in (see outputs.writing()): the run folder, or with
+    --overwrite of an existing run, a fresh staging folder swapped in when training ends."""
+    # preflight's check_run_dir refused what may not be replaced (and lets --resume continue)
+    return outputs.writing(run, "run", "run folder", overwrite, checked=True)
 
 
 def train(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> dict:
@@ -96,8 +93,8 @@ def train(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> di
 
     preflight(cfg, overwrite, resume)
     run = Path(cfg.output_dir)
-    with outputs.lock(run, "run folder") if not launched() else _nothing():
-        where = workspace(run, overwrite) if not launched() else run
+    # launched ranks write the folder they were given: the launcher holds its lock and swaps it in
+    with contextlib.nullcontext(run) if launched() else workspace(run, overwrite) as where:
         if rank() == 0:
             say(
                 f"training: stage {cfg.stage}, method {cfg.method}, model {cfg.model} -> "
@@ -113,15 +110,7 @@ def train(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> di
         summary = registry()[cfg.stage].train(
             cfg.model_copy(update={"output_dir": str(where)}), resume
         )
-        if where != run:
-            outputs.swap(where, run)
     return summary
-
-
-def _nothing():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def launch(args, cfg: TrainConfig) -> None:
@@ -134,18 +123,14 @@ def launch(args, cfg: TrainConfig) -> None:
 
     preflight(cfg, args.overwrite, args.resume)
     run = Path(cfg.output_dir)
-    with outputs.lock(run, "run folder"):
-        where = workspace(run, args.overwrite)
+    with workspace(run, args.overwrite) as where:
         cmd = launch_command(args, output_dir=str(where) if where != run else None)
         say("launching: " + " ".join(cmd))
         rc = subprocess.call(cmd, env={**os.environ, LAUNCHED_ENV: "1"})
         if rc:
             raise RaftkitError(launch_failed(rc, run, where))
-        if where != run:
-            config.save_resolved(
-                cfg, where
-            )  # the ranks wrote the staging path; the run lives at output_dir
-            outputs.swap(where, run)
+        if where != run:  # the ranks wrote the staging path; the run lives at output_dir
+            config.save_resolved(cfg, where)
 
 
 def launch_failed(rc: int, run: Path, where: Path) -> str:

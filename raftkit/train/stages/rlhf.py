@@ -4,14 +4,12 @@ group of `num_generations` sampled answers."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from raftkit.config import Section
-from raftkit.errors import RaftkitError
+from raftkit.runs import RunFolder
 from raftkit.train.stage import Stage
 
 if TYPE_CHECKING:
@@ -78,15 +76,7 @@ def problems(cfg: TrainConfig) -> list[str]:
 
 def check_reward_model(cfg: TrainConfig) -> None:
     """An RLHF run needs a finished reward run (run.json with stage 'reward' and a model folder)."""
-    path = Path(cfg.rlhf.reward_model)
-    info = path / "run.json"
-    if not info.is_file() or not (path / "model").is_dir():
-        raise RaftkitError(
-            f"rlhf.reward_model {path}: not a finished `raftkit train` run (no run.json + model/)"
-        )
-    stage = json.loads(info.read_text()).get("stage")
-    if stage != "reward":
-        raise RaftkitError(f"rlhf.reward_model {path}: is a '{stage}' run, not a 'reward' run")
+    RunFolder.open(cfg.rlhf.reward_model, "rlhf.reward_model", stage="reward")
 
 
 def train_rlhf(cfg: TrainConfig, resume: bool = False) -> dict:
