@@ -72,7 +72,8 @@ def _draws(metric: Metric, rows: list[ScoredRow], idx: np.ndarray) -> np.ndarray
 def _point(metric: Metric, rows: list[ScoredRow]) -> tuple[float | None, int]:
     if metric.combine:
         parts = [_point(REGISTRY[p], rows)[0] for p in metric.parts]
-        value = None if None in parts else float(metric.combine(*[np.float64(p) for p in parts]))
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 is NaN: reported as none
+            value = None if None in parts else float(metric.combine(*map(np.float64, parts)))
         return (None if value is None or not math.isfinite(value) else value), len(rows)
     v = per_question(metric, rows)
     v = v[np.isfinite(v)]

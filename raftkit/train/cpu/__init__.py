@@ -1,7 +1,7 @@
 """Training's CPU speed-ups, behind one switch: `runtime.cpu_kernels` (`auto`: on where they
 apply; `off`: plain peft and TRL, the same losses within bf16 noise, slower).
 
-What it switches (each module says why and what it measured):
+What it switches (each module says why; benchmarks/RESULTS.md, Training, what it gains):
 - `lora_layers`: LoRA layers whose delta is summed in float32 under autocast, each input cast once,
   and on CPU the sums (and a SwiGLU MLP's activation) as compiled, fused kernels;
 - `packed_attention`: attention over packed rows one example at a time (CPU, SDPA models);
@@ -49,8 +49,7 @@ def sft_batch(cfg: TrainConfig) -> dict:
     """SFTConfig arguments of the batch shape: on CPU with packing, one packed row per
     micro-batch. Padding-free packing flattens a batch into one row, and on CPU attention then
     runs over all batch x max_length tokens with a block mask (4x the work at batch 4); one row
-    per micro-batch, accumulated to the same effective batch, was 1.35x faster at half the
-    memory."""
+    per micro-batch, accumulated to the same effective batch, is faster at half the memory."""
     if not (cfg.sft.packing and on_cpu(cfg)):
         return {}
     return dict(

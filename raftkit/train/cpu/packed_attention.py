@@ -75,9 +75,9 @@ def packed_sdpa(
 @functools.cache
 def _bf16_attention():
     """Causal attention of one example on CPU: the bf16 flash kernel forward, the float32 flash
-    kernel backward (on the bf16 forward's output and log-sum-exp). On this CPU the float32
-    backward is 15-40% faster than the bf16 one at 250-750 tokens, and its gradients are closer
-    to float64's (relative error 1.9e-3 against 3.5e-3 to 5.6e-3)."""
+    kernel backward (on the bf16 forward's output and log-sum-exp): on CPU the float32 backward is
+    the faster of the two, and its gradients are the closer to float64's (benchmarks/RESULTS.md,
+    Training)."""
     import torch
 
     flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
