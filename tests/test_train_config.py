@@ -42,6 +42,23 @@ def test_every_train_recipe_loads_and_names_its_command():
             assert cfg.method == rest[0], path.name
 
 
+def test_train_config_declares_one_section_per_registered_stage():
+    """TrainConfig's stage sections are written out (readable, IDE-visible); they must be exactly
+    the stages the registry finds, with each stage's own section type, in pipeline order."""
+    from typing import get_args
+
+    from raftkit.train.config import TrainConfig
+
+    stages = registry()
+    fields = TrainConfig.model_fields
+    assert get_args(fields["stage"].annotation) == tuple(stages)
+    assert fields["stage"].default == next(iter(stages))
+    for name, stage in stages.items():
+        assert fields[name].annotation is stage.section, name
+    cfg = TrainConfig(output_dir="x", stage="dpo", dpo={"beta": 0.3})
+    assert cfg.dpo.beta == 0.3 and cfg.sft == stages["sft"].section()
+
+
 def test_accelerate_configs_exist():
     import yaml
 
