@@ -141,7 +141,7 @@ def render(d: dict) -> str:
         [
             "## RAFT on span questions (`benchmarks/spans.py`)",
             f"Machine: {describe(d['machine'])}. "
-            + __doc__.split("\n\n")[2].replace("\n", " ")
+            + __doc__.split("\n\n")[2].replace("\n", " ").strip()
             + f" {d['steps_per_run']} SFT steps per arm; training questions: hand "
             f"{d['examples']['hand']}, spans {d['examples']['spans']}; evaluated on "
             f"{d['questions']['unchanged']} unchanged and {d['questions']['unanswerable']} "
