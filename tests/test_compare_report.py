@@ -233,6 +233,52 @@ def test_openai_judge_is_a_ragas_llm_without_network():
         )
 
 
+def test_openai_judge_reads_its_key_from_api_key_env(monkeypatch):
+    """scoring.judge.api_key_env names the environment variable whose value the judge sends as its
+    API key (not OPENAI_API_KEY, which may hold the key of another server)."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from conftest import JsonHandler
+    from langchain_core.prompt_values import StringPromptValue
+
+    from raftkit.compare.extras import judge_llm
+
+    seen = []
+
+    class Judge(JsonHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.headers.get("Authorization"), body["model"]))
+            self._json(200, {"choices": [{"message": {"role": "assistant", "content": "yes"}}]})
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Judge)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    monkeypatch.setenv("OPENAI_API_KEY", "key-of-another-server")
+    monkeypatch.setenv("JUDGE_KEY", "judge-sekrit")
+    judge = {
+        "kind": "openai",
+        "base_url": f"http://127.0.0.1:{httpd.server_port}/v1",
+        "model": "judge",
+        "api_key_env": "JUDGE_KEY",
+    }
+    cfg = config.load(
+        CompareConfig,
+        data={
+            "systems": [{"name": "a", "model": "m"}],
+            "questions": {"path": "q.jsonl"},
+            "scoring": {"judge": judge},
+        },
+    )
+    try:
+        result = judge_llm(cfg).generate_text(StringPromptValue(text="Is 3,412 metres right?"))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert result.generations[0][0].text == "yes"
+    assert seen == [("Bearer judge-sekrit", "judge")]
+
+
 def test_cli_summary_table_shows_headline_metrics_present():
     from raftkit.compare.intervals import Stat
     from raftkit.compare.report import SystemResult

@@ -358,3 +358,47 @@ def test_the_evidence_gate_refuses_without_generating_and_still_scores_choices(
     info = {s["name"]: s["model_info"]["min_score"] for s in results["systems"]}
     assert info == {"plain": None, "gated": pytest.approx((low + second) / 2)}
     assert f"score < {(low + second) / 2:.3f}" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_period_field_names_the_column_that_dates_a_question(tmp_path):
+    """freshness.period_field: questions without a status, dated by a period column (RealTimeQA's
+    `period`, here called `release`), are unchanged (v1, known at training time) or added (v2)."""
+    from raftkit.compare.questions import load_questions
+
+    qa = tmp_path / "qa.jsonl"
+    rows = [
+        {"id": "old", "question": "Who runs the mill?", "answer": "Ada", "release": "v1"},
+        {"id": "new", "question": "Who runs the new mill?", "answer": "Bo", "release": "v2"},
+    ]
+    qa.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def statuses(**freshness):
+        data = {"systems": [{"name": "a", "model": "m"}], "questions": {"path": str(qa)}}
+        cfg = config.load(CompareConfig, data={**data, "freshness": freshness})
+        return {q.id: q.status for q in load_questions(cfg)}
+
+    assert statuses(period_field="release") == {"old": "unchanged", "new": "added"}
+    assert statuses() == {"old": "unchanged", "new": "unchanged"}  # `period`: no such column
+
+
+def test_a_lower_bootstrap_level_gives_a_narrower_interval(tmp_path, stub_generator):
+    """bootstrap.level is the confidence of every interval of the report: the same answers, the
+    same resamples, a 50% interval inside the 95% one."""
+
+    def accuracy(level):
+        cfg = config.load(
+            CompareConfig,
+            data={
+                "systems": [{"name": "base", "model": "stub", "mode": "closed"}],
+                "questions": {"path": QA},
+                "scoring": {"ragas": False},
+                "bootstrap": {"samples": 200, "level": level},
+            },
+        )
+        report = compare(cfg, tmp_path / str(level), generator_factory=stub_generator)
+        assert report.results["bootstrap"]["level"] == level
+        return next(s for s in report.systems if s.name == "base").metrics["accuracy"]
+
+    wide, narrow = accuracy(0.95), accuracy(0.5)
+    assert narrow.value == wide.value == pytest.approx(2 / 7)
+    assert wide.ci[0] < narrow.ci[0] <= narrow.value <= narrow.ci[1] < wide.ci[1]

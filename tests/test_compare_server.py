@@ -279,3 +279,28 @@ def test_a_served_system_whose_prompts_cannot_be_built_is_named_first(built_inde
     ):
         compare(cfg, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_system_served_under_another_name_scores_with_its_tokenizer(
+    served, local_llama, tiny_llama, built_index, tmp_path
+):
+    """systems[].tokenizer: the server calls its model `raft-7b`, no model raftkit can load; with
+    `tokenizer` naming the served model's folder, the comparison builds the scored prompts with it
+    (and asks the server for `raft-7b`)."""
+    from raftkit.compare.config import CompareConfig
+    from raftkit.compare.run import compare
+
+    system = {"backend": "openai", "base_url": served(), "model": "raft-7b"}
+    cfg = config.load(CompareConfig, _compare_yaml(tmp_path, built_index, {"model": "m"}))
+    cfg.systems = [cfg.systems[0].model_copy(update={**system, "tokenizer": str(tiny_llama)})]
+    report = compare(cfg, tmp_path / "out")
+    picked = {r.qid: r.mc_loglik_pick for r in report.rows}
+    assert {q for q, pick in picked.items() if pick is not None} == {"c-01", "c-03", "c-05"}
+    asked = served.requests()
+    assert {b["model"] for _, b in asked} == {"raft-7b"}
+    questions = {json.loads(line)["question"] for line in open("tests/assets/compare/qa.jsonl")}
+    prefixes = [local_llama.prompt_ids(prompts.closed_book_messages(q)) for q in questions]
+    scoring = [b["prompt"] for path, b in asked if path == "/v1/completions"]
+    assert len(scoring) == 3
+    for prompt in scoring:  # every choice follows a prompt of the served model's chat template
+        assert any(all(p[: len(pre)] == pre for p in prompt) for pre in prefixes)

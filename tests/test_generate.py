@@ -4,7 +4,8 @@ server."""
 
 import json
 import threading
-from http.server import HTTPServer
+import time
+from http.server import HTTPServer, ThreadingHTTPServer
 
 import pytest
 from conftest import JsonHandler
@@ -145,3 +146,62 @@ def test_prompts_are_sorted_by_real_token_length(tiny_llama):
     gen = HFGenerator(GenerationConfig(model=str(tiny_llama)), FP32)
     short, long = convs("hi", "a question with many many more words than the other one")
     assert len(gen.prompt_ids(long)) > len(gen.prompt_ids(short)) > 5
+
+
+class _SlowServer(JsonHandler):
+    """Answers every request after `delay` seconds; counts the requests."""
+
+    delay = 3.0
+    requests = 0
+
+    def do_POST(self):
+        type(self).requests += 1
+        self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(self.delay)
+        try:
+            self._json(200, {"choices": [{"message": {"role": "assistant", "content": "late"}}]})
+        except OSError:  # the client gave up long ago
+            pass
+
+
+def test_openai_backend_gives_up_on_a_slow_server_after_timeout_s():
+    """timeout_s bounds each request: a server slower than it is retried (max_retries), then named
+    in one line, long before it would have answered."""
+    handler = type("Slow", (_SlowServer,), {"requests": 0})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_port}/v1"
+    try:
+        gen = OpenAIGenerator(
+            GenerationConfig(backend="openai", base_url=url, timeout_s=0.3, max_retries=1)
+        )
+        t0 = time.perf_counter()
+        with pytest.raises(RaftkitError) as e:
+            gen.chat(convs("slow"))
+        seconds = time.perf_counter() - t0
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert str(e.value) == f"generation server {url} failed: no reply within 0.3s"
+    assert handler.requests == 2  # the first try and one retry, each cut off at timeout_s
+    assert seconds < _SlowServer.delay  # not one request was waited out
+
+
+def test_openai_backend_builds_scored_prompts_with_its_tokenizer(tokenizer):
+    """generation.tokenizer: a server's model name is often no model raftkit can load; the prompts
+    whose choices the server scores are then built with the tokenizer named here."""
+    from raftkit.generate import choice_continuation
+
+    conv = convs("How tall is Mount Skarn?")[0]
+    served = GenerationConfig(backend="openai", base_url="http://127.0.0.1:9/v1", model="raft-7b")
+    with pytest.raises(RaftkitError, match="^unknown model 'raft-7b'"):
+        OpenAIGenerator(served).scored_ids(conv, ["3,412 metres"])
+    named = served.model_copy(update={"tokenizer": "smollm2-135m-instruct"})
+    prefix, conts = OpenAIGenerator(named).scored_ids(conv, ["3,412 metres", "2,000 metres"])
+    ids = tokenizer.apply_chat_template(conv, add_generation_prompt=True)
+    assert prefix == list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+    assert conts == [
+        tokenizer(choice_continuation(c), add_special_tokens=False)["input_ids"]
+        for c in ("3,412 metres", "2,000 metres")
+    ]

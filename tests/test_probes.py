@@ -228,3 +228,30 @@ def test_a_changed_value_that_occurs_twice_in_its_sentence_gives_no_probe(
     assert made.skipped == {
         "the answer shows in the question (twice in the sentence, or its title)": 1
     }
+
+
+def test_max_pool_docs_caps_the_documents_the_distractors_come_from(demo, monkeypatch):
+    """probes.max_pool_docs: the distractor pool reads a seeded sample of that many of the index's
+    documents (and the changed ones' own texts), so a large index is not read whole."""
+    from raftkit.retrieval import history
+
+    index = load_index("demo", demo)
+    read, real = [], history.document_texts
+
+    def spy(chunks):
+        read.append({c.doc_id for c in chunks})
+        return real(chunks)
+
+    monkeypatch.setattr(history, "document_texts", spy)
+
+    def pooled(cfg):  # (the documents the pool read: the last texts read, the probes)
+        read.clear()
+        rows = make_probes(index, cfg).rows
+        return read[-1], rows
+
+    every, rows = pooled(ProbesConfig())
+    sample, capped = pooled(ProbesConfig(max_pool_docs=3))
+    assert every == {c.doc_id for c in index.chunks} and len(every) > 3
+    assert len(sample) == 3 and sample < every
+    # fewer spans to draw from: other distractors
+    assert [r["choices"] for r in capped] != [r["choices"] for r in rows]

@@ -200,3 +200,51 @@ def test_weights_that_train_whole_stay_float32_under_bf16(device):
     assert weight_dtype(cfg("reward_lora.yaml"), head="score") == "float32"
     assert weight_dtype(cfg("sft_lora.yaml")) == "bfloat16"
     assert weight_dtype(cfg("sft_qlora.yaml")) == "bfloat16"
+
+
+def _sft_row(answer: str) -> dict:
+    return {
+        "prompt": [{"role": "user", "content": f"Question: {answer}?"}],
+        "completion": [{"role": "assistant", "content": f"<ANSWER>: {answer}"}],
+    }
+
+
+def test_splits_of_other_names_load_by_train_split_and_eval_split(tmp_path):
+    """data.train_split / data.eval_split: a save_to_disk DatasetDict whose splits are named
+    otherwise (here `fit` and `holdout`) trains and evaluates on the splits they name."""
+    from datasets import Dataset, DatasetDict
+
+    from raftkit.errors import RaftkitError
+
+    DatasetDict(
+        {
+            "fit": Dataset.from_list([_sft_row("a"), _sft_row("b")]),
+            "holdout": Dataset.from_list([_sft_row("c")]),
+        }
+    ).save_to_disk(str(tmp_path / "ds"))
+    recipe, data = str(RECIPES / "sft_lora_tiny.yaml"), [f"data.path={tmp_path / 'ds'}"]
+    with pytest.raises(RaftkitError, match=r"no split 'train' \(has: fit, holdout\)$"):
+        load_data(load_config(recipe, [*data, "data.eval_path="]))
+    splits = ["data.train_split=fit", "data.eval_split=holdout", "data.eval_path="]
+    train, evals = load_data(load_config(recipe, [*data, *splits]))
+    assert [r["completion"][0]["content"] for r in train] == ["<ANSWER>: a", "<ANSWER>: b"]
+    assert evals is not None, "the holdout split was not read"
+    assert [r["completion"][0]["content"] for r in evals] == ["<ANSWER>: c"]
+
+
+def test_optim_settings_reach_the_trainer_arguments(tmp_path):
+    """optim.weight_decay, max_grad_norm and dataloader_workers are the TrainingArguments of the
+    same names (weight_decay, max_grad_norm, dataloader_num_workers) that TRL trains with."""
+    from trl import SFTConfig
+
+    recipe = str(RECIPES / "sft_lora_tiny.yaml")
+    cpu = [f"output_dir={tmp_path}", "runtime.device=cpu", "runtime.dtype=float32"]
+    sets = ["optim.weight_decay=0.1", "optim.max_grad_norm=0.5", "optim.dataloader_workers=2"]
+    args = trainer.trainer_args(load_config(recipe, [*cpu, *sets]), SFTConfig, has_eval=False)
+    assert (args.weight_decay, args.max_grad_norm, args.dataloader_num_workers) == (0.1, 0.5, 2)
+    default = trainer.trainer_args(load_config(recipe, cpu), SFTConfig, has_eval=False)
+    assert (default.weight_decay, default.max_grad_norm, default.dataloader_num_workers) == (
+        0.0,
+        1.0,
+        0,
+    )

@@ -214,3 +214,56 @@ def test_bad_verifier_input_is_one_clear_error(tmp_path, trained, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "error: data.path" in err and "build-dataset folder" in err
     assert "Traceback" not in err
+
+
+def test_ask_set_retrieval_rerank_shows_the_chunks_in_the_verifiers_order(
+    trained, monkeypatch, capsys
+):
+    """`raftkit ask --set retrieval.rerank=true`: the prompt's chunks (the JSON's `retrieved`, in
+    prompt order) follow the verifier's scores instead of retrieval's ranks; the score gate, off
+    here, refuses nothing."""
+    import raftkit.generate
+
+    run, _, idx = trained
+    monkeypatch.setattr(raftkit.generate, "make_generator", lambda *a: Echo())
+    question = "Which river flows through Ilford?"
+
+    def shown(*sets):
+        argv = ["ask", "towns", question, "--indexes-dir", str(idx), "-k", str(K), "--json",
+                "--set", f"retrieval.verifier={run}", "--set", "retrieval.gate=score",
+                "--set", "retrieval.min_score=off"]  # fmt: skip
+        for s in sets:
+            argv += ["--set", s]
+        capsys.readouterr()
+        assert main(argv) == 0
+        return json.loads(capsys.readouterr().out)["retrieved"]
+
+    plain, reranked = shown(), shown("retrieval.rerank=true")
+    assert [h["rank"] for h in plain] == list(range(1, K + 1))  # as retrieved
+    assert plain[0]["doc_id"] != "ilford"  # the hashed words rank Ilford's page below others
+    assert reranked[0]["doc_id"] == "ilford"
+    assert sorted(h["rank"] for h in reranked) == list(range(1, K + 1))  # the same chunks
+
+
+def test_options_false_trains_no_options_head(trained, capsys):
+    """verifier.options: false fits the open head only: questions asked with answer options are
+    judged by it as any other question (and run.json says no options head)."""
+    from raftkit.retrieval.index import load_index
+
+    _, build, idx = trained
+    plain = build.parent / "ver-plain"
+    capsys.readouterr()
+    assert main(["train", "--config", "recipes/verifier_tiny.yaml", "--set", f"data.path={build}",
+                 "--set", f"output_dir={plain}", "--set", f"verifier.top_k={K}",
+                 "--set", "verifier.options=false"]) == 0  # fmt: skip
+    head = json.loads((plain / V.HEAD_FILE).read_text())
+    assert "options" not in head
+    assert json.loads((plain / "run.json").read_text())["options"] is None
+    assert "answer options" not in capsys.readouterr().out
+    check = gate.build("off", str(plain), "verifier", str(plain), load_index("towns", idx))
+    q, text = "Who is the mayor of Arlen?", "The mayor of Arlen is Mira Voss."
+    assert check.verifier.head_for(["Mira Voss", "Oskar Lind"]) is check.verifier.head
+    [[named]] = check.verifier.score([q], [[text]], [[0.5]], [["Mira Voss", "Oskar Lind"]])
+    [[unnamed]] = check.verifier.score([q], [[text]], [[0.5]], [["Hana Ruiz", "Oskar Lind"]])
+    [[open_]] = check.verifier.score([q], [[text]], [[0.5]])
+    assert named == unnamed == open_  # the options play no part
