@@ -174,12 +174,9 @@ def _column(rows: list[dict], column: str) -> dict[str, float]:
 def against_gate(report: Path, seed: int, samples: int = 2000) -> dict:
     """{verifier system: {column: {value, ci}}}: the verifier system minus the cosine-gate system of
     the same model, in points, with a paired bootstrap over the questions both answered."""
-    import csv
-
     import numpy as np
 
-    with open(report / "per_question.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    rows = p.per_question(report)
     out = {}
     for mine, theirs in AGAINST_GATE:
         out[mine] = {}
@@ -263,14 +260,6 @@ def measure(args) -> dict:
     }
 
 
-def _cell(stat: dict | None, score: bool, signed: bool = False) -> str:
-    if not stat or stat["value"] is None:
-        return "-"
-    fmt = (lambda v: f"{100 * v:+.1f}") if signed else (lambda v: f"{100 * v:.1f}")
-    ci = f" [{fmt(stat['ci'][0])}, {fmt(stat['ci'][1])}]" if stat.get("ci") else ""
-    return fmt(stat["value"]) + ci
-
-
 def _setup(d: dict, total: float) -> str:
     _, sft_steps, dpo_steps = d["sizes"]
     return (
@@ -308,7 +297,7 @@ def _against_gate_table(d: dict) -> list[str]:
     if not got:
         return []
     rows = [
-        [label, *[_cell(got.get(mine, {}).get(col), True, signed=True) for mine, _ in AGAINST_GATE]]
+        [label, *[p.cell(got.get(mine, {}).get(col), signed=True) for mine, _ in AGAINST_GATE]]
         for col, label in PAIRED_COLUMNS
     ]
     heads = [f"{mine} - {theirs}" for mine, theirs in AGAINST_GATE]
@@ -325,17 +314,14 @@ def render(d: dict) -> str:
     rows = [
         [
             REGISTRY[m].label + ("" if REGISTRY[m].score else " %"),
-            *[_cell(d["metrics"].get(s, {}).get(m), REGISTRY[m].score) for s in SYSTEMS],
+            *[p.cell(d["metrics"].get(s, {}).get(m)) for s in SYSTEMS],
         ]
         for m in HEADLINE
     ]
     diffs = [
         [
             REGISTRY[m].label,
-            *[
-                _cell(d["paired"].get(s, {}).get(m), REGISTRY[m].score, signed=True)
-                for s in SYSTEMS[1:]
-            ],
+            *[p.cell(d["paired"].get(s, {}).get(m), signed=True) for s in SYSTEMS[1:]],
         ]
         for m in HEADLINE
     ]

@@ -82,6 +82,16 @@ def split_by_document(rows: list[dict], test_n: int, seed: int) -> tuple[list[di
     return train, test
 
 
+def cell(stat: dict | None, signed: bool = False) -> str:
+    """A metric of results.json in points (x100) with its interval: `72.5 [60.0, 85.0]`; `-` when
+    it does not apply. `signed` for differences."""
+    if not stat or stat.get("value") is None:
+        return "-"
+    fmt = (lambda v: f"{100 * v:+.1f}") if signed else (lambda v: f"{100 * v:.1f}")
+    ci = f" [{fmt(stat['ci'][0])}, {fmt(stat['ci'][1])}]" if stat.get("ci") else ""
+    return fmt(stat["value"]) + ci
+
+
 def per_question(report_dir: Path) -> list[dict]:
     with open(report_dir / "per_question.csv", newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))

@@ -121,19 +121,11 @@ def _examples(build) -> int:
     return json.loads((build / "manifest.json").read_text())["summary"]["questions"]
 
 
-def _cell(stat: dict | None, signed: bool = False) -> str:
-    if not stat or stat.get("value") is None:
-        return "-"
-    f = (lambda v: f"{100 * v:+.1f}") if signed else (lambda v: f"{100 * v:.1f}")
-    ci = f" [{f(stat['ci'][0])}, {f(stat['ci'][1])}]" if stat.get("ci") else ""
-    return f(stat["value"]) + ci
-
-
 def render(d: dict) -> str:
     from raftkit.compare.metrics import REGISTRY
 
     names = list(d["metrics"])
-    rows = [[REGISTRY[m].label, *[_cell(d["metrics"][s].get(m)) for s in names]] for m in HEADLINE]
+    rows = [[REGISTRY[m].label, *[p.cell(d["metrics"][s].get(m)) for s in names]] for m in HEADLINE]
     against = [n for n in names if n.endswith("+rag") and n != "base+rag"]
     hand, spans = d["metrics"].get("hand+rag", {}), d["metrics"].get("spans+rag", {})
     total = sum(s["seconds"] for s in d["steps"])
@@ -152,12 +144,12 @@ def render(d: dict) -> str:
             table(
                 ["metric", *against],
                 [
-                    [REGISTRY[m].label, *[_cell(d["paired"][s].get(m), True) for s in against]]
+                    [REGISTRY[m].label, *[p.cell(d["paired"][s].get(m), True) for s in against]]
                     for m in HEADLINE
                 ],
             ),
-            f"With RAG, span questions give accuracy {_cell(spans.get('accuracy'))} against "
-            f"{_cell(hand.get('accuracy'))} for the hand-written ones.",
+            f"With RAG, span questions give accuracy {p.cell(spans.get('accuracy'))} against "
+            f"{p.cell(hand.get('accuracy'))} for the hand-written ones.",
             "Steps (each is a raftkit command; rerun them to reproduce):",
             p.steps_table(d["steps"]),
         ]

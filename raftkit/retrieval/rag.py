@@ -55,9 +55,6 @@ class Judged:
     closed: bool
     refusal: str  # '' when the gate is open
 
-    def texts(self) -> list[str]:
-        return [h.chunk.text for h in self.hits]
-
 
 def judge(
     check: gate.Gate,
