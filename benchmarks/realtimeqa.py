@@ -6,13 +6,16 @@ The fine-tuned model learns corpus v1 (RAFT data built from questions with `peri
 index is built on corpus_v1 and brought to corpus_v2 with `raftkit index update`. Every system then
 answers three groups of multiple-choice questions: v1 questions it was trained on, v1 questions held
 out from training, and v2 questions (facts that appeared after training). Accuracy is the
-log-likelihood choice. Writes benchmarks/data/realtimeqa[-quick].json and its section of
-benchmarks/RESULTS.md.
+log-likelihood choice. The same four systems then answer freshness probes that `raftkit probes`
+writes from what the update changed, with no hand labels, so the two measures can be set side by
+side. Writes benchmarks/data/realtimeqa[-quick].json and its section of benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import pipeline as p
 from results import bench_main, describe, table
@@ -27,12 +30,17 @@ ORACLE_P, LR, CLOSED_BOOK_REPEATS = (
 # (questions per group, training questions, SFT steps):
 # the full run ~45 min on 2 CPU cores, quick under 10
 SIZES = {True: (12, 60, 20), False: (60, 240, 140)}
+CORPUS = p.SHARED / "realtimeqa"
+# one probe per document spreads the probes compared over as many added documents as they ask
+PROBES_PER_DOC = 1
+PROBE_STATUSES = ("changed", "added", "unanswerable")
+PROBE_METRICS = ("accuracy", "accuracy_added", "accuracy_changed", "stale_rate")
 
 
 def questions(args, work):
     """(training rows, evaluation rows with their group): v1 split by document, v2 sampled."""
     per_group, train_n, _ = SIZES[args.quick]
-    qa = p.read_jsonl(p.SHARED / "realtimeqa" / "qa.jsonl")
+    qa = p.read_jsonl(CORPUS / "qa.jsonl")
     v1, v2 = [r for r in qa if r.get("period") == "v1"], [r for r in qa if r.get("period") == "v2"]
     train, held = p.split_by_document(v1, per_group, args.seed)
     rng, train = random.Random(args.seed), train[:train_n]
@@ -46,31 +54,13 @@ def questions(args, work):
     return train, eval_rows
 
 
-def measure(args) -> dict:
-    work = p.workdir(p.section("realtimeqa")(args))
-    train, eval_rows = questions(args, work)
-    sft_steps = SIZES[args.quick][2]
-    idx, steps = str(work / "indexes"), p.Steps()
-    v1, v2 = (
-        p.SHARED / "realtimeqa" / "corpus_v1.jsonl",
-        p.SHARED / "realtimeqa" / "corpus_v2.jsonl",
-    )
-    steps.run(
-        "index corpus v1",
-        "index",
-        "build",
-        str(v1),
-        "--name",
-        "rtqa",
-        "--indexes-dir",
-        idx,
-        *p.CHUNKING,
-    )
+def fine_tune(steps: p.Steps, args, work: Path, idx: str) -> str:
+    """RAFT data from the v1 training questions, then SFT-LoRA on it; returns the run folder."""
     # P=0.5 and lr 1e-3 as in `make demo`: half the RAFT rows lack the oracle,
     # so the answer has to come from memory.
     p.build_raft(
         steps,
-        v1,
+        CORPUS / "corpus_v1.jsonl",
         work / "train_v1_qa.jsonl",
         work / "raft",
         idx,
@@ -92,22 +82,117 @@ def measure(args) -> dict:
         work / "raft",
         ft,
         args.model,
-        sft_steps,
+        SIZES[args.quick][2],
         args.seed,
         "--set",
         f"data.mix=[{closed_book}]",
         lr=LR,
     )
+    return ft
+
+
+def write_probes(steps: p.Steps, args, work: Path, idx: str) -> tuple[dict, list[dict]]:
+    """`raftkit probes` on the v1 -> v2 update: ({update: documents by status, counts: probes by
+    status, seconds}, the probe rows)."""
+    out = work / "probes.jsonl"
+    seconds = steps.run(
+        "freshness probes from the v1 -> v2 update",
+        "probes",
+        "rtqa",
+        "--out",
+        str(out),
+        "--indexes-dir",
+        idx,
+        "--set",
+        f"probes.max_per_doc={PROBES_PER_DOC}",
+        "--set",
+        f"probes.seed={args.seed}",
+        "--overwrite",
+    )
+    from raftkit.retrieval import history
+
+    index = Path(idx) / "rtqa"
+    touched = history.read(index)[-1]["documents"]
+    update = {s: sum(d["status"] == s for d in touched) for s in ("added", "changed", "deleted")}
+    manifest = json.loads((index / "manifest.json").read_text(encoding="utf-8"))
+    update["unchanged"] = len(manifest["documents"]) - update["added"] - update["changed"]
+    rows = p.read_jsonl(out)
+    counts = {s: sum(r["status"] == s for r in rows) for s in PROBE_STATUSES}
+    return {"update": update, "counts": counts, "per_doc": PROBES_PER_DOC, "seconds": seconds}, rows
+
+
+def compare_probes(steps: p.Steps, args, work: Path, rows: list[dict]) -> dict:
+    """The four systems on a seeded sample of the probes, through the hand-labelled groups'
+    compare.yaml: {asked, metrics: {system: {metric: stat}}, retrieved: {status: share}}."""
+    out, asked = work / "report-probes", SIZES[args.quick][0]  # as many as a hand-labelled group
+    # compare.yaml turns freshness off (the groups above come from `period`); the probes' status
+    # is what the added- and changed-fact metrics read
+    steps.run(
+        "compare the four systems on the probes",
+        "compare",
+        "--config",
+        str(work / "compare.yaml"),
+        "--out",
+        str(out),
+        "--set",
+        f"questions.path={work / 'probes.jsonl'}",
+        "--set",
+        f"questions.max_questions={asked}",
+        "--set",
+        "freshness.enable=true",
+        "--overwrite",
+    )
+    got = p.metrics(out)
+    status_of = {r["id"]: r["status"] for r in rows}
+    evidence = {r["id"]: r["doc_ids"] for r in rows}
+    return {
+        "asked": asked,
+        "metrics": {s: {m: got.get(s, {}).get(m) for m in PROBE_METRICS} for s in SYSTEMS},
+        "retrieved": retrieved(p.per_question(out), status_of, evidence, PROBE_STATUSES),
+    }
+
+
+def retrieved(answered, group_of: dict, evidence: dict, groups) -> dict[str, float]:
+    """Per group that base+rag was asked: the share of its questions whose evidence document is
+    among its top-3 chunks."""
+    found = {
+        g: [
+            any(f"{d}#" in r["retrieved"] for d in evidence[r["qid"]])
+            for r in answered
+            if r["system"] == "base+rag" and group_of.get(r["qid"]) == g
+        ]
+        for g in groups
+    }
+    return {g: sum(v) / len(v) for g, v in found.items() if v}
+
+
+def measure(args) -> dict:
+    work = p.workdir(p.section("realtimeqa")(args))
+    train, eval_rows = questions(args, work)
+    idx, steps = str(work / "indexes"), p.Steps()
+    steps.run(
+        "index corpus v1",
+        "index",
+        "build",
+        str(CORPUS / "corpus_v1.jsonl"),
+        "--name",
+        "rtqa",
+        "--indexes-dir",
+        idx,
+        *p.CHUNKING,
+    )
+    ft = fine_tune(steps, args, work, idx)
     steps.run(
         "update the index to corpus v2",
         "index",
         "update",
-        str(v2),
+        str(CORPUS / "corpus_v2.jsonl"),
         "--name",
         "rtqa",
         "--indexes-dir",
         idx,
     )
+    probes, probe_rows = write_probes(steps, args, work, idx)
     rag = {"mode": "rag", "index": "rtqa", "top_k": 3}
     cfg = p.compare_config(
         [
@@ -122,27 +207,117 @@ def measure(args) -> dict:
         args.seed,
     )
     p.compare_step(steps, work, cfg, "compare the four systems")
+    probes.update(compare_probes(steps, args, work, probe_rows))
     answered = p.per_question(work / "report")
     group_of = {r["id"]: r["group"] for r in eval_rows}
     evidence = {r["id"]: r["doc_ids"] for r in eval_rows}
-    found = {
-        g: [
-            any(f"{d}#" in r["retrieved"] for d in evidence[r["qid"]])
-            for r in answered
-            if r["system"] == "base+rag" and group_of[r["qid"]] == g
-        ]
-        for g in GROUPS
-    }
     acc = p.accuracy_by(answered, group_of)
     return {
         "quick": args.quick,
         "model": args.model,
         "train": len(train),
-        "sft_steps": sft_steps,
+        "sft_steps": SIZES[args.quick][2],
         "accuracy": {f"{s}|{g}": acc.get((s, g)) for s in SYSTEMS for g in GROUPS},
-        "retrieved": {g: sum(v) / max(1, len(v)) for g, v in found.items()},
+        "retrieved": retrieved(answered, group_of, evidence, GROUPS),
+        "probes": probes,
         "steps": steps.records(),
     }
+
+
+def story(d: dict) -> str:
+    """Whether the probes and the hand-labelled v2 questions order the fine-tuned model
+    closed-book against RAG over the updated index the same way, from the saved numbers."""
+    rag, m = ("base+rag", "fine-tuned+rag"), d["probes"]["metrics"]
+    hand = {s: (d["accuracy"].get(f"{s}|{GROUPS[2]}") or [None])[0] for s in SYSTEMS}
+    probe = {s: (m[s].get("accuracy") or {}).get("value") for s in SYSTEMS}
+    if any(v[s] is None for v in (hand, probe) for s in (*rag, "fine-tuned")):
+        return "Probes against hand labels: not compared (a system has no accuracy on one side)."
+    gap = {
+        k: [round(100 * (v[r] - v["fine-tuned"]), 1) for r in rag]
+        for k, v in (("hand", hand), ("probes", probe))
+    }
+
+    def sign(x):
+        return (x > 0) - (x < 0)
+
+    differ = [r for r, h, q in zip(rag, gap["hand"], gap["probes"]) if sign(h) != sign(q)]
+    verdict = (
+        "the probes tell the same story as the hand-labelled v2 questions"
+        if not differ
+        else "the probes and the hand-labelled v2 questions disagree on " + " and ".join(differ)
+    )
+    noise = [r for r in rag if overlap(m[r].get("accuracy"), m["fine-tuned"].get("accuracy"))]
+    return (
+        "**Reading it** (computed from the numbers above): RAG over the updated index minus the "
+        "fine-tuned model closed-book, in points, hand-labelled v2 / probes: "
+        + ", ".join(f"{r} {h:+.1f} / {q:+.1f}" for r, h, q in zip(rag, gap["hand"], gap["probes"]))
+        + f": {verdict}."
+        + (
+            f" On the probes the 95% intervals of fine-tuned and {' and '.join(noise)} overlap: "
+            "at this n that gap is within noise."
+            if noise
+            else ""
+        )
+    )
+
+
+def overlap(a: dict | None, b: dict | None) -> bool:
+    """Whether two results.json stats have overlapping intervals (False without intervals)."""
+    if not (a and b and a.get("ci") and b.get("ci")):
+        return False
+    return a["ci"][0] <= b["ci"][1] and b["ci"][0] <= a["ci"][1]
+
+
+def probe_section(d: dict, hand_cell) -> list[str]:
+    """The probe columns beside the hand-labelled v2 one, what this update cannot measure, and
+    whether the two agree; a note instead for data saved before the probes."""
+    pr = d.get("probes")
+    if not pr:
+        return [
+            "Freshness probes: not in this measurement (saved before the script ran `raftkit "
+            "probes`); rerun the script for the probe columns."
+        ]
+    u, c, m = pr["update"], pr["counts"], pr["metrics"]
+    cols = ["accuracy_added"] + (["accuracy_changed", "stale_rate"] if c["changed"] else [])
+    rows = []
+    for s in SYSTEMS:
+        acc = m[s].get("accuracy") or {}
+        seen = f"{100 * acc['value']:.1f} (n={acc['n']})" if acc.get("value") is not None else "-"
+        rows.append([s, hand_cell(s, GROUPS[2]), seen, *[p.cell(m[s].get(k)) for k in cols]])
+    headers = ["system", "v2 (new), hand-labelled", "probes: accuracy", "probes: added facts"]
+    headers += ["probes: changed facts", "probes: stale"] if c["changed"] else []
+    missing = []
+    if not c["changed"]:
+        missing.append(
+            f"`changed` probe ({u['changed']} documents changed): no changed-fact "
+            "accuracy or stale rate"
+        )
+    if not c["unanswerable"]:
+        missing.append(f"`unanswerable` probe ({u['deleted']} deleted): no unanswerable figure")
+    note = (
+        "This update gives no " + "; and no ".join(missing) + ". Those are not measured here, so "
+        "they have no column rather than an empty one."
+        if missing
+        else ""
+    )
+    if not c["changed"]:
+        note += " Every probe compared is `added`: both probe columns count the same questions."
+    return [
+        f"Freshness probes, no hand labels: the v1 -> v2 update left {u['unchanged']} documents "
+        f"unchanged, added {u['added']}, changed {u['changed']} and deleted {u['deleted']}; "
+        "`raftkit probes` wrote "
+        + ", ".join(f"{c[s]} {s}" for s in PROBE_STATUSES)
+        + f" probes from it (at most {pr['per_doc']} per document) in {pr['seconds']:.1f} s "
+        "(the command's wall time). The four systems answered a seeded sample of at most "
+        f"{pr['asked']} through the same compare.yaml (which leaves unanswerable questions out). "
+        "The facts columns give the bootstrap 95% interval.",
+        table(headers, rows),
+        note.strip(),
+        "Retrieval: share of probes whose evidence document is among base+rag's top-3 chunks: "
+        + ", ".join(f"{g} {100 * v:.0f}%" for g, v in pr["retrieved"].items())
+        + ".",
+        story(d),
+    ]
 
 
 def render(d: dict) -> str:
@@ -168,6 +343,7 @@ def render(d: dict) -> str:
             "(index after the update): "
             + ", ".join(f"{g} {100 * v:.0f}%" for g, v in d["retrieved"].items())
             + ".",
+            *[part for part in probe_section(d, cell) if part],
             "Steps (each is a raftkit command; rerun them to reproduce):",
             p.steps_table(d["steps"]),
         ]
