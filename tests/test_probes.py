@@ -255,3 +255,36 @@ def test_max_pool_docs_caps_the_documents_the_distractors_come_from(demo, monkey
     assert len(sample) == 3 and sample < every
     # fewer spans to draw from: other distractors
     assert [r["choices"] for r in capped] != [r["choices"] for r in rows]
+
+
+def test_phrasing_model_through_the_command_asks_a_real_generator(
+    demo, tiny_llama, tmp_path, capsys, monkeypatch
+):
+    """`raftkit probes --set probes.phrasing=model` loads the HF generator named by
+    generation.model and asks it to rephrase, then to answer back, every probe. An untrained model
+    cannot answer its own rephrasing with the blanked span, so each probe keeps its cloze: a
+    rephrasing is only ever kept when it still asks for the same span."""
+    from raftkit.generate import HFGenerator
+
+    asked, real_chat = [], HFGenerator.chat
+
+    def chat(self, conversations, *a, **k):
+        asked.append(len(conversations))
+        return real_chat(self, conversations, *a, **k)
+
+    monkeypatch.setattr(HFGenerator, "chat", chat)
+    out = tmp_path / "probes.jsonl"
+    code, _, err = run(
+        capsys,
+        *("probes", "demo", "--indexes-dir", demo, "--out", out),
+        *("--set", "probes.phrasing=model", "--set", f"generation.model={tiny_llama}"),
+        *("--set", "probes.max_per_doc=1", "--set", "runtime.dtype=float32"),
+    )
+    assert code == 0, err
+    cloze = make_probes(load_index("demo", demo), ProbesConfig(max_per_doc=1)).rows
+    rows = files.read_jsonl(out)
+    assert asked == [len(cloze), len(cloze)]  # one rephrasing and one answer-back per probe
+    assert [r["id"] for r in rows] == [r["id"] for r in cloze]
+    for r, c in zip(rows, cloze):
+        assert r.get("cloze", r["question"]) == c["question"]
+        assert not occurrences(r["question"], r["answer"])
