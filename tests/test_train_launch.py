@@ -223,10 +223,13 @@ def _assert_same_training(two: Path, one: Path, read_tensors) -> None:
 
 @pytest.mark.parametrize("recipe", RECIPES_2P)
 def test_multi_process_run_trains_as_one_process_does(
-    recipe, tiny_llama, tmp_path, one_process, train_argv, read_tensors
+    recipe, tiny_llama, tmp_path, one_process, train_argv, read_tensors, capfd
 ):
     one, two = one_process(recipe), tmp_path / "run"
+    capfd.readouterr()
     assert _launch(train_argv, recipe, tiny_llama, two) == 0
+    # every trained weight takes part in every step: DDP is not asked to search (and warn)
+    assert "find_unused_parameters" not in capfd.readouterr().err
     summary = json.loads((two / "run.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 3
     assert json.loads((one / "run.json").read_text())["processes"] == 1

@@ -38,6 +38,10 @@ def trainer_args(cfg: TrainConfig, config_cls, has_eval: bool, **extra):
         weight_decay=o.weight_decay,
         max_grad_norm=o.max_grad_norm,
         activation_checkpointing=o.gradient_checkpointing,
+        # every trainable weight of a raftkit stage (adapters, a full model, a reward head) takes
+        # part in every step: DDP's search for unused ones would cost a graph walk per step and
+        # print a warning on every rank of a multi-process run
+        ddp_find_unused_parameters=False,
         logging_steps=o.logging_steps,
         logging_first_step=True,
         save_strategy="steps",
