@@ -112,8 +112,7 @@ def write_probes(steps: p.Steps, args, work: Path, idx: str) -> tuple[dict, list
     from raftkit.retrieval import history
 
     index = Path(idx) / "rtqa"
-    touched = history.read(index)[-1]["documents"]
-    update = {s: sum(d["status"] == s for d in touched) for s in ("added", "changed", "deleted")}
+    update = history.counts(history.read(index)[-1])
     manifest = json.loads((index / "manifest.json").read_text(encoding="utf-8"))
     update["unchanged"] = len(manifest["documents"]) - update["added"] - update["changed"]
     rows = p.read_jsonl(out)

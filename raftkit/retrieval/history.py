@@ -194,11 +194,16 @@ def changes(index, since: int = 1) -> Changes:
             "update": u.get("update"),
             "time": u.get("time"),
             "source": u.get("source"),
-            **{s: sum(d["status"] == s for d in u["documents"]) for s in _STATUSES},
+            **counts(u),
         }
         for u in chosen
     ]
     return Changes(index.name, updates, out)
+
+
+def counts(update: dict) -> dict[str, int]:
+    """{added, changed, deleted: documents} of one recorded update."""
+    return {s: sum(d["status"] == s for d in update["documents"]) for s in _STATUSES}
 
 
 def format_changes(ch: Changes) -> str:
