@@ -1,143 +1,210 @@
-"""RAFT on span questions against RAFT on hand-written questions, on the demo.
+"""RAFT on span questions against RAFT on hand-written questions, on the demo and on RealTimeQA.
 
-    .venv/bin/python benchmarks/spans.py [--steps 64] [--render]
+    .venv/bin/python benchmarks/spans.py [--data demo|realtimeqa] [--quick] [--render]
 
-The same demo v1 corpus, recipe (recipes/raft_build_abstain.yaml, then recipes/sft_lora_abstain.yaml
-with the build's closed-book rows mixed in, as `make demo` step 4) and number of steps; only the
-questions differ: the 144 hand-written training questions of corpora/demo/train_qa_v1.jsonl, or
-`questions.source=spans` (a cloze question from every sentence with a number, date or name; no
-model, no labels). Both are scored on the demo's evaluation questions over the v1 index: the 35
-`unchanged` ones (accuracy, log-likelihood choice after the reply) and the 15 `unanswerable` ones
-(answered = hallucinated), closed-book and with RAG (top-3, no gate or verifier: what training
-alone does).
+The same corpus, recipe and number of SFT steps; only the training questions differ: the
+hand-written ones, or `questions.source=spans` (a cloze question from every sentence with a number,
+date or name; no model, no labels). Each arm is scored closed-book and with RAG (no gate or
+verifier: what training alone does) against base+RAG, on accuracy (log-likelihood choice after the
+reply) and on questions whose evidence is absent (answered = hallucinated).
+
+The demo: corpora/demo/v1, recipes/raft_build_abstain.yaml then recipes/sft_lora_abstain.yaml
+with the build's closed-book rows mixed in (as `make demo` step 4); the 144 hand-written training
+questions of corpora/demo/train_qa_v1.jsonl against span questions of the same documents; scored
+over the v1 index (top-3) on the 35 `unchanged` evaluation questions and the 15 `unanswerable` ones.
+
+RealTimeQA: the split of benchmarks/hallucination.py (v1 questions split by document, seed by
+seed): its training questions against span questions of every training passage,
+recipes/raft_build_abstain.yaml then recipes/sft_lora_abstain.yaml (hallucination.py's steps);
+every held-out question is asked over the index of all 2021 passages (top-4) as it is and without
+its passage (evidence absent).
 """
 
 from __future__ import annotations
 
+import json
+
+import hallucination
 import pipeline as p
 from results import bench_main, describe, table
 
 DEMO = p.ROOT / "corpora" / "demo"
-CHUNKS = ["--set", "retrieval.chunking.size=128", "--set", "retrieval.chunking.overlap=16"]
-ARMS = {
-    "hand": ["--qa", str(DEMO / "train_qa_v1.jsonl")],
-    "spans": ["--set", "questions.source=spans"],
-}
+DEMO_CHUNKS = ["--set", "retrieval.chunking.size=128", "--set", "retrieval.chunking.overlap=16"]
+SPANS = ["--set", "questions.source=spans"]
 STATUSES = ("unchanged", "unanswerable")
 HEADLINE = ("accuracy", "unanswerable_answered_rate", "truthfulness")
 
 
-def build_and_train(steps: p.Steps, work, arm: str, args) -> str:
-    """The arm's RAFT build and SFT-LoRA run; returns the run folder."""
+def build_and_train(steps: p.Steps, work, arm: str, corpus, questions, build, train) -> str:
+    """The arm's RAFT build (`questions`: its --qa or --set args) and SFT-LoRA run; returns the
+    run folder."""
     data, run = work / f"raft-{arm}", work / "runs" / arm
     steps.run(
         f"RAFT data ({arm} questions)",
         "build-dataset",
-        str(DEMO / "v1"),
-        *ARMS[arm],
+        str(corpus),
+        *questions,
         "--out",
         str(data),
         "--config",
         "recipes/raft_build_abstain.yaml",
-        *CHUNKS,
-        "--set",
-        f"retrieval.indexes_dir={work / 'indexes'}",
-        "--set",
-        "index_name=demo",
-        "--set",
-        "assembly.num_distractors=2",
-        "--set",
-        "assembly.eval_fraction=0",
-        "--set",
-        f"assembly.seed={args.seed}",
+        *build,
         "--overwrite",
     )
+    train = [a.replace("{data}", str(data)) for a in train]
     steps.run(
         f"SFT-LoRA ({arm} questions)",
         "train",
         "--config",
         "recipes/sft_lora_abstain.yaml",
-        "--set",
-        f"data.path={data}",
-        "--set",
-        f"data.mix=[{data / 'dsf_train.jsonl'}]",
-        "--set",
-        f"output_dir={run}",
-        "--set",
-        "data.max_length=640",
-        "--set",
-        f"optim.max_steps={args.steps}",
-        "--set",
-        f"seed={args.seed}",
+        *("--set", f"data.path={data}", "--set", f"output_dir={run}"),
+        *train,
         "--overwrite",
     )
     return str(run)
 
 
-def measure(args) -> dict:
-    work = p.workdir("spans")
+def _systems(args, runs: dict, rag: dict) -> list[dict]:
+    systems = [{"name": "base+rag", "model": args.model, **rag}]
+    for arm, run in runs.items():
+        systems += [
+            {"name": arm, "model": run, "mode": "closed"},
+            {"name": f"{arm}+rag", "model": run, **rag},
+        ]
+    return systems
+
+
+def measure_demo(args, steps: p.Steps, work) -> dict:
     rows = [r for r in p.read_jsonl(DEMO / "qa.jsonl") if r["status"] in STATUSES]
     p.write_jsonl(work / "eval_qa.jsonl", rows)
-    steps = p.Steps()
+    idx = work / "indexes"
     steps.run(
         "index demo v1",
         "index",
         "build",
         str(DEMO / "v1"),
-        "--name",
-        "demo",
-        "--indexes-dir",
-        str(work / "indexes"),
-        *CHUNKS,
+        *("--name", "demo", "--indexes-dir", str(idx)),
+        *DEMO_CHUNKS,
     )
-    runs = {arm: build_and_train(steps, work, arm, args) for arm in ARMS}
+    build = [
+        *DEMO_CHUNKS,
+        *("--set", f"retrieval.indexes_dir={idx}", "--set", "index_name=demo"),
+        *("--set", "assembly.num_distractors=2", "--set", "assembly.eval_fraction=0"),
+        *("--set", f"assembly.seed={args.seed}"),
+    ]
+    train = [
+        *("--set", "data.mix=[{data}/dsf_train.jsonl]", "--set", "data.max_length=640"),
+        *("--set", f"optim.max_steps={args.steps or 64}", "--set", f"seed={args.seed}"),
+    ]
+    arms = {"hand": ["--qa", str(DEMO / "train_qa_v1.jsonl")], "spans": SPANS}
+    runs = {
+        arm: build_and_train(steps, work, arm, DEMO / "v1", q, build, train)
+        for arm, q in arms.items()
+    }
     rag = {"mode": "rag", "index": "demo", "top_k": 3, "min_score": "off", "verifier": ""}
-    systems = [{"name": "base+rag", "model": args.model, **rag}]
-    for arm, run in runs.items():
-        systems += [
-            {"name": f"{arm}", "model": run, "mode": "closed"},
-            {"name": f"{arm}+rag", "model": run, **rag},
-        ]
-    cfg = p.compare_config(systems, work / "eval_qa.jsonl", str(work / "indexes"), args.model, 0)
+    cfg = p.compare_config(
+        _systems(args, runs, rag), work / "eval_qa.jsonl", str(idx), args.model, 0
+    )
     cfg["baseline"] = "base+rag"
     cfg["unanswerable"] = {"use_status": True, "holdout_docs": 0.0}
     p.compare_step(steps, work, cfg, "compare on the demo's unchanged and unanswerable questions")
+    return {
+        "steps_per_run": args.steps or 64,
+        "evaluated": {s: sum(r["status"] == s for r in rows) for s in STATUSES},
+    }
+
+
+def measure_realtimeqa(args, steps: p.Steps, work) -> dict:
+    train_rows, test = hallucination.split(args, work)
+    idx = work / "indexes"
+    steps.run(
+        "index all 2021 passages",
+        "index",
+        "build",
+        str(p.SHARED / "realtimeqa" / "corpus_v2.jsonl"),
+        *("--name", "news", "--indexes-dir", str(idx)),
+        *p.CHUNKING,
+    )
+    build = [
+        *p.CHUNKING,
+        *("--set", f"retrieval.indexes_dir={idx}", "--set", f"assembly.seed={args.seed}"),
+        *("--set", "assembly.eval_fraction=0"),
+    ]
+    sft_steps = args.steps or hallucination.SIZES[args.quick][1]
+    train = [
+        *("--set", f"model={args.model}", "--set", f"optim.max_steps={sft_steps}"),
+        *("--set", f"seed={args.seed}"),
+    ]
+    arms = {"hand": ["--qa", str(work / "train_qa.jsonl")], "spans": SPANS}
+    runs = {
+        arm: build_and_train(steps, work, arm, work / "train_corpus.jsonl", q, build, train)
+        for arm, q in arms.items()
+    }
+    rag = {"mode": "rag", "index": "news", "top_k": 4, "min_score": "off", "verifier": ""}
+    cfg = p.compare_config(
+        _systems(args, runs, rag), work / "test_qa.jsonl", str(idx), args.model, args.seed, 96
+    )
+    cfg["baseline"] = "base+rag"
+    cfg["unanswerable"] = {"use_status": False, "holdout_docs": 1.0, "seed": args.seed}
+    p.compare_step(
+        steps, work, cfg, "compare: each held-out question with and without its evidence"
+    )
+    return {
+        "steps_per_run": sft_steps,
+        "evaluated": {"answerable": len(test), "evidence absent": len(test)},
+        "trained_questions": len(train_rows),
+    }
+
+
+def measure(args) -> dict:
+    work = p.workdir(_section(args))
+    steps = p.Steps()
+    got = (measure_realtimeqa if args.data == "realtimeqa" else measure_demo)(args, steps, work)
     res = p.results(work / "report")
     return {
-        "steps_per_run": args.steps,
+        "data": args.data,
+        "quick": args.quick,
         "seed": args.seed,
         "model": args.model,
-        "questions": {s: sum(r["status"] == s for r in rows) for s in STATUSES},
+        **got,
         "metrics": p.metrics(work / "report"),
         "paired": {s["name"]: s["paired"] for s in res["systems"]},
-        "examples": {arm: _examples(work / f"raft-{arm}") for arm in ARMS},
+        "examples": {arm: _questions(work / f"raft-{arm}") for arm in ("hand", "spans")},
         "steps": steps.records(),
     }
 
 
-def _examples(build) -> int:
-    import json
-
+def _questions(build) -> int:
     return json.loads((build / "manifest.json").read_text())["summary"]["questions"]
+
+
+def _setup(d: dict) -> str:
+    """The docstring's common paragraph and the data set's own, with this run's sizes."""
+    paras = __doc__.split("\n\n")
+    own = {"demo": paras[3], "realtimeqa": paras[4]}[d.get("data", "demo")]
+    evaluated = ", ".join(f"{n} {k}" for k, n in d["evaluated"].items())
+    return (
+        " ".join([paras[2], own]).replace("\n", " ").strip()
+        + f" {d['steps_per_run']} SFT steps per arm (seed {d['seed']}); training questions: hand "
+        f"{d['examples']['hand']}, spans {d['examples']['spans']}; evaluated on {evaluated} "
+        "questions."
+    )
 
 
 def render(d: dict) -> str:
     from raftkit.compare.metrics import REGISTRY
 
+    d.setdefault("evaluated", d.get("questions"))  # data files written before --data
     names = list(d["metrics"])
     rows = [[REGISTRY[m].label, *[p.cell(d["metrics"][s].get(m)) for s in names]] for m in HEADLINE]
     against = [n for n in names if n.endswith("+rag") and n != "base+rag"]
     hand, spans = d["metrics"].get("hand+rag", {}), d["metrics"].get("spans+rag", {})
     total = sum(s["seconds"] for s in d["steps"])
+    command = d.get("command", "python benchmarks/spans.py").removeprefix("python ")
     return "\n\n".join(
         [
-            "## RAFT on span questions (`benchmarks/spans.py`)",
-            f"Machine: {describe(d['machine'])}. "
-            + __doc__.split("\n\n")[2].replace("\n", " ").strip()
-            + f" {d['steps_per_run']} SFT steps per arm; training questions: hand "
-            f"{d['examples']['hand']}, spans {d['examples']['spans']}; evaluated on "
-            f"{d['questions']['unchanged']} unchanged and {d['questions']['unanswerable']} "
-            f"unanswerable questions. Total {total / 60:.1f} min.",
+            f"## RAFT on span questions (`{command}`)",
+            f"Machine: {describe(d['machine'])}. {_setup(d)} Total {total / 60:.1f} min.",
             "Per system (%, bootstrap 95% interval; truthfulness in points):",
             table(["metric", *names], rows),
             "Paired against base+RAG (points):",
@@ -156,11 +223,23 @@ def render(d: dict) -> str:
     )
 
 
+def _section(args) -> str:
+    """spans (the demo), or spans-realtimeqa[-quick][-seedN]."""
+    if args.data == "demo":
+        return "spans"
+    return p.section("spans-realtimeqa")(args) + (f"-seed{args.seed}" if args.seed else "")
+
+
 def add_args(parser) -> None:
-    parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=64, help="SFT steps per arm (make demo: 64)")
+    p.add_args(parser)
+    parser.add_argument("--data", choices=("demo", "realtimeqa"), default="demo")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="SFT steps per arm (0: make demo's 64 on the demo, hallucination.py's on RealTimeQA)",
+    )
 
 
 if __name__ == "__main__":
-    bench_main("spans", __doc__, measure, render, add_args)
+    bench_main("spans", __doc__, measure, render, add_args, section=_section)
