@@ -267,3 +267,20 @@ def test_options_false_trains_no_options_head(trained, capsys):
     [[unnamed]] = check.verifier.score([q], [[text]], [[0.5]], [["Hana Ruiz", "Oskar Lind"]])
     [[open_]] = check.verifier.score([q], [[text]], [[0.5]])
     assert named == unnamed == open_  # the options play no part
+
+
+def test_a_span_question_build_warns_that_it_calibrates_on_clozes(tmp_path, hash_embedder, capsys):
+    """Span questions copy their sentence's words: a verifier calibrated on them says so."""
+    corpus, _ = _corpus(tmp_path)
+    idx, build = tmp_path / "indexes", tmp_path / "spans"
+    assert main(["build-dataset", str(corpus), "--out", str(build),
+                 "--config", "recipes/raft_build_abstain.yaml",
+                 "--set", "questions.source=spans", "--set", f"retrieval.indexes_dir={idx}",
+                 "--set", "index_name=towns", "--set", "assembly.num_distractors=2",
+                 "--set", "assembly.eval_fraction=0"]) == 0  # fmt: skip
+    capsys.readouterr()
+    run = tmp_path / "ver"
+    assert main(["train", "--config", "recipes/verifier_tiny.yaml", "--set", f"data.path={build}",
+                 "--set", f"output_dir={run}", "--set", f"verifier.top_k={K}"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "warning:" in err and "span questions" in err and "calibrated on them" in err

@@ -189,8 +189,15 @@ def _build_questions(cfg: TrainConfig):
             f"data.path {cfg.data.path}: the verifier trains from a build-dataset folder (it "
             "needs the build's index and oracle chunks); no manifest.json there"
         )
-    built = json.loads(manifest.read_text(encoding="utf-8"))["index"]
-    path = Path(built["path"])
+    built = json.loads(manifest.read_text(encoding="utf-8"))
+    if built.get("summary", {}).get("span_questions"):
+        # the build's gate is not fitted on span questions for the same reason (raft/build.py)
+        say(
+            f"warning: {cfg.data.path} asks span questions (clozes that copy their sentence's "
+            "words): the threshold is calibrated on them and will refuse more of a user's "
+            "questions than verifier.over_refusal says; train from a --qa build to calibrate"
+        )
+    path = Path(built["index"]["path"])
     if not path.is_dir():
         raise RaftkitError(f"data.path {cfg.data.path}: its index {path} is gone; rebuild it")
     index = load_index(path.name, path.parent, [f"runtime.dtype={cfg.runtime.dtype}"])
