@@ -132,7 +132,7 @@ def cmd_build_dataset(args) -> None:
 def cmd_train(args) -> None:
     import warnings
 
-    from raftkit.train.run import launch, load_config, rank, train
+    from raftkit.train.run import launch, load_config, rank, shown_folder, train
 
     warnings.filterwarnings(
         "ignore", category=FutureWarning
@@ -143,13 +143,13 @@ def cmd_train(args) -> None:
         return
     s = train(cfg, overwrite=args.overwrite, resume=args.resume)
     if rank() == 0 and "headline" in s:  # a stage with no training loop (verifier) says its own
-        print(f"{s['headline']}; run folder {cfg.output_dir}")
+        print(f"{s['headline']}; run folder {shown_folder(cfg)}")
     elif rank() == 0:
         print(
             f"trained {cfg.stage}/{cfg.method} in {s['wall_s']:.1f}s: {s['steps']} steps, "
             f"{s['tokens']} tokens ({s['tokens_per_s']:.0f} tok/s, {s['dtype']}), peak "
             f"{s['peak_mem_mb']:.0f} MiB, loss {s['first_loss']:.3g} -> {s['final_loss']:.3g}; run "
-            f"folder {cfg.output_dir}"
+            f"folder {shown_folder(cfg)}"
         )
 
 

@@ -16,6 +16,7 @@ from raftkit import config, outputs
 from raftkit.cli import main
 from raftkit.errors import RaftkitError
 from raftkit.train.launch import launch_command
+from raftkit.train.run import LAUNCHED_ENV, RUN_FOLDER_ENV
 from raftkit.train.runfolder import last_checkpoint
 
 RECIPES = Path(__file__).parents[1] / "recipes"
@@ -117,8 +118,10 @@ def test_cli_spawns_the_launch_command(monkeypatch, tmp_path):
 def test_launcher_checks_before_spawning(monkeypatch, tmp_path, capsys):
     import subprocess
 
-    seen = []
-    monkeypatch.setattr(subprocess, "call", lambda cmd, env: seen.append(cmd) or 0)
+    seen, envs = [], []
+    monkeypatch.setattr(
+        subprocess, "call", lambda cmd, env: seen.append(cmd) or envs.append(env) or 0
+    )
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "run.json").write_text("{}")
     outputs.mark(tmp_path / "run", "run")  # a run of ours: --overwrite may replace it
@@ -139,10 +142,27 @@ def test_launcher_checks_before_spawning(monkeypatch, tmp_path, capsys):
     assert main(argv + ["--overwrite"]) == 0 and len(seen) == 1
     # the ranks train beside the old run; the launcher swaps the new run in once they succeed
     assert seen[0][-2:] == ["--set", f"output_dir={tmp_path / '.run.overwrite'}"]
+    assert envs[0][RUN_FOLDER_ENV] == str(tmp_path / "run")  # what the ranks' lines name
     assert (
         not (tmp_path / "run" / "run.json").exists() and not (tmp_path / ".run.overwrite").exists()
     )
     assert config.read_yaml(tmp_path / "run" / "config.yaml")["output_dir"] == f"{tmp_path}/run"
+
+
+def test_launched_ranks_name_the_run_folder_the_user_asked_for(
+    tiny_llama, train_tiny, tmp_path, monkeypatch, capsys
+):
+    """With --overwrite the ranks train in the launcher's staging folder, which it swaps in
+    afterwards: their lines name the run folder the user asked for, not the staging one."""
+    staging, run = tmp_path / ".run.overwrite", tmp_path / "run"
+    monkeypatch.setenv(LAUNCHED_ENV, "1")
+    monkeypatch.setenv(RUN_FOLDER_ENV, str(run))
+    steps = ("optim.max_steps=1", "data.eval_path=")
+    assert train_tiny("sft_lora_tiny.yaml", tiny_llama, staging, *steps) == 0
+    shown = capsys.readouterr()
+    assert f"-> {run}\n" in shown.err and shown.out.rstrip().endswith(f"run folder {run}")
+    assert str(staging) not in shown.out + shown.err
+    assert (staging / "run.json").is_file() and not run.exists()
 
 
 def test_launch_refuses_fsdp_on_cpu(tmp_path):
@@ -228,8 +248,10 @@ def test_multi_process_run_trains_as_one_process_does(
     one, two = one_process(recipe), tmp_path / "run"
     capfd.readouterr()
     assert _launch(train_argv, recipe, tiny_llama, two) == 0
+    err = capfd.readouterr().err
     # every trained weight takes part in every step: DDP is not asked to search (and warn)
-    assert "find_unused_parameters" not in capfd.readouterr().err
+    assert "find_unused_parameters" not in err
+    assert err.count("runtime: ") == 1  # said once for the launch, not once per rank
     summary = json.loads((two / "run.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 3
     assert json.loads((one / "run.json").read_text())["processes"] == 1

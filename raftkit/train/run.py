@@ -18,6 +18,9 @@ from raftkit.train.config import TrainConfig
 from raftkit.ui import say
 
 LAUNCHED_ENV = "RAFTKIT_LAUNCHED"  # set by the accelerate launcher for the ranks it starts
+# the run folder the user named, set by the launcher when its ranks write a staging folder that it
+# swaps in afterwards: what the ranks' lines show
+RUN_FOLDER_ENV = "RAFTKIT_RUN_FOLDER"
 
 
 def load_config(path: str | None, overrides: list[str] | None = None) -> TrainConfig:
@@ -73,6 +76,12 @@ def launched() -> bool:
     return os.environ.get(LAUNCHED_ENV) == "1"
 
 
+def shown_folder(cfg: TrainConfig) -> str:
+    """The run folder to name on screen: the one the user asked for, also in a launched rank that
+    writes the launcher's staging folder."""
+    return os.environ.get(RUN_FOLDER_ENV) or cfg.output_dir
+
+
 def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
@@ -98,7 +107,7 @@ def train(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> di
         if rank() == 0:
             say(
                 f"training: stage {cfg.stage}, method {cfg.method}, model {cfg.model} -> "
-                f"{cfg.output_dir}"
+                f"{shown_folder(cfg)}"
             )
             where.mkdir(parents=True, exist_ok=True)
             outputs.mark(where, "run")
@@ -126,7 +135,7 @@ def launch(args, cfg: TrainConfig) -> None:
     with workspace(run, args.overwrite) as where:
         cmd = launch_command(args, output_dir=str(where) if where != run else None)
         say("launching: " + " ".join(cmd))
-        rc = subprocess.call(cmd, env={**os.environ, LAUNCHED_ENV: "1"})
+        rc = subprocess.call(cmd, env={**os.environ, LAUNCHED_ENV: "1", RUN_FOLDER_ENV: str(run)})
         if rc:
             raise RaftkitError(launch_failed(rc, run, where))
         if where != run:  # the ranks wrote the staging path; the run lives at output_dir
