@@ -201,7 +201,8 @@ _announced: set[Runtime] = set()
 
 
 def runtime(cfg: RuntimeConfig) -> Runtime:
-    """The device and dtype `cfg` asks for, `auto` resolved; says it once per process."""
+    """The device and dtype `cfg` asks for, `auto` resolved; says it once per process (once per
+    launch: the ranks of a multi-process run share it)."""
     rt = _runtime(cfg.device, cfg.dtype)
     if rt.device == "cpu" and cfg.cpu_kernels == "auto":
         import torch
@@ -211,7 +212,8 @@ def runtime(cfg: RuntimeConfig) -> Runtime:
         torch.set_flush_denormal(True)
     if rt not in _announced:
         _announced.add(rt)
-        say(f"runtime: {rt}")
+        if os.environ.get("RANK", "0") == "0":
+            say(f"runtime: {rt}")
     return rt
 
 
