@@ -30,7 +30,6 @@ from results import bench_main, describe, table
 
 DEMO = p.ROOT / "corpora" / "demo"
 DEMO_CHUNKS = ["--set", "retrieval.chunking.size=128", "--set", "retrieval.chunking.overlap=16"]
-SPANS = ["--set", "questions.source=spans"]
 STATUSES = ("unchanged", "unanswerable")
 HEADLINE = ("accuracy", "unanswerable_answered_rate", "truthfulness")
 
@@ -62,6 +61,38 @@ def build_and_train(steps: p.Steps, work, arm: str, corpus, questions, build, tr
         "--overwrite",
     )
     return str(run)
+
+
+def compare_arms(
+    args,
+    steps: p.Steps,
+    work,
+    arms,
+    *,
+    index,
+    top_k,
+    questions,
+    seed,
+    max_new_tokens,
+    unanswerable,
+    label,
+) -> None:
+    """Build and train both arms (`arms`: corpus, the hand-written QA file, build-dataset and train
+    args), then one compare step `label` of base+RAG and each arm closed-book and with RAG (top_k
+    of `index` under work/indexes, no gate or verifier) on `questions`."""
+    corpus, hand_qa, build, train = arms
+    questions_of = {"hand": ["--qa", str(hand_qa)], "spans": ["--set", "questions.source=spans"]}
+    runs = {
+        arm: build_and_train(steps, work, arm, corpus, q, build, train)
+        for arm, q in questions_of.items()
+    }
+    rag = {"mode": "rag", "index": index, "top_k": top_k, "min_score": "off", "verifier": ""}
+    systems = _systems(args, runs, rag)
+    idx = str(work / "indexes")
+    cfg = p.compare_config(systems, questions, idx, args.model, seed, max_new_tokens)
+    cfg["baseline"] = "base+rag"
+    cfg["unanswerable"] = unanswerable
+    p.compare_step(steps, work, cfg, label)
 
 
 def _systems(args, runs: dict, rag: dict) -> list[dict]:
@@ -96,18 +127,19 @@ def measure_demo(args, steps: p.Steps, work) -> dict:
         *("--set", "data.mix=[{data}/dsf_train.jsonl]", "--set", "data.max_length=640"),
         *("--set", f"optim.max_steps={args.steps or 64}", "--set", f"seed={args.seed}"),
     ]
-    arms = {"hand": ["--qa", str(DEMO / "train_qa_v1.jsonl")], "spans": SPANS}
-    runs = {
-        arm: build_and_train(steps, work, arm, DEMO / "v1", q, build, train)
-        for arm, q in arms.items()
-    }
-    rag = {"mode": "rag", "index": "demo", "top_k": 3, "min_score": "off", "verifier": ""}
-    cfg = p.compare_config(
-        _systems(args, runs, rag), work / "eval_qa.jsonl", str(idx), args.model, 0
+    compare_arms(
+        args,
+        steps,
+        work,
+        (DEMO / "v1", DEMO / "train_qa_v1.jsonl", build, train),
+        index="demo",
+        top_k=3,
+        questions=work / "eval_qa.jsonl",
+        seed=0,
+        max_new_tokens=64,
+        unanswerable={"use_status": True, "holdout_docs": 0.0},
+        label="compare on the demo's unchanged and unanswerable questions",
     )
-    cfg["baseline"] = "base+rag"
-    cfg["unanswerable"] = {"use_status": True, "holdout_docs": 0.0}
-    p.compare_step(steps, work, cfg, "compare on the demo's unchanged and unanswerable questions")
     return {
         "steps_per_run": args.steps or 64,
         "evaluated": {s: sum(r["status"] == s for r in rows) for s in STATUSES},
@@ -135,19 +167,18 @@ def measure_realtimeqa(args, steps: p.Steps, work) -> dict:
         *("--set", f"model={args.model}", "--set", f"optim.max_steps={sft_steps}"),
         *("--set", f"seed={args.seed}"),
     ]
-    arms = {"hand": ["--qa", str(work / "train_qa.jsonl")], "spans": SPANS}
-    runs = {
-        arm: build_and_train(steps, work, arm, work / "train_corpus.jsonl", q, build, train)
-        for arm, q in arms.items()
-    }
-    rag = {"mode": "rag", "index": "news", "top_k": 4, "min_score": "off", "verifier": ""}
-    cfg = p.compare_config(
-        _systems(args, runs, rag), work / "test_qa.jsonl", str(idx), args.model, args.seed, 96
-    )
-    cfg["baseline"] = "base+rag"
-    cfg["unanswerable"] = {"use_status": False, "holdout_docs": 1.0, "seed": args.seed}
-    p.compare_step(
-        steps, work, cfg, "compare: each held-out question with and without its evidence"
+    compare_arms(
+        args,
+        steps,
+        work,
+        (work / "train_corpus.jsonl", work / "train_qa.jsonl", build, train),
+        index="news",
+        top_k=4,
+        questions=work / "test_qa.jsonl",
+        seed=args.seed,
+        max_new_tokens=96,
+        unanswerable={"use_status": False, "holdout_docs": 1.0, "seed": args.seed},
+        label="compare: each held-out question with and without its evidence",
     )
     return {
         "steps_per_run": sft_steps,
