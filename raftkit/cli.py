@@ -132,7 +132,8 @@ def cmd_build_dataset(args) -> None:
 def cmd_train(args) -> None:
     import warnings
 
-    from raftkit.train.run import launch, load_config, rank, shown_folder, train
+    from raftkit.models import rank
+    from raftkit.train.run import launch, load_config, shown_folder, train
 
     warnings.filterwarnings(
         "ignore", category=FutureWarning

@@ -200,6 +200,11 @@ def _runtime(device: str, dtype: str) -> Runtime:
 _announced: set[Runtime] = set()
 
 
+def rank() -> int:
+    """This process's rank in a multi-process run (0 alone)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def runtime(cfg: RuntimeConfig) -> Runtime:
     """The device and dtype `cfg` asks for, `auto` resolved; says it once per process (once per
     launch: the ranks of a multi-process run share it)."""
@@ -212,7 +217,7 @@ def runtime(cfg: RuntimeConfig) -> Runtime:
         torch.set_flush_denormal(True)
     if rt not in _announced:
         _announced.add(rt)
-        if os.environ.get("RANK", "0") == "0":
+        if rank() == 0:
             say(f"runtime: {rt}")
     return rt
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from raftkit import config, outputs
 from raftkit.errors import RaftkitError
+from raftkit.models import rank
 from raftkit.train.config import TrainConfig
 from raftkit.ui import say
 
@@ -80,10 +81,6 @@ def shown_folder(cfg: TrainConfig) -> str:
     """The run folder to name on screen: the one the user asked for, also in a launched rank that
     writes the launcher's staging folder."""
     return os.environ.get(RUN_FOLDER_ENV) or cfg.output_dir
-
-
-def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
 
 
 def workspace(run: Path, overwrite: bool) -> contextlib.AbstractContextManager[Path]:
