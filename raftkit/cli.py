@@ -103,7 +103,9 @@ def cmd_ask(args) -> None:
     index = load_index(args.name, args.indexes_dir, args.set)
     gen_cfg = index.cfg.generation.model_copy(update={"model": args.model} if args.model else {})
     r = index.cfg.retrieval
-    check = gate.build(r.min_score, r.verifier, r.gate, gen_cfg.model, index, r.rerank)
+    check = gate.build(
+        r.min_score, r.verifier, r.gate, gen_cfg.model, index, r.rerank, r.candidates
+    )
     generator = make_generator(gen_cfg, runtime(index.cfg.runtime))
     result = answer_questions(
         index, generator, [args.question], args.k or index.cfg.retrieval.top_k, check

@@ -95,6 +95,14 @@ class EvidenceCheck(Section):
     rerank: bool = Field(
         False, description="show the prompt's chunks in the verifier's order instead of retrieval's"
     )
+    candidates: int = Field(
+        0,
+        ge=0,
+        description="chunks the verifier judges per question, retrieved beyond the top-k the"
+        " prompt shows (0 = the top-k); with rerank the prompt shows the verifier's best top-k of"
+        " them, so a chunk retrieval ranked lower can come in. Train the verifier with"
+        " verifier.top_k set to the same number: its threshold is calibrated at that depth",
+    )
 
 
 class GenerationConfig(Section):

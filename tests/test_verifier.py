@@ -216,33 +216,106 @@ def test_bad_verifier_input_is_one_clear_error(tmp_path, trained, capsys):
     assert "Traceback" not in err
 
 
-def test_ask_set_retrieval_rerank_shows_the_chunks_in_the_verifiers_order(
-    trained, monkeypatch, capsys
-):
-    """`raftkit ask --set retrieval.rerank=true`: the prompt's chunks (the JSON's `retrieved`, in
-    prompt order) follow the verifier's scores instead of retrieval's ranks; the score gate, off
-    here, refuses nothing."""
+def _shown(trained, monkeypatch, capsys, k: int, *sets: str) -> list[dict]:
+    """The chunks `raftkit ask --json -k K` puts in the prompt (its `retrieved`, in prompt order)
+    for Ilford's river question, with the towns verifier, the score gate off and `sets`."""
     import raftkit.generate
 
     run, _, idx = trained
     monkeypatch.setattr(raftkit.generate, "make_generator", lambda *a: Echo())
-    question = "Which river flows through Ilford?"
+    argv = ["ask", "towns", "Which river flows through Ilford?", "--indexes-dir", str(idx),
+            "-k", str(k), "--json", "--set", f"retrieval.verifier={run}",
+            "--set", "retrieval.gate=score", "--set", "retrieval.min_score=off"]  # fmt: skip
+    for s in sets:
+        argv += ["--set", s]
+    capsys.readouterr()
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)["retrieved"]
 
-    def shown(*sets):
-        argv = ["ask", "towns", question, "--indexes-dir", str(idx), "-k", str(K), "--json",
-                "--set", f"retrieval.verifier={run}", "--set", "retrieval.gate=score",
-                "--set", "retrieval.min_score=off"]  # fmt: skip
-        for s in sets:
-            argv += ["--set", s]
-        capsys.readouterr()
-        assert main(argv) == 0
-        return json.loads(capsys.readouterr().out)["retrieved"]
 
-    plain, reranked = shown(), shown("retrieval.rerank=true")
+def test_ask_set_retrieval_rerank_shows_the_chunks_in_the_verifiers_order(
+    trained, monkeypatch, capsys
+):
+    """`raftkit ask --set retrieval.rerank=true`: the prompt's chunks follow the verifier's scores
+    instead of retrieval's ranks; the score gate, off here, refuses nothing."""
+    plain = _shown(trained, monkeypatch, capsys, K)
+    reranked = _shown(trained, monkeypatch, capsys, K, "retrieval.rerank=true")
     assert [h["rank"] for h in plain] == list(range(1, K + 1))  # as retrieved
     assert plain[0]["doc_id"] != "ilford"  # the hashed words rank Ilford's page below others
     assert reranked[0]["doc_id"] == "ilford"
     assert sorted(h["rank"] for h in reranked) == list(range(1, K + 1))  # the same chunks
+
+
+def test_candidates_let_the_verifier_bring_a_lower_ranked_chunk_into_the_prompt(
+    trained, monkeypatch, capsys
+):
+    """`ask -k 1 --set retrieval.candidates=12 --set retrieval.rerank=true`: the verifier judges
+    12 chunks and the prompt shows its best one, Ilford's page, which retrieval ranks below
+    another; without `candidates` the prompt shows retrieval's first chunk, judged alone."""
+    from raftkit.retrieval.index import load_index
+
+    run, _, idx = trained
+    alone = _shown(trained, monkeypatch, capsys, 1, "retrieval.rerank=true")
+    deep = _shown(
+        trained, monkeypatch, capsys, 1, "retrieval.rerank=true", f"retrieval.candidates={K}"
+    )
+    assert [(h["rank"], h["doc_id"] != "ilford") for h in alone] == [(1, True)]
+    assert len(deep) == 1 and deep[0]["doc_id"] == "ilford" and deep[0]["rank"] > 1
+    index = load_index("towns", idx)
+    check = gate.build("off", str(run), "verifier", "x", index, rerank=True, candidates=K)
+    assert check.depth(1) == K and gate.Gate(candidates=K).depth(1) == 1  # no verifier: k
+    assert f"judging {K} chunks, reranked" in check.describe()
+
+
+class Plain:
+    """A compare generator that answers every question with one word."""
+
+    def __init__(self, cfg):
+        pass
+
+    def answer(self, conversations, choices=None, after_reply=False, desc="", **kw):
+        from raftkit.generate import Answer
+
+        return [Answer("<ANSWER>: something", None) for _ in conversations]
+
+
+def test_compare_judges_the_candidates_and_shows_the_verifiers_best(trained, tmp_path):
+    """A compare RAG system with top_k 1, candidates 12 and rerank: per question the verifier
+    judges 12 chunks and the prompt (per_question.csv's `retrieved`) holds the best one; the same
+    system without candidates shows retrieval's first chunk. The question's own page comes in
+    for more questions with candidates."""
+    import csv
+
+    from raftkit import config
+    from raftkit.compare.config import CompareConfig
+    from raftkit.compare.run import compare
+
+    run, _, idx = trained
+    _, qa = _corpus(tmp_path)
+    rag = {"model": "stub", "mode": "rag", "index": "towns", "top_k": 1, "verifier": str(run),
+           "gate": "score", "min_score": "off", "rerank": True}  # fmt: skip
+    cfg = config.load(
+        CompareConfig,
+        data={
+            "systems": [{"name": "first", **rag}, {"name": "deep", **rag, "candidates": K}],
+            "questions": {"path": str(qa)},
+            "indexes_dir": str(idx),
+            "generation": {"batch_size": 4},
+            "scoring": {"ragas": False, "mc": "generate"},
+            "bootstrap": {"samples": 50},
+        },
+    )
+    compare(cfg, tmp_path / "out", generator_factory=Plain)
+    rows = list(csv.DictReader(open(tmp_path / "out" / "per_question.csv")))
+    own = {r["question"]: json.loads(line)["doc_ids"][0] for line in open(qa)
+           for r in [json.loads(line)]}  # fmt: skip
+    shown = {(r["system"], r["question"]): r["retrieved"].split() for r in rows}
+    assert {len(v) for v in shown.values()} == {1}
+    hit = {
+        s: sum(shown[(s, q)][0].split("#")[0] == d for q, d in own.items())
+        for s in ("first", "deep")
+    }
+    assert hit["deep"] > hit["first"]
 
 
 def test_options_false_trains_no_options_head(trained, capsys):

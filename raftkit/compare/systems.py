@@ -59,15 +59,15 @@ def load_indexes(cfg: CompareConfig) -> dict:
 def retrieve(
     cfg: CompareConfig, questions: list[Question], indexes: dict
 ) -> dict[str, dict[str, list[Hit]]]:
-    """{index name: {question id: top-k chunks}}, searched once per question at the largest top_k in
-    use.
+    """{index name: {question id: top-k chunks}}, searched once per question at the largest top_k
+    (or verifier `candidates`) in use.
 
     Holdout copies are searched in a copy of the index without their documents: their evidence is
     absent.
     """
     out: dict[str, dict[str, list[Hit]]] = {}
     for name, index in indexes.items():
-        k = max(s.top_k for s in cfg.systems if s.index == name)
+        k = max(max(s.top_k, s.candidates) for s in cfg.systems if s.index == name)
         normal = [q for q in questions if not q.holdout]
         held = [q for q in questions if q.holdout]
         say(f"retrieving top-{k} chunks of index '{name}' for {len(normal)} questions")
@@ -92,7 +92,13 @@ def gates(cfg: CompareConfig, indexes: dict) -> dict:
         if s.mode == "rag":
             try:
                 out[s.name] = gate.build(
-                    s.min_score, s.verifier, s.gate, s.model, indexes[s.index], s.rerank
+                    s.min_score,
+                    s.verifier,
+                    s.gate,
+                    s.model,
+                    indexes[s.index],
+                    s.rerank,
+                    s.candidates,
                 )
             except RaftkitError as e:
                 raise RaftkitError(f"system '{s.name}': {e}") from None
@@ -148,10 +154,12 @@ def _answer_block(
     if retrieved is not None:
         # the question as asked, its answer options apart (a verifier with an options head reads
         # whether a chunk names one of them)
+        check = check or gate.Gate()
         judged = rag.judge(
-            check or gate.Gate(),
+            check,
             [q.question for q in part],
-            [retrieved[q.id][: system.top_k] for q in part],
+            [retrieved[q.id][: check.depth(system.top_k)] for q in part],
+            system.top_k,
             [q.choices or None for q in part],
         )
     hits = [j.hits if j else None for j in judged]

@@ -119,12 +119,17 @@ class Gate:
     verifier: object | None = None  # a raftkit.retrieval.verifier.Verifier
     rerank: bool = False
     source: str = ""  # the verifier run, for the report
+    candidates: int = 0  # chunks the verifier judges per question; 0 = those the prompt shows
+
+    def depth(self, k: int) -> int:
+        """How many chunks to retrieve for a prompt of `k`: the verifier judges `candidates`."""
+        return max(k, self.candidates) if self.verifier is not None else k
 
     def describe(self) -> str:
         """How the gate reads in a report's systems table."""
         if self.kind == "score":
             gate = f"score < {self.min_score:.3f}" if self.min_score is not None else "–"
-            return gate + (", reranked" if self.rerank else "")
+            return gate + self._shown()
         head = self.verifier.head
         threshold = head["both"]["threshold"] if self.kind == "both" else head["threshold"]
         what = "cosine + verifier" if self.kind == "both" else "verifier"
@@ -134,7 +139,11 @@ class Gate:
             threshold = f"{threshold:.3f} ({more:.3f} with answer options)"
         else:
             threshold = f"{threshold:.3f}"
-        return f"{what} < {threshold}" + (", reranked" if self.rerank else "")
+        return f"{what} < {threshold}" + self._shown()
+
+    def _shown(self) -> str:
+        judged = f", judging {self.candidates} chunks" if self.depth(0) else ""
+        return judged + (", reranked" if self.rerank else "")
 
     def judge(self, questions, texts, scores, options=None):
         """(closed, evidence) per question: whether the gate refuses it, and each chunk's verifier
@@ -183,6 +192,7 @@ def build(
     model: str,
     index,
     rerank: bool = False,
+    candidates: int = 0,
 ) -> Gate:
     """The Gate a system applies over `index`. `verifier`: a verifier run folder, `auto` (the one
     the generator run `model` carries, if any) or empty; `kind` auto = the verifier when there is
@@ -198,7 +208,7 @@ def build(
     if rerank and not run:
         raise RaftkitError("rerank orders chunks by the verifier's score: set verifier too")
     check = V.load(run, index) if run else None
-    return Gate(kind, resolve(min_score, model, index), check, rerank, run or "")
+    return Gate(kind, resolve(min_score, model, index), check, rerank, run or "", candidates)
 
 
 def carried_verifier(model: str) -> str | None:

@@ -60,16 +60,18 @@ def judge(
     check: gate.Gate,
     questions: list[str],
     hits: list[list[Hit]],
+    k: int,
     options: list[list[str] | None] | None = None,
 ) -> list[Judged]:
-    """Apply the evidence gate `check` to each question's hits: the one place `ask` and every RAG
-    system of `compare` decide to answer or refuse. `options`: per question its answer options
-    (multiple choice) or None, for a verifier with an options head."""
+    """Apply the evidence gate `check` to each question's hits (`check.depth(k)` of them): the one
+    place `ask` and every RAG system of `compare` decide to answer or refuse; the prompt shows `k`
+    of them, in the gate's order. `options`: per question its answer options (multiple choice) or
+    None, for a verifier with an options head."""
     scores = [[h.score for h in hs] for hs in hits]
     texts = [[h.chunk.text for h in hs] for hs in hits]
     closed, evidence = check.judge(questions, texts, scores, options)
     return [
-        Judged([hs[i] for i in check.order(e)], shut, check.refusal(sc, e) if shut else "")
+        Judged([hs[i] for i in check.order(e)][:k], shut, check.refusal(sc, e) if shut else "")
         for hs, sc, e, shut in zip(hits, scores, evidence, closed)
     ]
 
@@ -90,7 +92,8 @@ def answer_questions(
 ) -> list[RagAnswer]:
     """Answer each question over its top-k chunks; retrieval and generation run batched. A question
     the evidence gate `check` closes is refused without generating."""
-    judged = judge(check or gate.Gate(), questions, index.search(questions, k))
+    check = check or gate.Gate()
+    judged = judge(check, questions, index.search(questions, check.depth(k)), k)
     asked = [i for i, j in enumerate(judged) if not j.closed]
     replies = [j.refusal for j in judged]
     conversations = [messages(questions[i], judged[i].hits) for i in asked]

@@ -46,7 +46,12 @@ class VerifierSection(Section):
         description="pair features of the logistic head (raftkit/retrieval/verifier.py); auto ="
         " the set of " + ", ".join(CANDIDATES) + " with the best out-of-fold AUC",
     )
-    top_k: int = Field(4, ge=1, description="chunks scored per question, as the RAG systems do")
+    top_k: int = Field(
+        4,
+        ge=1,
+        description="chunks judged per question at calibration: the RAG systems' top_k, or their"
+        " `candidates` when they judge more than they show",
+    )
     negatives: int = Field(
         8, ge=1, description="retrieved chunks per question with its document left out (negatives)"
     )
@@ -84,7 +89,7 @@ def train_verifier(cfg: TrainConfig, resume: bool = False) -> dict:
         for (i, c), row in table.items():
             table[(i, c)] = np.r_[row, V.option_score(options[i], chunk[c])]
         head["options"] = _fit(rows, pairs, table, [*names, "option"], folds, vc, _sets(vc, True))
-    head.update(embedder=index.manifest["embedder"]["model"], index=str(index.path))
+    head.update(embedder=index.manifest["embedder"]["model"], index=str(index.path), top_k=vc.top_k)
     out = Path(cfg.output_dir)
     files.write_json(out / V.HEAD_FILE, head)
     calibration = head["calibration"]
