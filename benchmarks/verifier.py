@@ -38,8 +38,9 @@ def judged(check, index, questions: list[str], shown: list[list], options=None):
     return np.array([max(s) for s in scores]), np.array([max(q) for q in probs])
 
 
-def situations(index, rows: list[dict]) -> dict[str, list[list]]:
-    """{answerable, absent, near_miss: per question the (chunk, cosine) pairs shown}."""
+def situations(index, rows: list[dict], k: int = K) -> dict[str, list[list]]:
+    """{answerable, absent, near_miss: per question the (chunk, cosine) pairs judged, `k` of
+    them}."""
     qs = [r["question"] for r in rows]
     vectors = index.embedder.encode(qs)
     hits = index.search_vectors(vectors, 64)
@@ -47,14 +48,14 @@ def situations(index, rows: list[dict]) -> dict[str, list[list]]:
     out = {"answerable": [], "absent": [], "near_miss": []}
     for r, v, row in zip(rows, vectors, hits):
         doc = r["doc_ids"][0]
-        out["answerable"].append([(x.chunk, x.score) for x in row[:K]])
+        out["answerable"].append([(x.chunk, x.score) for x in row[:k]])
         others = [(x.chunk, x.score) for x in row if x.chunk.doc_id != doc]
-        out["absent"].append(others[:K])
+        out["absent"].append(others[:k])
         own = [where[c.id] for c in index.chunks if c.doc_id == doc]
         sims = index.vectors @ index.vectors[own].mean(axis=0)
         sims[[n for n, c in enumerate(index.chunks) if c.doc_id == doc]] = -2.0
         twin = index.chunks[int(sims.argmax())]
-        rest = [x for x in others if x[0].id != twin.id][: K - 1]
+        rest = [x for x in others if x[0].id != twin.id][: k - 1]
         out["near_miss"].append([(twin, float(v @ index.vectors[where[twin.id]]))] + rest)
     return out
 
@@ -108,6 +109,10 @@ def realtimeqa(seed: int, args) -> dict:
     check = gate.build("off", run, "verifier", run, index)
     built = json.loads((work / "raft" / "manifest.json").read_text())["summary"]["evidence_gate"]
     held = evaluate(check, built["min_score"], index, test, situations(index, test))
+    # judging h.DEPTH chunks (the +rerank systems of hallucination.py): a verifier calibrated so
+    deep_run = h.train_verifier(steps, work, args, h.DEPTH)
+    deep = gate.build("off", deep_run, "verifier", deep_run, index)
+    deep_held = evaluate(deep, built["min_score"], index, test, situations(index, test, h.DEPTH))
     return {
         "seed": seed,
         "test": len(test),
@@ -116,6 +121,11 @@ def realtimeqa(seed: int, args) -> dict:
         "features": check.verifier.head["features"],
         "option_features": check.verifier.head["options"]["features"],
         "held_out": held,
+        "deep": {
+            "depth": h.DEPTH,
+            "calibration": _calibration(deep.verifier.head),
+            "held_out": deep_held,
+        },
         "steps": steps.records(),
     }
 
@@ -220,6 +230,17 @@ def render(d: dict) -> str:
                     *_pct(r["held_out"]["near_miss"][judge]).split(" | "),
                 ]
             )
+        deep = r.get("deep")
+        for judge in ("verifier+options", "both+options") if deep else ():
+            rows.append(
+                [
+                    f"seed {seed}",
+                    f"{judge}, {deep['depth']} chunks",
+                    f"{deep['calibration'][judge]['auc']:.3f}",
+                    *_pct(deep["held_out"]["absent"][judge]).split(" | "),
+                    *_pct(deep["held_out"]["near_miss"][judge]).split(" | "),
+                ]
+            )
     parts = [
         "## Evidence verifier (`benchmarks/verifier.py`)",
         f"Machine: {describe(d['machine'])}. "
@@ -232,7 +253,10 @@ def render(d: dict) -> str:
         )
         + ". `+options`: the verifier's head for questions asked with answer options (multiple"
         " choice), which also reads whether a chunk names one of them; trained on the build's"
-        " questions with their answer and three spans of its kind from the corpus as options.",
+        " questions with their answer and three spans of its kind from the corpus as options."
+        f" `, {h.DEPTH} chunks`: a second verifier trained with verifier.top_k={h.DEPTH} judges"
+        f" the top {h.DEPTH} chunks of every question instead of 4 (hallucination.py's `+rerank`"
+        " systems).",
         "RealTimeQA, 60 held-out questions per seed. `calibration AUC`: out of fold on the "
         "training questions (their document left out). Held out: AUC of answerable against "
         "evidence-absent, then the share of answerable refused and of evidence-absent answered "
