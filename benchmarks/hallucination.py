@@ -55,9 +55,9 @@ AGAINST_GATE = (
     ("base+rag+verifier+rerank", "base+rag+gate"),
     ("raft-sft+rag+verifier+rerank", "raft-sft+rag+gate"),
 )
-# +rerank: the verifier judges the top DEPTH chunks (trained with verifier.top_k=DEPTH: chosen by
-# out-of-fold AUC on the training questions of seeds 0 and 1, RESULTS.md) and the prompt shows its
-# best 4 of them, so a passage retrieval ranks 5th to 8th can come in
+# +verifier: a verifier judging the 4 chunks the prompt shows; +rerank: one judging DEPTH (the
+# recipe's verifier.top_k, chosen by out-of-fold AUC on the training questions, RESULTS.md), the
+# prompt showing its best 4, so a passage retrieval ranks 5th to 8th can come in
 DEPTH = 8
 # per_question.csv columns compared there: (column, label)
 PAIRED_COLUMNS = (("truthfulness", "Truthfulness score"), ("hallucinated", "Unanswerable answered"))
@@ -109,18 +109,17 @@ def build(steps: p.Steps, work, args) -> None:
     )
 
 
-def train_verifier(steps: p.Steps, work, args, depth: int = 0) -> str:
-    """The evidence verifier from the build (recipes/verifier.yaml), calibrated over `depth`
-    chunks per question (0: the recipe's top_k); returns its run."""
-    run = str(work / "runs" / (f"verifier-{depth}" if depth else "verifier"))
-    deeper = ("--set", f"verifier.top_k={depth}") if depth else ()
+def train_verifier(steps: p.Steps, work, args, depth: int = 4) -> str:
+    """The evidence verifier from the build (recipes/verifier.yaml), judging `depth` chunks per
+    question; returns its run (runs/verifier for 4, the chunks the RAG systems show)."""
+    run = str(work / "runs" / ("verifier" if depth == 4 else f"verifier-{depth}"))
     steps.run(
-        "evidence verifier from the build" + (f", judging {depth} chunks" if depth else ""),
+        "evidence verifier from the build" + (f", judging {depth} chunks" if depth != 4 else ""),
         "train",
         "--config",
         "recipes/verifier.yaml",
         *("--set", f"data.path={work / 'raft'}", "--set", f"output_dir={run}"),
-        *("--set", f"seed={args.seed}", *deeper, "--overwrite"),
+        *("--set", f"seed={args.seed}", "--set", f"verifier.top_k={depth}", "--overwrite"),
     )
     return run
 
@@ -221,7 +220,7 @@ def measure(args) -> dict:
     verifier, sft, dpo = train(steps, work, args)
     deep = train_verifier(steps, work, args, DEPTH)
     rag = {"mode": "rag", "index": "news", "top_k": 4}
-    rerank = {"verifier": deep, "candidates": DEPTH, "rerank": True}
+    rerank = {"verifier": deep, "rerank": True}  # candidates auto: the DEPTH it was trained on
     off = {"min_score": "off", "verifier": ""}
     gate = json.loads((work / "raft" / "manifest.json").read_text())["summary"]["evidence_gate"]
     cfg = {
@@ -290,9 +289,11 @@ def _setup(d: dict, total: float) -> str:
             if d.get("no_dpo")
             else f", then DPO {dpo_steps} steps from the SFT run (recipes/dpo_lora_abstain.yaml)."
         )
-        + f" `+rerank`: the verifier, trained to judge {DEPTH} chunks per question"
-        f" (verifier.top_k={DEPTH}), judges the top {DEPTH} and the prompt shows its best 4"
-        " (`candidates`, `rerank`)." + f" Total {total / 60:.1f} min." + _gate_line(d.get("gate"))
+        + " `+verifier`: a verifier trained to judge the 4 chunks shown (verifier.top_k=4);"
+        f" `+rerank`: one trained to judge {DEPTH} (verifier.top_k={DEPTH}, the recipe's), which"
+        f" judges the top {DEPTH} and the prompt shows its best 4 (`rerank: true`)."
+        + f" Total {total / 60:.1f} min."
+        + _gate_line(d.get("gate"))
     )
 
 

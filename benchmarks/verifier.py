@@ -104,7 +104,7 @@ def realtimeqa(seed: int, args) -> dict:
         *("--name", "news", "--indexes-dir", idx, *p.CHUNKING, "--overwrite"),
     )
     h.build(steps, work, args)
-    run = h.train_verifier(steps, work, args)
+    run = h.train_verifier(steps, work, args, K)
     index = load_index("news", idx)
     check = gate.build("off", run, "verifier", run, index)
     built = json.loads((work / "raft" / "manifest.json").read_text())["summary"]["evidence_gate"]
@@ -153,7 +153,7 @@ def demo(args) -> dict:
         "--overwrite",
     )
     args.seed = 0
-    run = h.train_verifier(steps, work, args)
+    run = h.train_verifier(steps, work, args, h.DEPTH)  # the recipe's, as make demo trains it
     steps.run(
         "the docs change: update to v2",
         *("index", "update", str(DEMO / "v2"), "--name", "demo", "--indexes-dir", idx),
@@ -164,14 +164,17 @@ def demo(args) -> dict:
     ok = [r for r in rows if r.get("status") != "unanswerable"]
     gone = [r for r in rows if r.get("status") == "unanswerable"]
 
+    depth = check.verifier.head.get("top_k", K)  # as many as it judges in make demo
+
     def shown(rs):
         return [
             [(x.chunk, x.score) for x in row]
-            for row in index.search([r["question"] for r in rs], K)
+            for row in index.search([r["question"] for r in rs], depth)
         ]
 
     built = json.loads((work / "raft" / "manifest.json").read_text())["summary"]["evidence_gate"]
     out = {
+        "depth": depth,
         "answerable": len(ok),
         "unanswerable": len(gone),
         "cosine_gate": built,
@@ -280,7 +283,8 @@ def render(d: dict) -> str:
     if d.get("demo"):
         m = d["demo"]
         parts.append(
-            f"Demo (`make demo`'s build, {m['answerable']} answerable questions over the v2 index "
+            f"Demo (`make demo`'s build, the verifier judging the top {m.get('depth', K)} chunks; "
+            f"{m['answerable']} answerable questions over the v2 index "
             f"against its {m['unanswerable']} unanswerable ones): cosine {_says(m['cosine'])}; "
             f"verifier on the question alone {_says(m['verifier'])}; with the answer options "
             f"{_says(m['verifier+options'])}; out of fold on the build: verifier AUC "

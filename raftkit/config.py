@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    ValidationError,
+    model_validator,
+)
 
 from raftkit import files
 from raftkit.errors import ConfigError, RaftkitError
@@ -95,13 +103,11 @@ class EvidenceCheck(Section):
     rerank: bool = Field(
         False, description="show the prompt's chunks in the verifier's order instead of retrieval's"
     )
-    candidates: int = Field(
-        0,
-        ge=0,
+    candidates: NonNegativeInt | Literal["auto"] = Field(
+        "auto",
         description="chunks the verifier judges per question, retrieved beyond the top-k the"
-        " prompt shows (0 = the top-k); with rerank the prompt shows the verifier's best top-k of"
-        " them, so a chunk retrieval ranked lower can come in. Train the verifier with"
-        " verifier.top_k set to the same number: its threshold is calibrated at that depth",
+        " prompt shows; when it judges more, the prompt shows the top-k it scores best. auto ="
+        " as many as the verifier was calibrated on (its verifier.top_k); 0 = the top-k",
     )
 
 

@@ -178,7 +178,7 @@ def test_rerank_puts_the_verifiers_best_chunk_first(trained):
     hits = index.search(["Which river flows through Ilford?"], K)[0]
     _, evidence = check.judge(["Which river flows through Ilford?"], [[h.chunk.text for h in hits]],
                               [[h.score for h in hits]])  # fmt: skip
-    first = hits[check.order(evidence[0])[0]]
+    first = hits[check.order(evidence[0], K)[0]]
     assert first.chunk.doc_id == "ilford"
 
 
@@ -246,25 +246,32 @@ def test_ask_set_retrieval_rerank_shows_the_chunks_in_the_verifiers_order(
     assert sorted(h["rank"] for h in reranked) == list(range(1, K + 1))  # the same chunks
 
 
-def test_candidates_let_the_verifier_bring_a_lower_ranked_chunk_into_the_prompt(
-    trained, monkeypatch, capsys
-):
-    """`ask -k 1 --set retrieval.candidates=12 --set retrieval.rerank=true`: the verifier judges
-    12 chunks and the prompt shows its best one, Ilford's page, which retrieval ranks below
-    another; without `candidates` the prompt shows retrieval's first chunk, judged alone."""
+def test_the_verifier_judges_as_many_chunks_as_it_was_calibrated_on(trained, monkeypatch, capsys):
+    """`ask -k 1` with a verifier calibrated on 12 chunks (candidates: auto): it judges 12 and
+    the prompt shows its best one, Ilford's page, which retrieval ranks below another; with
+    `candidates=0` the prompt shows retrieval's first chunk, judged alone. At -k 2 the prompt
+    holds the verifier's best two: in retrieval's order, or in its own with rerank."""
     from raftkit.retrieval.index import load_index
 
     run, _, idx = trained
-    alone = _shown(trained, monkeypatch, capsys, 1, "retrieval.rerank=true")
-    deep = _shown(
-        trained, monkeypatch, capsys, 1, "retrieval.rerank=true", f"retrieval.candidates={K}"
-    )
+    alone = _shown(trained, monkeypatch, capsys, 1, "retrieval.candidates=0")
+    deep = _shown(trained, monkeypatch, capsys, 1)
     assert [(h["rank"], h["doc_id"] != "ilford") for h in alone] == [(1, True)]
     assert len(deep) == 1 and deep[0]["doc_id"] == "ilford" and deep[0]["rank"] > 1
+    two = _shown(trained, monkeypatch, capsys, 2)
+    ranked = _shown(trained, monkeypatch, capsys, 2, "retrieval.rerank=true")
+    assert sorted(h["rank"] for h in two) == sorted(h["rank"] for h in ranked)
+    assert [h["rank"] for h in two] == sorted(h["rank"] for h in two)
+    assert ranked[0]["doc_id"] == "ilford" and "ilford" in [h["doc_id"] for h in two]
     index = load_index("towns", idx)
-    check = gate.build("off", str(run), "verifier", "x", index, rerank=True, candidates=K)
-    assert check.depth(1) == K and gate.Gate(candidates=K).depth(1) == 1  # no verifier: k
+    check = gate.build("off", str(run), "verifier", "x", index, rerank=True)
+    assert check.candidates == K and check.depth(1) == K
     assert f"judging {K} chunks, reranked" in check.describe()
+    assert gate.Gate(candidates=K).depth(1) == 1  # no verifier: the chunks shown
+    head = json.loads((run / V.HEAD_FILE).read_text())
+    head.pop("top_k")  # a verifier that does not say: the chunks shown
+    (run / V.HEAD_FILE).write_text(json.dumps(head))
+    assert gate.build("off", str(run), "verifier", "x", index).depth(3) == 3
 
 
 class Plain:
@@ -280,10 +287,10 @@ class Plain:
 
 
 def test_compare_judges_the_candidates_and_shows_the_verifiers_best(trained, tmp_path):
-    """A compare RAG system with top_k 1, candidates 12 and rerank: per question the verifier
-    judges 12 chunks and the prompt (per_question.csv's `retrieved`) holds the best one; the same
-    system without candidates shows retrieval's first chunk. The question's own page comes in
-    for more questions with candidates."""
+    """A compare RAG system with top_k 1 and a verifier calibrated on 12 chunks: per question it
+    judges 12 and the prompt (per_question.csv's `retrieved`) holds the best one; the same system
+    with candidates 0 shows retrieval's first chunk. The question's own page comes in for more
+    questions when the verifier judges 12."""
     import csv
 
     from raftkit import config
@@ -297,7 +304,7 @@ def test_compare_judges_the_candidates_and_shows_the_verifiers_best(trained, tmp
     cfg = config.load(
         CompareConfig,
         data={
-            "systems": [{"name": "first", **rag}, {"name": "deep", **rag, "candidates": K}],
+            "systems": [{"name": "first", **rag, "candidates": 0}, {"name": "deep", **rag}],
             "questions": {"path": str(qa)},
             "indexes_dir": str(idx),
             "generation": {"batch_size": 4},

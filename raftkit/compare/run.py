@@ -149,7 +149,7 @@ def compare(
     if generator_factory is None:
         _check_models(cfg)
     with workspace(out, cfg, overwrite) as where:
-        retrieved = sysrun.retrieve(cfg, questions, indexes)
+        retrieved = sysrun.retrieve(cfg, questions, indexes, gates)
         records = sysrun.run_all(cfg, questions, retrieved, where / WORK, generator_factory, gates)
         rows, notes = _score(cfg, questions, records, retrieved, indexes)
         systems = _results(cfg, rows, where / WORK, gates)

@@ -57,17 +57,17 @@ def load_indexes(cfg: CompareConfig) -> dict:
 
 
 def retrieve(
-    cfg: CompareConfig, questions: list[Question], indexes: dict
+    cfg: CompareConfig, questions: list[Question], indexes: dict, gates: dict
 ) -> dict[str, dict[str, list[Hit]]]:
-    """{index name: {question id: top-k chunks}}, searched once per question at the largest top_k
-    (or verifier `candidates`) in use.
+    """{index name: {question id: top-k chunks}}, searched once per question at the largest depth
+    in use (a system's top_k, or the chunks its verifier judges: `gates`, from `gates()`).
 
     Holdout copies are searched in a copy of the index without their documents: their evidence is
     absent.
     """
     out: dict[str, dict[str, list[Hit]]] = {}
     for name, index in indexes.items():
-        k = max(max(s.top_k, s.candidates) for s in cfg.systems if s.index == name)
+        k = max(gates[s.name].depth(s.top_k) for s in cfg.systems if s.index == name)
         normal = [q for q in questions if not q.holdout]
         held = [q for q in questions if q.holdout]
         say(f"retrieving top-{k} chunks of index '{name}' for {len(normal)} questions")

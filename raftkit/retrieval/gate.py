@@ -177,12 +177,15 @@ class Gate:
             f"threshold; {self.describe()})\n{prompts.ANSWER_TAG} {prompts.ABSTAIN}"
         )
 
-    def order(self, evidence: list[float]) -> list[int]:
-        """The order to show chunks in: by the verifier's score with `rerank`, else as retrieved."""
+    def order(self, evidence: list[float], k: int) -> list[int]:
+        """Which of the judged chunks the prompt shows, in order: the `k` the verifier scores best
+        when it judged more (retrieval's first `k` without a verifier), by its score with `rerank`,
+        else as retrieved."""
         idx = list(range(len(evidence)))
-        if self.rerank and self.verifier is not None:
-            idx.sort(key=lambda i: -evidence[i])
-        return idx
+        if self.verifier is None:
+            return idx[:k]
+        best = sorted(idx, key=lambda i: -evidence[i])
+        return best[:k] if self.rerank else sorted(best[:k])
 
 
 def build(
@@ -192,12 +195,12 @@ def build(
     model: str,
     index,
     rerank: bool = False,
-    candidates: int = 0,
+    candidates: int | str = "auto",
 ) -> Gate:
     """The Gate a system applies over `index`. `verifier`: a verifier run folder, `auto` (the one
     the generator run `model` carries, if any) or empty; `kind` auto = the verifier when there is
-    one, else the score. RaftkitError for a verifier of another embedder, or a run that is not
-    one."""
+    one, else the score; `candidates` auto = as many chunks as the verifier was calibrated on.
+    RaftkitError for a verifier of another embedder, or a run that is not one."""
     from raftkit.retrieval import verifier as V
 
     run = carried_verifier(model) if verifier == "auto" else (verifier or None)
@@ -208,6 +211,8 @@ def build(
     if rerank and not run:
         raise RaftkitError("rerank orders chunks by the verifier's score: set verifier too")
     check = V.load(run, index) if run else None
+    if candidates == "auto":
+        candidates = check.head.get("top_k", 0) if check else 0
     return Gate(kind, resolve(min_score, model, index), check, rerank, run or "", candidates)
 
 

@@ -71,7 +71,7 @@ def judge(
     texts = [[h.chunk.text for h in hs] for hs in hits]
     closed, evidence = check.judge(questions, texts, scores, options)
     return [
-        Judged([hs[i] for i in check.order(e)][:k], shut, check.refusal(sc, e) if shut else "")
+        Judged([hs[i] for i in check.order(e, k)], shut, check.refusal(sc, e) if shut else "")
         for hs, sc, e, shut in zip(hits, scores, evidence, closed)
     ]
 

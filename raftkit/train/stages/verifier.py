@@ -47,10 +47,10 @@ class VerifierSection(Section):
         " the set of " + ", ".join(CANDIDATES) + " with the best out-of-fold AUC",
     )
     top_k: int = Field(
-        4,
+        8,
         ge=1,
-        description="chunks judged per question at calibration: the RAG systems' top_k, or their"
-        " `candidates` when they judge more than they show",
+        description="chunks judged per question, at calibration and (candidates: auto) wherever"
+        " the verifier is used; a system showing fewer shows the ones it scores best",
     )
     negatives: int = Field(
         8, ge=1, description="retrieved chunks per question with its document left out (negatives)"
