@@ -4,6 +4,7 @@ labels, and `ask`/`compare` refuse through it; bad input is one clear error."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -90,6 +91,30 @@ def test_lexical_coverage_sees_the_missing_name():
     other = V.lexical("Who is the mayor of Arlen?", "The mayor of Bexley is Oskar Lind.", idf)
     assert own[0] == 1.0 and own[1] == 1.0
     assert other[0] < own[0] and other[1] == 0.0  # the rarest word, the town, is what is missing
+
+
+def test_lexical_features_do_not_depend_on_the_process_string_hashing():
+    """Words of equal rarity: which of them make the rarest third must not follow a set's order,
+    which changes with PYTHONHASHSEED from one process to the next."""
+    import subprocess
+    import sys
+
+    code = (
+        "from raftkit.retrieval.verifier import lexical, idf_of;"
+        "q = 'alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima';"
+        "print(lexical(q, 'alpha bravo charlie delta', idf_of(['x'])))"
+    )
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in range(6)
+    }
+    assert len(seen) == 1, seen
 
 
 def test_stage_trains_and_calibrates_out_of_fold(trained):

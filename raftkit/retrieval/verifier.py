@@ -153,10 +153,11 @@ def lexical(question: str, text: str, idf: dict[str, float]) -> tuple[float, flo
         return 1.0, 1.0, 1.0
     have = set(words(text))
     top = max(idf.values(), default=1.0) + 1.0
-    weight = {w: idf.get(w, top) for w in set(q)}
+    weight = {w: idf.get(w, top) for w in dict.fromkeys(q)}
     total = sum(weight.values())
     coverage = sum(v for w, v in weight.items() if w in have) / total
-    ranked = sorted(weight, key=lambda w: -weight[w])
+    # ties broken by the word: a set's order changes with each process's string hashing
+    ranked = sorted(weight, key=lambda w: (-weight[w], w))
     rare = ranked[: max(1, math.ceil(len(ranked) / 3))]
     rare_cov = sum(w in have for w in rare) / len(rare)
     pairs = {(a, b) for a, b in zip(q, q[1:])}
