@@ -109,10 +109,11 @@ def realtimeqa(seed: int, args) -> dict:
     check = gate.build("off", run, "verifier", run, index)
     built = json.loads((work / "raft" / "manifest.json").read_text())["summary"]["evidence_gate"]
     held = evaluate(check, built["min_score"], index, test, situations(index, test))
-    # judging h.DEPTH chunks (the +rerank systems of hallucination.py): a verifier calibrated so
+    # a verifier trained to judge h.DEPTH chunks, judging as many (hallucination.py's +rerank)
     deep_run = h.train_verifier(steps, work, args, h.DEPTH)
     deep = gate.build("off", deep_run, "verifier", deep_run, index)
-    deep_held = evaluate(deep, built["min_score"], index, test, situations(index, test, h.DEPTH))
+    shown = situations(index, test, deep.depth(K))
+    deep_held = evaluate(deep, built["min_score"], index, test, shown)
     return {
         "seed": seed,
         "test": len(test),
@@ -122,7 +123,7 @@ def realtimeqa(seed: int, args) -> dict:
         "option_features": check.verifier.head["options"]["features"],
         "held_out": held,
         "deep": {
-            "depth": h.DEPTH,
+            "depth": deep.depth(K),
             "calibration": _calibration(deep.verifier.head),
             "held_out": deep_held,
         },
@@ -164,7 +165,7 @@ def demo(args) -> dict:
     ok = [r for r in rows if r.get("status") != "unanswerable"]
     gone = [r for r in rows if r.get("status") == "unanswerable"]
 
-    depth = check.verifier.head.get("top_k", K)  # as many as it judges in make demo
+    depth = check.depth(K)  # as many chunks as it judges in make demo
 
     def shown(rs):
         return [
@@ -219,31 +220,25 @@ def _says(f: dict) -> str:
     return f"AUC {f['auc']:.3f} ({refused:.0f}% refused, {answered:.0f}% answered)"
 
 
+def _judge_row(seed: str, label: str, run: dict, judge: str) -> list[str]:
+    """One row of the table: a judge's calibration AUC, then its held-out and near-miss figures."""
+    held = run["held_out"]
+    return [
+        f"seed {seed}",
+        label,
+        f"{run['calibration'][judge]['auc']:.3f}",
+        *_pct(held["absent"][judge]).split(" | "),
+        *_pct(held["near_miss"][judge]).split(" | "),
+    ]
+
+
 def render(d: dict) -> str:
     rows = []
     for seed, r in d["seeds"].items():
-        cal = r["calibration"]
-        for judge in JUDGES:
-            rows.append(
-                [
-                    f"seed {seed}",
-                    judge,
-                    f"{cal[judge]['auc']:.3f}",
-                    *_pct(r["held_out"]["absent"][judge]).split(" | "),
-                    *_pct(r["held_out"]["near_miss"][judge]).split(" | "),
-                ]
-            )
+        rows += [_judge_row(seed, judge, r, judge) for judge in JUDGES]
         deep = r.get("deep")
         for judge in ("verifier+options", "both+options") if deep else ():
-            rows.append(
-                [
-                    f"seed {seed}",
-                    f"{judge}, {deep['depth']} chunks",
-                    f"{deep['calibration'][judge]['auc']:.3f}",
-                    *_pct(deep["held_out"]["absent"][judge]).split(" | "),
-                    *_pct(deep["held_out"]["near_miss"][judge]).split(" | "),
-                ]
-            )
+            rows.append(_judge_row(seed, f"{judge}, {deep['depth']} chunks", deep, judge))
     parts = [
         "## Evidence verifier (`benchmarks/verifier.py`)",
         f"Machine: {describe(d['machine'])}. "
