@@ -389,3 +389,159 @@ def test_a_span_question_build_warns_that_it_calibrates_on_clozes(tmp_path, hash
                  "--set", f"output_dir={run}", "--set", f"verifier.top_k={K}"]) == 0  # fmt: skip
     err = capsys.readouterr().err
     assert "warning:" in err and "span questions" in err and "calibrated on them" in err
+
+
+# ------------------------------------------------------------------ the cross-encoder feature
+@pytest.fixture(scope="session")
+def tiny_cross(tmp_path_factory):
+    """A 1-layer BERT cross-encoder (random weights, one-logit head, no dropout) with MiniLM's
+    tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from raftkit.models import resolve_embedder
+
+    out = tmp_path_factory.mktemp("tiny-cross")
+    tok = AutoTokenizer.from_pretrained(resolve_embedder("all-minilm-l6-v2"))
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, num_labels=1,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # fmt: skip
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def float32_runtime():
+    from raftkit.config import RuntimeConfig
+    from raftkit.models import runtime
+
+    return runtime(RuntimeConfig(dtype="float32"))
+
+
+class TownReader:
+    """Stands in for a trained cross-encoder: reads whether the chunk names the question's town."""
+
+    def __init__(self, path, runtime, new_head=False):
+        self.path = path
+
+    def __call__(self, pairs, desc=""):
+        return np.array([float(q.split()[-1].rstrip("?") in t) for q, t in pairs])
+
+    def save(self, folder):
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+
+
+def test_the_stage_chooses_a_cross_encoder_that_reads_and_scores_with_the_runs_copy(
+    trained, tiny_cross, monkeypatch, capsys
+):
+    """A named cross-encoder's score is the feature `cross`: a reader that sees the town lifts the
+    out-of-fold AUC, the run keeps the model and scores with it, and `auto` tries every set with
+    and without it."""
+    from raftkit.retrieval import cross
+    from raftkit.retrieval.index import load_index
+
+    monkeypatch.setattr(cross, "CrossScorer", TownReader)
+    _, build, idx = trained
+    run = build.parent / "ver-cross"
+    assert main(["train", "--config", "recipes/verifier_tiny.yaml", "--set", f"data.path={build}",
+                 "--set", f"output_dir={run}", "--set", f"verifier.top_k={K}",
+                 "--set", "verifier.features=[cosine, cross]", "--set", "verifier.options=false",
+                 "--set", f"verifier.cross_encoder={tiny_cross}"]) == 0  # fmt: skip
+    head = json.loads((run / V.HEAD_FILE).read_text())
+    assert head["features"] == ["cosine", "cross"]
+    assert head["cross_encoder"] == {"name": str(tiny_cross), "epochs": 0}
+    assert (run / "cross-encoder" / "config.json").is_file()
+    cal = head["calibration"]
+    assert cal["verifier"]["auc"] >= 0.95 and cal["verifier"]["auc"] > cal["cosine"]["auc"] + 0.1
+    assert abs(head["weights"][1]) > abs(head["weights"][0])  # the reading carries the head
+    check = gate.build("off", str(run), "verifier", "x", load_index("towns", idx))
+    assert check.verifier.cross.path == str(run / "cross-encoder")
+    [[own, other]] = check.verifier.score(
+        ["Who is the mayor of Arlen?"],
+        [["Arlen has a mayor.", "Bexley has a mayor."]],
+        [[0.5, 0.5]],
+    )
+    assert own > 0.5 > other
+    # auto tries each candidate set with and without it (late interaction needs token vectors,
+    # which the hashed-word embedder has none of: zeros stand in)
+    monkeypatch.setattr(V, "maxsim", lambda q, t, tokens: np.zeros((len(q), 2)))
+    capsys.readouterr()
+    assert main(["train", "--config", "recipes/verifier_tiny.yaml", "--set", f"data.path={build}",
+                 "--set", f"output_dir={run}-auto", "--set", f"verifier.top_k={K}",
+                 "--set", "verifier.features=auto", "--set", "verifier.options=false",
+                 "--set", f"verifier.cross_encoder={tiny_cross}"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "features 'lexical' out-of-fold" in err and "features 'lexical+cross'" in err
+
+
+def test_a_cross_encoder_fine_tuned_per_fold_is_saved_and_reloaded(
+    trained, tiny_cross, monkeypatch
+):
+    """cross_encoder_epochs fine-tunes a real model once per fold and once on all; the run keeps
+    the last, and scoring through the run gives what the stage's last model gave."""
+    from raftkit.retrieval import cross
+    from raftkit.retrieval.index import load_index
+
+    pair = [("Who is the mayor of Arlen?", "The mayor of Arlen is Mira Voss.")]
+    before, save = {}, cross.CrossScorer.save
+
+    def saving(scorer, folder):
+        before["score"] = scorer(pair)[0]
+        save(scorer, folder)
+
+    monkeypatch.setattr(cross.CrossScorer, "save", saving)
+    _, build, idx = trained
+    run = build.parent / "ver-tuned"
+    assert main(["train", "--config", "recipes/verifier_tiny.yaml", "--set", f"data.path={build}",
+                 "--set", f"output_dir={run}", "--set", f"verifier.top_k={K}",
+                 "--set", "verifier.features=[cosine, coverage, cross]",
+                 "--set", f"verifier.cross_encoder={tiny_cross}",
+                 "--set", "verifier.cross_encoder_epochs=1"]) == 0  # fmt: skip
+    head = json.loads((run / V.HEAD_FILE).read_text())
+    assert head["cross_encoder"]["epochs"] == 1 and "cross" in head["options"]["features"]
+    index = load_index("towns", idx)
+    start = cross.CrossScorer(str(tiny_cross), index.runtime)
+    assert before["score"] != pytest.approx(start(pair)[0])  # it trained
+    check = gate.build("off", str(run), "verifier", "x", index)
+    assert check.verifier.cross(pair)[0] == pytest.approx(before["score"], abs=1e-6)
+    # a copy of the run without its model is refused when loaded, not midway through scoring
+    (run / "cross-encoder" / "config.json").unlink()
+    with pytest.raises(RaftkitError, match="reads a cross-encoder but"):
+        gate.build("off", str(run), "verifier", "x", index)
+
+
+def test_fine_tuning_learns_what_separates_the_pairs(tiny_cross, monkeypatch):
+    from raftkit.train import cross_encoder
+
+    monkeypatch.setattr(cross_encoder, "LR", 3e-3)
+    pairs = [(f"question {n}", ("yes " if n % 2 else "no ") + "text") for n in range(32)]
+    labels = [float(n % 2) for n in range(32)]
+    scorer = cross_encoder.fine_tune(str(tiny_cross), pairs, labels, 8, 0, float32_runtime(), "t")
+    scores = scorer(pairs)
+    assert scores[1::2].min() > scores[0::2].max()
+
+
+def test_bad_cross_encoder_input_is_one_clear_error(trained, capsys):
+    """An encoder without a trained head used as it is, `cross` without a model, a name that is no
+    model: exit 2 before any feature is computed; a model no feature reads is said."""
+    _, build, _ = trained
+    base = ["train", "--config", "recipes/verifier_tiny.yaml", "--set", f"data.path={build}",
+            "--set", f"output_dir={build.parent / 'bad'}"]  # fmt: skip
+    cross = ["--set", "verifier.features=[cosine, cross]"]
+    for sets, said in (
+        (["--set", "verifier.cross_encoder=all-minilm-l6-v2", *cross], "no trained classification"),
+        (cross, "`cross` needs cross_encoder"),
+        (["--set", "verifier.cross_encoder_epochs=1"], "cross_encoder, which is not set"),
+        (["--set", "verifier.cross_encoder=no/such-model-here", *cross], "verifier.cross_encoder"),
+    ):
+        capsys.readouterr()
+        assert main([*base, *sets]) == 2, sets
+        err = capsys.readouterr().err
+        assert "error:" in err and said in err and "Traceback" not in err, err
+        assert not (build.parent / "bad").exists()
+    minilm = ["--set", "verifier.cross_encoder=all-minilm-l6-v2", "--set", "verifier.options=false"]
+    assert main([*base, *minilm]) == 0
+    assert "verifier.cross_encoder is not used" in capsys.readouterr().err
+    assert not (build.parent / "bad" / "cross-encoder").exists()

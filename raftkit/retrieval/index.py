@@ -119,11 +119,16 @@ class FaissIndex:
         return self.path.name
 
     @property
+    def runtime(self):
+        """The device and dtype this index's models run at (its config's runtime section)."""
+        from raftkit.models import runtime
+
+        return runtime(self.cfg.runtime)
+
+    @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            from raftkit.models import runtime
-
-            self._embedder = Embedder(self.cfg.retrieval.embedding, runtime(self.cfg.runtime))
+            self._embedder = Embedder(self.cfg.retrieval.embedding, self.runtime)
         return self._embedder
 
     def search(self, queries: list[str], k: int = 5) -> list[list[Hit]]:

@@ -15,6 +15,8 @@ index's own embedder and text:
 - `option`, for a question asked with answer options (multiple choice): the share of the best
   option's words that the chunk contains. The verifier then reads for the answer itself, not only
   for the question's words; such questions get their own head (`options` in verifier.json).
+- `cross`, when the run names a cross-encoder (raftkit/retrieval/cross.py): its score of the pair,
+  read by a model that sees the question and the chunk together.
 
 A logistic head over those features (fitted by `raftkit train` stage `verifier`, see
 raftkit/train/stages/verifier.py) gives the probability that the chunk holds the answer; a question
@@ -65,8 +67,8 @@ def words(text: str) -> list[str]:
 class Verifier:
     """A trained verifier (a `raftkit train` run of stage `verifier`) applied over `index`."""
 
-    def __init__(self, head: dict, index):
-        self.head, self.index = head, index
+    def __init__(self, head: dict, index, run: Path):
+        self.head, self.index, self.run = head, index, Path(run)
         self.features = tuple(head["features"])
 
     def head_for(self, options: list[str] | None) -> dict:
@@ -103,7 +105,14 @@ class Verifier:
 
     def featurize(self, pairs, names, options=None) -> np.ndarray:
         """The (len(pairs), len(names)) feature matrix; `options` per pair for `option`."""
-        return featurize(pairs, names, self.idf, self.tokens, options)
+        cross = self.cross if "cross" in names else None
+        return featurize(pairs, names, self.idf, self.tokens, options, cross)
+
+    @cached_property
+    def cross(self):
+        from raftkit.retrieval.cross import FOLDER, CrossScorer
+
+        return CrossScorer(str(self.run / FOLDER), self.index.runtime)
 
     @cached_property
     def tokens(self) -> TokenVectors:
@@ -114,10 +123,15 @@ class Verifier:
         return idf_of([c.text for c in self.index.chunks])
 
 
-def featurize(pairs, names, idf: dict[str, float], tokens=None, options=None) -> np.ndarray:
+def featurize(
+    pairs, names, idf: dict[str, float], tokens=None, options=None, cross=None
+) -> np.ndarray:
     """Feature matrix of (question, chunk text, cosine) pairs for the feature `names`; `options`,
-    per pair the question's answer options, is read by `option` only."""
+    per pair the question's answer options, is read by `option` only, the cross-encoder scorer
+    `cross` by `cross` only."""
     cols: dict[str, np.ndarray] = {"cosine": np.array([s for _, _, s in pairs], dtype=np.float64)}
+    if "cross" in names:
+        cols["cross"] = cross([(q, t) for q, t, _ in pairs])
     if "option" in names:
         given = options or [None] * len(pairs)
         cols["option"] = np.array([option_score(o or [], t) for (_, t, _), o in zip(pairs, given)])
@@ -265,4 +279,13 @@ def load(run: str | Path, index) -> Verifier:
             f"verifier {run} was trained with embedder {head['embedder']}, the index "
             f"'{index.name}' uses {embedder}: its scores do not carry over; train one on this index"
         )
-    return Verifier(head, index)
+    from raftkit.retrieval.cross import FOLDER
+
+    reads = [h for h in (head, head.get("options")) if h and "cross" in h["features"]]
+    folder = Path(run).expanduser() / FOLDER
+    if reads and not (folder / "config.json").is_file():
+        raise RaftkitError(
+            f"verifier {run} reads a cross-encoder but {folder} is missing: copy the whole run "
+            "folder, or train it again"
+        )
+    return Verifier(head, index, Path(run).expanduser())

@@ -24,6 +24,7 @@ from raftkit.config import Section
 from raftkit.errors import RaftkitError
 from raftkit.retrieval import verifier as V
 from raftkit.retrieval.gate import auc, separation
+from raftkit.train import cross_encoder as cross
 from raftkit.train.stage import Stage
 from raftkit.ui import progress, say
 
@@ -37,7 +38,7 @@ CANDIDATES = {
     "late": ("cosine", "maxsim", "maxsim_min"),
     "all": ("cosine", "coverage", "rare", "bigrams", "maxsim", "maxsim_min"),
 }
-Feature = Literal["cosine", "coverage", "rare", "bigrams", "maxsim", "maxsim_min"]
+Feature = Literal["cosine", "coverage", "rare", "bigrams", "maxsim", "maxsim_min", "cross"]
 
 
 class VerifierSection(Section):
@@ -65,6 +66,26 @@ class VerifierSection(Section):
         description="also fit a head for questions asked with answer options (multiple choice),"
         " with the feature `option`: whether a chunk names one of them",
     )
+    cross_encoder: str | None = Field(
+        None,
+        description="a cross-encoder (HF id, hf://org/name, local folder) whose score of each"
+        " pair is the feature `cross` (auto then also tries each set with it); with"
+        " cross_encoder_epochs it may be an encoder without a head, e.g. all-minilm-l6-v2",
+    )
+    cross_encoder_epochs: int = Field(
+        0,
+        ge=0,
+        description="fine-tune the cross-encoder on the stage's pairs first, once per fold (its"
+        " scores stay out of fold) and once on all; 0 = use it as it is",
+    )
+
+    def check(self) -> list[str]:
+        if self.cross_encoder:
+            return []
+        problems = ["features: `cross` needs cross_encoder"] if "cross" in self.features else []
+        if self.cross_encoder_epochs:
+            problems.append("cross_encoder_epochs: fine-tunes cross_encoder, which is not set")
+        return problems
 
 
 def train_verifier(cfg: TrainConfig, resume: bool = False) -> dict:
@@ -74,13 +95,9 @@ def train_verifier(cfg: TrainConfig, resume: bool = False) -> dict:
     rows, index = _build_questions(cfg)
     say(f"verifier: {len(rows)} questions of {len({r['doc_id'] for r in rows})} documents")
     pairs = _situations(index, rows, vc)
-    # every feature a candidate set needs is computed once; a fixed set computes only its own
-    names = sorted(
-        {f for c in CANDIDATES.values() for f in c} if vc.features == "auto" else vc.features
-    )
-    table = _features(index, pairs, names)
     folds = _folds(rows, vc.folds, cfg.seed)
-    head = _fit(rows, pairs, table, names, folds, vc, _sets(vc, False))
+    names, table, scorer = _table(cfg, index, rows, pairs, folds)
+    head = _fit(rows, pairs, table, names, folds, vc, _sets(vc, False, scorer))
     if vc.options:
         # the head for questions asked with answer options: the build's own options, else the
         # answer and three spans of its kind from the corpus (raftkit/raft/spans.py)
@@ -88,8 +105,12 @@ def train_verifier(cfg: TrainConfig, resume: bool = False) -> dict:
         chunk = {c.id: c.text for c in index.chunks}
         for (i, c), row in table.items():
             table[(i, c)] = np.r_[row, V.option_score(options[i], chunk[c])]
-        head["options"] = _fit(rows, pairs, table, [*names, "option"], folds, vc, _sets(vc, True))
+        head["options"] = _fit(
+            rows, pairs, table, [*names, "option"], folds, vc, _sets(vc, True, scorer)
+        )
     head.update(embedder=index.manifest["embedder"]["model"], index=str(index.path), top_k=vc.top_k)
+    if scorer:
+        cross.keep(scorer, cfg, head)
     out = Path(cfg.output_dir)
     files.write_json(out / V.HEAD_FILE, head)
     calibration = head["calibration"]
@@ -124,10 +145,29 @@ def train_verifier(cfg: TrainConfig, resume: bool = False) -> dict:
     return summary
 
 
-def _sets(vc: VerifierSection, options: bool) -> dict[str, tuple[str, ...]]:
+def _table(cfg, index, rows, pairs, folds) -> tuple[list[str], dict, object]:
+    """(feature names, {(question, chunk id): feature row}, the cross-encoder that scored the
+    column `cross`, or None): every feature a candidate set needs is computed once; a fixed set
+    computes only its own."""
+    vc = cfg.verifier
+    names = sorted(
+        {f for c in CANDIDATES.values() for f in c} if vc.features == "auto" else vc.features
+    )
+    names = [n for n in names if n != "cross"]
+    table = _features(index, pairs, names)
+    scorer = cross.add_column(cfg, index, rows, pairs, table, folds) if cross.wanted(vc) else None
+    if scorer:
+        names.append("cross")
+    return names, table, scorer
+
+
+def _sets(vc: VerifierSection, options: bool, scorer) -> dict[str, tuple[str, ...]]:
     """The feature sets to choose among: the candidates (or the one asked for), each with
-    `option` for the options head and without it for the open head."""
+    `option` for the options head and without it for the open head (and with `cross` and without
+    it when a cross-encoder scored the pairs)."""
     sets = CANDIDATES if vc.features == "auto" else {"chosen": tuple(vc.features)}
+    if scorer and vc.features == "auto":
+        sets = {**sets, **{k + "+cross": (*v, "cross") for k, v in sets.items()}}
     return {
         k + ("+option" if options else ""): (*v, "option") if options else v
         for k, v in sets.items()
@@ -354,4 +394,5 @@ STAGE = Stage(
     columns=(("question", "oracle_id", "doc_id"),),
     extra_columns=("distractor_ids", "answer", "choices"),
     column_hint="the verifier trains from a build-dataset folder",
+    preflight=cross.preflight,
 )
