@@ -33,6 +33,11 @@ def source(name: str) -> str:
     return resolve_embedder(name) if name in EMBEDDERS else resolve_path(name)
 
 
+def read_by(head: dict) -> bool:
+    """Whether a verifier head (verifier.json), or its options head, reads the feature `cross`."""
+    return any("cross" in h["features"] for h in (head, head.get("options")) if h)
+
+
 def has_head(path: str) -> bool:
     """Whether the model at `path` carries a trained sequence-classification head."""
     config = Path(path) / "config.json"

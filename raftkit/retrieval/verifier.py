@@ -279,13 +279,12 @@ def load(run: str | Path, index) -> Verifier:
             f"verifier {run} was trained with embedder {head['embedder']}, the index "
             f"'{index.name}' uses {embedder}: its scores do not carry over; train one on this index"
         )
-    from raftkit.retrieval.cross import FOLDER
+    from raftkit.retrieval.cross import FOLDER, read_by
 
-    reads = [h for h in (head, head.get("options")) if h and "cross" in h["features"]]
-    folder = Path(run).expanduser() / FOLDER
-    if reads and not (folder / "config.json").is_file():
+    folder = Path(run).expanduser()
+    if read_by(head) and not (folder / FOLDER / "config.json").is_file():
         raise RaftkitError(
-            f"verifier {run} reads a cross-encoder but {folder} is missing: copy the whole run "
-            "folder, or train it again"
+            f"verifier {run} reads a cross-encoder but {folder / FOLDER} is missing: copy the "
+            "whole run folder, or train it again"
         )
-    return Verifier(head, index, Path(run).expanduser())
+    return Verifier(head, index, folder)

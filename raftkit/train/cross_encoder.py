@@ -17,18 +17,22 @@ from raftkit.ui import progress, say
 LR = 3e-5  # a small encoder on a few thousand pairs
 
 
-def wanted(vc) -> bool:
+def _used(vc) -> bool:
     """Whether the cross-encoder scores pairs: named, and `cross` a feature or `auto` may try it."""
-    if vc.cross_encoder and vc.features != "auto" and "cross" not in vc.features:
+    return bool(vc.cross_encoder) and (vc.features == "auto" or "cross" in vc.features)
+
+
+def wanted(vc) -> bool:
+    """_used(vc), saying so when a named cross-encoder is left out by a fixed feature list."""
+    if vc.cross_encoder and not _used(vc):
         say("warning: verifier.cross_encoder is not used: verifier.features lists no `cross`")
-        return False
-    return bool(vc.cross_encoder)
+    return _used(vc)
 
 
 def preflight(cfg) -> None:
     """Before any feature is computed: the named model exists and, used as it is, has a head."""
     vc = cfg.verifier
-    if not vc.cross_encoder or (vc.features != "auto" and "cross" not in vc.features):
+    if not _used(vc):
         return
     try:
         path = X.source(vc.cross_encoder)
@@ -45,9 +49,9 @@ def add_column(cfg, index, rows, pairs, table: dict, folds: list[int]) -> X.Cros
     """Append the cross-encoder's score to every row of `table` ({(question, chunk id): row});
     returns the model the run would score with: the named one as it is, or (cross_encoder_epochs)
     the one fine-tuned on every question after one per fold gave the out-of-fold scores."""
-    from raftkit.models import runtime
+    from raftkit.train.model import runtime_of
 
-    vc, rt = cfg.verifier, runtime(cfg.runtime)
+    vc, rt = cfg.verifier, runtime_of(cfg)
     start = X.source(vc.cross_encoder)
     chunk = {c.id: c.text for c in index.chunks}
     keys = list(table)
@@ -68,14 +72,9 @@ def add_column(cfg, index, rows, pairs, table: dict, folds: list[int]) -> X.Cros
     return scorer
 
 
-def chosen(head: dict) -> bool:
-    """Whether the open head or the options head reads `cross`."""
-    return any("cross" in h["features"] for h in (head, head.get("options") or head))
-
-
 def keep(scorer: X.CrossScorer, cfg, head: dict) -> None:
     """Save the scoring model in the run and name it in `head`, when a chosen head reads it."""
-    if chosen(head):
+    if X.read_by(head):
         scorer.save(Path(cfg.output_dir) / X.FOLDER)
         vc = cfg.verifier
         head["cross_encoder"] = {"name": vc.cross_encoder, "epochs": vc.cross_encoder_epochs}
