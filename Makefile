@@ -12,6 +12,12 @@ PIP := $(PY) -m pip install -q --disable-pip-version-check
 QUIET_PIP := 2>&1 | sed -E '/is ignored: it is neither|^WARNING: Location/d'
 UV := $(VENV)/bin/uv pip install -q --python $(PY) --compile-bytecode
 
+# Tests run in TEST_WORKERS processes (pytest-xdist), a test file to a worker, each worker with its
+# share of the cores: most tests are single-threaded Python, so 2 workers on 2 cores take about a
+# third off the suite. Never run the suite beside a benchmark: they would share the cores.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile
+
 .PHONY: install test test-fast demo bench clean
 
 $(STAMP): pyproject.toml
@@ -36,10 +42,10 @@ test: install
 	# lint and format gate first: seconds, and a red line here needs no model to explain it
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" $(XDIST)
 
 # The demo, sized for 2 CPU cores: small chunks and 2 distractors keep RAFT prompts near 500 tokens,
 # and the comparison samples 48 of the 96 questions. Every step is a plain raftkit command.

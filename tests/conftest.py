@@ -13,6 +13,10 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never download
 os.environ["RAFTKIT_QUIET"] = "1"  # no progress bars in test logs
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# `make test` runs pytest-xdist workers side by side: each gets its share of the cores (set before
+# torch is imported), or the workers' thread pools fight over them and the suite gets slower.
+if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
 from raftkit.ui import quiet_libraries  # noqa: E402
 
