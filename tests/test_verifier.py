@@ -350,6 +350,59 @@ def test_compare_judges_the_candidates_and_shows_the_verifiers_best(trained, tmp
     assert hit["deep"] > hit["first"]
 
 
+def test_soft_option_matching_reads_an_inflected_answer(built_index):
+    """`option` counts whole words, so "Voss's" does not name "Mira Voss"; late interaction with
+    the encoder's token vectors does, and a page that names another person stays below it."""
+    tokens = V.TokenVectors(built_index.embedder)
+    options = ["Mira Voss", "Oskar Lind"]
+    named, other = (
+        "Mira Voss's office confirmed the vote.",
+        "Hana Ruiz's office confirmed the vote.",
+    )
+    assert V.option_score(options, named) == 0.5
+    soft_named, soft_other = (V.soft_option(options, t, tokens) for t in (named, other))
+    assert soft_named[0] > soft_other[0] + 0.1 and soft_named[1] > soft_other[1]
+    assert V.soft_option([], named, tokens) == V.soft_option([" "], named, tokens) == (0.0, 0.0)
+    pairs = [("Who?", named, 0.5), ("Who?", other, 0.5), ("Who?", named, 0.5)]
+    cols = V.featurize(pairs, list(V.SOFT), {}, tokens, [options, options, None])
+    assert cols[:2] == pytest.approx(np.array([soft_named, soft_other]), abs=1e-3)
+    assert cols[2].tolist() == [0.0, 0.0]  # a question without options
+
+
+def test_auto_tries_the_options_head_with_soft_matching(trained, monkeypatch, capsys):
+    """features: auto fits the options head with and without the soft option features, and a
+    head that reads them scores through the run as the stage computed them."""
+    from raftkit.retrieval.index import load_index
+
+    _, build, idx = trained
+    # the hashed-word embedder has no token vectors: word shares stand in for both
+    monkeypatch.setattr(V, "maxsim", lambda q, t, tokens: np.zeros((len(q), 2)))
+    monkeypatch.setattr(
+        V,
+        "soft_matches",
+        lambda texts, options, tokens: np.array(
+            [
+                [V.option_score(o or [], t), V.option_score(o or [], t) ** 2]
+                for t, o in zip(texts, options)
+            ]  # fmt: skip
+        ).reshape(-1, 2),
+    )
+    run = idx.parent / "auto"
+    capsys.readouterr()
+    assert main(["train", "--config", "recipes/verifier_tiny.yaml", "--set", f"data.path={build}",
+                 "--set", f"output_dir={run}", "--set", f"verifier.top_k={K}",
+                 "--set", "verifier.features=auto"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "features 'all+option' out-of-fold" in err and "features 'all+option+soft'" in err
+    assert "'all+soft'" not in err  # the open head never reads options
+    opts = json.loads((run / V.HEAD_FILE).read_text())["options"]
+    check = gate.build("off", str(run), "verifier", str(run), load_index("towns", idx))
+    q, text, named = "Who is the mayor of Arlen?", "The mayor of Arlen is Mira Voss.", ["Mira Voss"]
+    [[p]] = check.verifier.score([q], [[text]], [[0.5]], [named])
+    x = check.verifier.featurize([(q, text, 0.5)], opts["features"], [named])
+    assert p == pytest.approx(V.predict(opts, x)[0])
+
+
 def test_options_false_trains_no_options_head(trained, capsys):
     """verifier.options: false fits the open head only: questions asked with answer options are
     judged by it as any other question (and run.json says no options head)."""

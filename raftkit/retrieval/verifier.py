@@ -15,6 +15,9 @@ index's own embedder and text:
 - `option`, for a question asked with answer options (multiple choice): the share of the best
   option's words that the chunk contains. The verifier then reads for the answer itself, not only
   for the question's words; such questions get their own head (`options` in verifier.json).
+  `option_soft` / `option_soft_min`: the options read by late interaction, each option token's best
+  cosine with any chunk token, averaged and the weakest, for the best option: a chunk that inflects
+  or paraphrases the answer still names it.
 - `cross`, when the run names a cross-encoder (raftkit/retrieval/cross.py): its score of the pair,
   read by a model that sees the question and the chunk together.
 
@@ -38,6 +41,7 @@ import numpy as np
 from raftkit.errors import RaftkitError
 
 LATE = ("maxsim", "maxsim_min")
+SOFT = ("option_soft", "option_soft_min")  # read by the options head only, as `option` is
 HEAD_FILE = "verifier.json"  # in the run folder: features, weights, calibration
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'.%$-]*[A-Za-z0-9%]|[A-Za-z0-9]")
@@ -127,14 +131,17 @@ def featurize(
     pairs, names, idf: dict[str, float], tokens=None, options=None, cross=None
 ) -> np.ndarray:
     """Feature matrix of (question, chunk text, cosine) pairs for the feature `names`; `options`,
-    per pair the question's answer options, is read by `option` only, the cross-encoder scorer
-    `cross` by `cross` only."""
+    per pair the question's answer options, is read by `option` and SOFT only, the cross-encoder
+    scorer `cross` by `cross` only."""
     cols: dict[str, np.ndarray] = {"cosine": np.array([s for _, _, s in pairs], dtype=np.float64)}
+    given = options or [None] * len(pairs)
     if "cross" in names:
         cols["cross"] = cross([(q, t) for q, t, _ in pairs])
     if "option" in names:
-        given = options or [None] * len(pairs)
         cols["option"] = np.array([option_score(o or [], t) for (_, t, _), o in zip(pairs, given)])
+    if set(SOFT) & set(names):
+        soft = soft_matches([t for _, t, _ in pairs], given, tokens)
+        cols.update(option_soft=soft[:, 0], option_soft_min=soft[:, 1])
     if {"coverage", "rare", "bigrams"} & set(names):
         lex = np.array([lexical(q, t, idf) for q, t, _ in pairs]).reshape(-1, 3)
         cols.update(coverage=lex[:, 0], rare=lex[:, 1], bigrams=lex[:, 2])
@@ -150,6 +157,25 @@ def option_score(options: list[str], text: str) -> float:
     have = set(words(text))
     shares = [sum(w in have for w in ws) / len(ws) for ws in map(words, options) if ws]
     return max(shares, default=0.0)
+
+
+def soft_matches(texts: list[str], options: list, tokens: TokenVectors) -> np.ndarray:
+    """(len(texts), 2): `soft_option` of each text with its options (None: no options), every
+    token vector encoded in one batch first."""
+    tokens(list(texts) + [o for opts in options for o in opts or [] if o.strip()])
+    out = [soft_option(o or [], t, tokens) for t, o in zip(texts, options)]
+    return np.array(out, dtype=np.float64).reshape(-1, 2)
+
+
+def soft_option(options: list[str], text: str, tokens: TokenVectors) -> tuple[float, float]:
+    """(mean, min) over an option's tokens of the best cosine with any token of `text`, each the
+    best over the options: `option` by late interaction, so "Tarnwick's" still names "Tarnwick"."""
+    named = [o for o in options if o.strip()]
+    if not named:
+        return 0.0, 0.0
+    [t] = tokens([text])
+    best = [(o @ t.T).max(axis=1) for o in tokens(named)]
+    return max(float(b.mean()) for b in best), max(float(b.min()) for b in best)
 
 
 def idf_of(texts: list[str]) -> dict[str, float]:

@@ -96,18 +96,13 @@ def train_verifier(cfg: TrainConfig, resume: bool = False) -> dict:
     say(f"verifier: {len(rows)} questions of {len({r['doc_id'] for r in rows})} documents")
     pairs = _situations(index, rows, vc)
     folds = _folds(rows, vc.folds, cfg.seed)
-    names, table, scorer = _table(cfg, index, rows, pairs, folds)
+    # the head for questions asked with answer options reads them: the build's own options, else
+    # the answer and three spans of its kind from the corpus (raftkit/raft/spans.py)
+    options = _options(rows, index, cfg.seed) if vc.options else None
+    names, table, scorer = _table(cfg, index, rows, pairs, folds, options)
     head = _fit(rows, pairs, table, names, folds, vc, _sets(vc, False, scorer))
-    if vc.options:
-        # the head for questions asked with answer options: the build's own options, else the
-        # answer and three spans of its kind from the corpus (raftkit/raft/spans.py)
-        options = _options(rows, index, cfg.seed)
-        chunk = {c.id: c.text for c in index.chunks}
-        for (i, c), row in table.items():
-            table[(i, c)] = np.r_[row, V.option_score(options[i], chunk[c])]
-        head["options"] = _fit(
-            rows, pairs, table, [*names, "option"], folds, vc, _sets(vc, True, scorer)
-        )
+    if options:
+        head["options"] = _fit(rows, pairs, table, names, folds, vc, _sets(vc, True, scorer))
     head.update(embedder=index.manifest["embedder"]["model"], index=str(index.path), top_k=vc.top_k)
     if scorer:
         cross.keep(scorer, cfg, head)
@@ -145,16 +140,16 @@ def train_verifier(cfg: TrainConfig, resume: bool = False) -> dict:
     return summary
 
 
-def _table(cfg, index, rows, pairs, folds) -> tuple[list[str], dict, object]:
+def _table(cfg, index, rows, pairs, folds, options) -> tuple[list[str], dict, object]:
     """(feature names, {(question, chunk id): feature row}, the cross-encoder that scored the
     column `cross`, or None): every feature a candidate set needs is computed once; a fixed set
-    computes only its own."""
+    computes only its own. With `options` (per question) the options head's features too."""
     vc = cfg.verifier
-    names = sorted(
-        {f for c in CANDIDATES.values() for f in c} if vc.features == "auto" else vc.features
-    )
+    auto = vc.features == "auto"
+    names = sorted({f for c in CANDIDATES.values() for f in c} if auto else vc.features)
     names = [n for n in names if n != "cross"]
-    table = _features(index, pairs, names)
+    names += (["option", *V.SOFT] if auto else ["option"]) if options else []
+    table = _features(index, pairs, names, options)
     scorer = cross.add_column(cfg, index, rows, pairs, table, folds) if cross.wanted(vc) else None
     if scorer:
         names.append("cross")
@@ -163,15 +158,18 @@ def _table(cfg, index, rows, pairs, folds) -> tuple[list[str], dict, object]:
 
 def _sets(vc: VerifierSection, options: bool, scorer) -> dict[str, tuple[str, ...]]:
     """The feature sets to choose among: the candidates (or the one asked for), each with
-    `option` for the options head and without it for the open head (and with `cross` and without
-    it when a cross-encoder scored the pairs)."""
-    sets = CANDIDATES if vc.features == "auto" else {"chosen": tuple(vc.features)}
-    if scorer and vc.features == "auto":
+    `option` (auto: and with SOFT as well) for the options head and without them for the open
+    head (and with `cross` and without it when a cross-encoder scored the pairs)."""
+    auto = vc.features == "auto"
+    sets = CANDIDATES if auto else {"chosen": tuple(vc.features)}
+    if scorer and auto:
         sets = {**sets, **{k + "+cross": (*v, "cross") for k, v in sets.items()}}
-    return {
-        k + ("+option" if options else ""): (*v, "option") if options else v
-        for k, v in sets.items()
-    }
+    if not options:
+        return dict(sets)
+    out = {k + "+option": (*v, "option") for k, v in sets.items()}
+    if auto:  # and each with the options read by late interaction as well
+        out.update({k + "+option+soft": (*v, "option", *V.SOFT) for k, v in sets.items()})
+    return out
 
 
 def _fit(rows, pairs, table, names, folds, vc: VerifierSection, sets) -> dict:
@@ -295,8 +293,9 @@ def _situations(index, rows, vc: VerifierSection) -> list[dict]:
 GROUPS = ("present", "absent", "positive", "negative")
 
 
-def _features(index, pairs: list[dict], names: list[str]) -> dict:
-    """{(question number, chunk id): feature row} for every pair any situation uses."""
+def _features(index, pairs: list[dict], names: list[str], options=None) -> dict:
+    """{(question number, chunk id): feature row} for every pair any situation uses; `options`,
+    per question its answer options, for the options head's features."""
     keys = sorted({(i, c) for i, p in enumerate(pairs) for g in GROUPS for c in p[g]})
     chunk = {c.id: (c, n) for n, c in enumerate(index.chunks)}
     idf, tokens = V.idf_of([c.text for c in index.chunks]), V.TokenVectors(index.embedder)
@@ -309,7 +308,8 @@ def _features(index, pairs: list[dict], names: list[str]) -> dict:
             triples.append(
                 (pairs[i]["question"], text, float(pairs[i]["vector"] @ index.vectors[n]))
             )
-        out.update(zip(part, V.featurize(triples, names, idf, tokens)))
+        given = [options[i] for i, _ in part] if options else None
+        out.update(zip(part, V.featurize(triples, names, idf, tokens, given)))
     return out
 
 
