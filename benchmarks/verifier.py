@@ -23,7 +23,7 @@ import numpy as np
 import pipeline as p
 from results import bench_main, describe, table
 
-from raftkit.retrieval.gate import separation
+from raftkit.retrieval.gate import auc, separation
 
 K = 4  # chunks judged per question: the RAG systems' top_k in hallucination.py
 DEMO = p.ROOT / "corpora" / "demo"
@@ -67,7 +67,6 @@ RESAMPLES = 2000
 def auc_gain(judge: tuple, cosine: tuple, seed: int = 0) -> dict:
     """The judge's AUC minus the cosine score's, with a 95% interval from a paired bootstrap over
     the questions (each drawn question brings its answerable and its evidence-absent score)."""
-    from raftkit.retrieval.gate import auc
 
     def gain(i):
         return auc(judge[0][i], judge[1][i]) - auc(cosine[0][i], cosine[1][i])

@@ -108,7 +108,7 @@ class Verifier:
         return predict(self.head, self.featurize(pairs, self.features))
 
     def featurize(self, pairs, names, options=None) -> np.ndarray:
-        """The (len(pairs), len(names)) feature matrix; `options` per pair for `option`."""
+        """The (len(pairs), len(names)) feature matrix; `options` per pair for `option` and SOFT."""
         cross = self.cross if "cross" in names else None
         return featurize(pairs, names, self.idf, self.tokens, options, cross)
 

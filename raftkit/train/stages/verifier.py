@@ -100,9 +100,10 @@ def train_verifier(cfg: TrainConfig, resume: bool = False) -> dict:
     # the answer and three spans of its kind from the corpus (raftkit/raft/spans.py)
     options = _options(rows, index, cfg.seed) if vc.options else None
     names, table, scorer = _table(cfg, index, rows, pairs, folds, options)
-    head = _fit(rows, pairs, table, names, folds, vc, _sets(vc, False, scorer))
+    crossed = "cross" in names
+    head = _fit(rows, pairs, table, names, folds, vc, _sets(vc, False, crossed))
     if options:
-        head["options"] = _fit(rows, pairs, table, names, folds, vc, _sets(vc, True, scorer))
+        head["options"] = _fit(rows, pairs, table, names, folds, vc, _sets(vc, True, crossed))
     head.update(embedder=index.manifest["embedder"]["model"], index=str(index.path), top_k=vc.top_k)
     if scorer:
         cross.keep(scorer, cfg, head)
@@ -156,13 +157,13 @@ def _table(cfg, index, rows, pairs, folds, options) -> tuple[list[str], dict, ob
     return names, table, scorer
 
 
-def _sets(vc: VerifierSection, options: bool, scorer) -> dict[str, tuple[str, ...]]:
+def _sets(vc: VerifierSection, options: bool, crossed: bool) -> dict[str, tuple[str, ...]]:
     """The feature sets to choose among: the candidates (or the one asked for), each with
     `option` (auto: and with SOFT as well) for the options head and without them for the open
-    head (and with `cross` and without it when a cross-encoder scored the pairs)."""
+    head (and with `cross` and without it when a cross-encoder scored the pairs: `crossed`)."""
     auto = vc.features == "auto"
     sets = CANDIDATES if auto else {"chosen": tuple(vc.features)}
-    if scorer and auto:
+    if crossed and auto:
         sets = {**sets, **{k + "+cross": (*v, "cross") for k, v in sets.items()}}
     if not options:
         return dict(sets)
